@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Both install what
+# they need (a .venv, and Debian packages when run as root) and are idempotent.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+OUT    ?= runs/demo
+APT_PACKAGES := qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi clang libclang-rt-14-dev
+# Re-install only when the dependency list changes.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: demo test bench install system-packages clean
+
+demo: install
+	$(BIN)/tinyexit demo --out $(OUT) $(if $(FORCE),--force,)
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/tinyexit benchmark --out runs/benchmarks
+
+install: system-packages $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# Debian packages for the microcontroller target and the C fuzzers. Installed
+# only when missing and only as root; otherwise print the command to run.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian packages:$$missing"; \
+	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing) >/dev/null || \
+	    echo "warning: apt-get could not install$$missing; the QEMU target will be skipped"; \
+	  else echo "note: not root; to enable the microcontroller target run: sudo apt-get install -y$$missing"; fi; \
+	fi
+
+clean:
+	rm -rf build runs

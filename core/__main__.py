@@ -1,0 +1,3 @@
+from tinyexit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Training of the early-exit classifier, the plain baseline and the small baselines.
+
+Loss: weighted cross-entropy over exits plus self-distillation (the final exit
+teaches the earlier ones with a temperature-softened KL term), so the early
+exits earn their place against a smaller network of the same mean cost.
+Deterministic on CPU: fixed seeds for weights, data order and augmentation.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from tinyexit.errors import UserError
+from tinyexit.models.classifier import EarlyExitResNet, ResNetConfig, build_classifier
+from tinyexit.models.data import Split, Splits
+
+ARCH = "early_exit_resnet"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    exit_weights: tuple[float, ...] = (1.0, 0.3, 0.3)
+    distill_alpha: float = 0.5      # share of the KL-to-final-exit term in each early exit's loss
+    distill_temperature: float = 3.0
+    shift: int = 1                   # random +-pixel shifts (augmentation)
+    label_smoothing: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "exit_weights", tuple(float(w) for w in self.exit_weights))
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise UserError(f"training config {self}: epochs, batch size and lr must be positive")
+        if not 0 <= self.distill_alpha <= 1:
+            raise UserError(f"distill_alpha {self.distill_alpha}: must be in [0, 1]")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**d)
+
+
+def _augment(x: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Random integer translation by up to `shift` pixels, zero fill (per sample)."""
+    if shift == 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift))
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+    idx_n = torch.arange(n)[:, None, None, None]
+    idx_c = torch.arange(x.shape[1])[None, :, None, None]
+    return padded[idx_n, idx_c, rows, cols]
+
+
+def exit_losses(outs: list[torch.Tensor], y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    weights = cfg.exit_weights
+    if len(weights) < len(outs):
+        weights = weights + (weights[-1],) * (len(outs) - len(weights))
+    final = outs[-1]
+    t = cfg.distill_temperature
+    teacher = F.softmax(final.detach() / t, dim=1)
+    total = weights[len(outs) - 1] * F.cross_entropy(final, y, label_smoothing=cfg.label_smoothing)
+    for k, z in enumerate(outs[:-1]):
+        ce = F.cross_entropy(z, y, label_smoothing=cfg.label_smoothing)
+        kd = F.kl_div(F.log_softmax(z / t, dim=1), teacher, reduction="batchmean") * t * t
+        total = total + weights[k] * ((1 - cfg.distill_alpha) * ce + cfg.distill_alpha * kd)
+    return total
+
+
+def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConfig, desc: str) -> dict:
+    """Train in place; returns per-epoch history.  A progress bar per epoch shows loss and accuracy."""
+    torch.use_deterministic_algorithms(True)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    x = torch.from_numpy(train.x)
+    y = torch.from_numpy(train.y)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
+    history = []
+    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=True, dynamic_ncols=True)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(y), generator=gen)
+        total, correct, seen = 0.0, 0, 0
+        for i in range(0, len(y), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            xb, yb = _augment(x[idx], cfg.shift, gen), y[idx]
+            outs = model(xb)
+            loss = exit_losses(outs, yb, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+            correct += int((outs[-1].argmax(1) == yb).sum())
+            seen += len(idx)
+        val_acc = float((predict_logits(model, val.x)[-1].argmax(-1) == val.y).mean())
+        history.append({"epoch": epoch, "loss": total / seen, "train_acc": correct / seen, "val_acc": val_acc})
+        bar.set_postfix(loss=f"{total / seen:.3f}", train_acc=f"{correct / seen:.3f}", val_acc=f"{val_acc:.3f}")
+    return {"history": history}
+
+
+@torch.no_grad()
+def predict_logits(model: EarlyExitResNet, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Logits of every exit: array (E, N, C)."""
+    model.eval()
+    outs = [model(torch.from_numpy(x[i:i + batch])) for i in range(0, len(x), batch)]
+    return np.stack([np.concatenate([o[k].numpy() for o in outs]) for k in range(model.num_exits)])
+
+
+def save_checkpoint(path: Path, model: EarlyExitResNet, train_cfg: TrainConfig, extra: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"arch": ARCH, "config": model.cfg.to_dict(), "train_config": train_cfg.to_dict(),
+                "state_dict": model.state_dict(), **extra}, path)
+
+
+def load_checkpoint(path: Path) -> EarlyExitResNet:
+    """Load a classifier checkpoint; a clear error for missing, corrupt or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: checkpoint missing; run 'tinyexit train early-exit --out RUN_DIR' first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}); re-run 'tinyexit train'") from None
+    if not isinstance(ckpt, dict) or ckpt.get("arch") != ARCH:
+        arch = ckpt.get("arch") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise UserError(f"{path}: unknown architecture '{arch}' (expected '{ARCH}'); re-run 'tinyexit train'")
+    model = EarlyExitResNet(ResNetConfig.from_dict(ckpt["config"]))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise UserError(f"{path}: weights do not match the recorded architecture; re-run 'tinyexit train'") from None
+    model.eval()
+    return model
+
+
+def fit_and_save(name: str, arch: ResNetConfig, splits: Splits, cfg: TrainConfig, out: Path) -> dict:
+    """Train one network, save checkpoint and per-exit logits on val and test."""
+    t0 = time.time()
+    model = build_classifier(arch, cfg.seed)
+    info = train_model(model, splits.train, splits.val, cfg, desc=f"train {name}")
+    save_checkpoint(out / "checkpoints" / f"{name}.pt", model, cfg, {"history": info["history"]})
+    np.savez(out / "predictions" / f"{name}.npz",
+             val_logits=predict_logits(model, splits.val.x), val_y=splits.val.y,
+             test_logits=predict_logits(model, splits.test.x), test_y=splits.test.y)
+    return {"name": name, "seconds": time.time() - t0, "final_val_acc": info["history"][-1]["val_acc"]}
