@@ -17,7 +17,9 @@ _COMMAND_MODULES = (
     "tinyexit.models.cli",
     "tinyexit.export.cli",
     "tinyexit.firmware_bridge.cli",
+    "tinyexit.firmware_bridge.firmware_cli",
     "tinyexit.eval.cli",
+    "tinyexit.eval.check_cli",
     "tinyexit.pipeline_cli",
 )
 
