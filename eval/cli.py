@@ -1,4 +1,4 @@
-"""`tinyexit report` (and later `tinyexit check`)."""
+"""`tinyexit report`."""
 from __future__ import annotations
 
 
@@ -6,12 +6,20 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report/{report.md, report.json, *.png}",
                        description="Write a Markdown + JSON + PNG report from whatever the run directory holds.")
     p.add_argument("run_dir", help="a run directory made by 'tinyexit train' or 'tinyexit demo'")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="use this max-softmax threshold instead of the one chosen on the validation split")
     p.set_defaults(handler=_report)
 
 
 def _report(args) -> int:
     from tinyexit.eval.report import write_report
+    from tinyexit.models.exit_policy import ExitPolicy
+    from tinyexit.rundir import require_run_dir, update_config
 
-    out = write_report(args.run_dir)
+    run = require_run_dir(args.run_dir)
+    if args.threshold is not None:
+        ExitPolicy("max_softmax", (args.threshold,))  # validates the range
+        update_config(run, "report", {"threshold": args.threshold})
+    out = write_report(run)
     print(f"report written to {out / 'report.md'}")
     return 0

@@ -33,6 +33,9 @@ class TrainConfig:
     distill_alpha: float = 0.5      # share of the KL-to-final-exit term in each early exit's loss
     distill_temperature: float = 3.0
     shift: int = 1                   # random +-pixel shifts (augmentation)
+    rotate_deg: float = 0.0          # random rotation range (augmentation), degrees
+    scale: float = 0.0               # random zoom range, e.g. 0.1 -> [0.9, 1.1]
+    ema: float = 0.0                 # exponential moving average of weights (0 = off)
     label_smoothing: float = 0.05
     seed: int = 0
 
@@ -66,6 +69,19 @@ def _augment(x: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
     return padded[idx_n, idx_c, rows, cols]
 
 
+def _affine(x: torch.Tensor, rotate_deg: float, scale: float, gen: torch.Generator) -> torch.Tensor:
+    """Random small rotation and zoom (bilinear), for the digit strokes' natural variation."""
+    if rotate_deg == 0 and scale == 0:
+        return x
+    n = x.shape[0]
+    ang = (torch.rand(n, generator=gen) * 2 - 1) * rotate_deg * torch.pi / 180
+    s = 1 + (torch.rand(n, generator=gen) * 2 - 1) * scale
+    cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
+    theta = torch.stack([torch.stack([cos, -sin, torch.zeros(n)], 1), torch.stack([sin, cos, torch.zeros(n)], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def exit_losses(outs: list[torch.Tensor], y: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     weights = cfg.exit_weights
     if len(weights) < len(outs):
@@ -91,6 +107,8 @@ def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConf
     steps = cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
     history = []
+    averaged = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=True, dynamic_ncols=True)
     for epoch in bar:
         model.train()
@@ -98,19 +116,25 @@ def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConf
         total, correct, seen = 0.0, 0, 0
         for i in range(0, len(y), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
-            xb, yb = _augment(x[idx], cfg.shift, gen), y[idx]
+            xb = _augment(_affine(x[idx], cfg.rotate_deg, cfg.scale, gen), cfg.shift, gen)
+            yb = y[idx]
             outs = model(xb)
             loss = exit_losses(outs, yb, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             total += float(loss) * len(idx)
             correct += int((outs[-1].argmax(1) == yb).sum())
             seen += len(idx)
-        val_acc = float((predict_logits(model, val.x)[-1].argmax(-1) == val.y).mean())
+        evaluated = averaged.module if averaged is not None else model
+        val_acc = float((predict_logits(evaluated, val.x)[-1].argmax(-1) == val.y).mean())
         history.append({"epoch": epoch, "loss": total / seen, "train_acc": correct / seen, "val_acc": val_acc})
         bar.set_postfix(loss=f"{total / seen:.3f}", train_acc=f"{correct / seen:.3f}", val_acc=f"{val_acc:.3f}")
+    if averaged is not None:  # keep the weight average: lower variance across seeds
+        model.load_state_dict(averaged.module.state_dict())
     return {"history": history}
 
 

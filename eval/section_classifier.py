@@ -1,0 +1,204 @@
+"""Report section "classifier": the early-exit study answered on the test split.
+
+Reads RUN/predictions/*.npz (per-exit logits saved at training time) and counts
+MACs from the checkpoints' structure.  Accuracies are measured on data; MACs are
+analytic (modelled) counts.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.eval import study
+from tinyexit.eval.macs import count_macs, cumulative_exit_macs, segment_macs
+from tinyexit.eval.plots import figure, md_table, save
+from tinyexit.eval.report import Section
+from tinyexit.models.exit_policy import ExitPolicy
+from tinyexit.rundir import load_config
+
+ORDER = 10
+
+
+def _predictions(run: Path, name: str) -> tuple[study.Predictions, study.Predictions]:
+    from tinyexit.errors import UserError
+
+    path = run / "predictions" / f"{name}.npz"
+    try:
+        d = np.load(path)
+        return (study.Predictions(d["val_logits"], d["val_y"]), study.Predictions(d["test_logits"], d["test_y"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable predictions ({type(exc).__name__}); re-run 'tinyexit train early-exit'") from None
+
+
+def _exit_macs(run: Path, name: str, input_shape) -> list[int]:
+    from tinyexit.models.train_classifier import load_checkpoint
+
+    return cumulative_exit_macs(segment_macs(count_macs(load_checkpoint(run / "checkpoints" / f"{name}.pt"),
+                                                        input_shape)))
+
+
+def build(run_dir: Path, report_dir: Path) -> Section | None:
+    if not (run_dir / "predictions" / "early_exit.npz").is_file():
+        return None
+    cfg = load_config(run_dir)["classifier"]
+    in_shape = (cfg["arch"]["in_channels"], *_input_hw(cfg))
+    val, test = _predictions(run_dir, "early_exit")
+    cum = _exit_macs(run_dir, "early_exit", in_shape)
+    base_val, base_test = _predictions(run_dir, "baseline")
+    base_macs = _exit_macs(run_dir, "baseline", in_shape)[-1]
+
+    override = load_config(run_dir).get("report", {}).get("threshold")
+    threshold = override if override is not None else study.choose_threshold(val, cum)
+    policy = ExitPolicy("max_softmax", (threshold,))
+    chosen = study.evaluate(policy, test, cum)
+    rows = study.sweep(val, test, cum, base_macs)
+    smalls = _small_networks(run_dir, in_shape, base_macs, rows)
+    small = min(smalls, key=lambda s: abs(s["macs"] - chosen["mean_macs"])) if smalls else None
+    data = {
+        "splits": cfg.get("splits"),
+        "macs": {"full": cum[-1], "per_exit_cumulative": cum, "baseline": base_macs,
+                 "small": small["macs"] if small else None, "unit": "MACs per sample (analytic)"},
+        "accuracy": {"baseline": study.accuracy(base_test.logits[-1], base_test.y),
+                     "small": small["accuracy"] if small else None,
+                     "per_exit": [study.accuracy(test.logits[k], test.y) for k in range(len(cum))],
+                     "early_exit": chosen["accuracy"], "split": "test"},
+        "early_exit": {"policy": "max_softmax", "threshold": threshold,
+                       "chosen_on": "user (--threshold)" if override is not None else "val",
+                       "exit_fractions": chosen["exit_fractions"], "mac_ratio": chosen["mean_macs"] / base_macs,
+                       "mac_ratio_vs_full": chosen["mean_macs"] / cum[-1], "mean_macs": chosen["mean_macs"],
+                       **study.confidence_split(policy, test)},
+        "sweep": rows,
+        "small_networks": smalls,
+        "small_comparison": small["name"] if small else None,
+        "seeds": _seed_study(run_dir, in_shape),
+    }
+    spike = study.spike_threshold(rows)
+    data["spike_threshold"] = spike["threshold"]
+    data["spike"] = spike
+    data["min_threshold_beating_small"] = (study.min_threshold_beating(rows, small["accuracy"]) if small else None)
+    plots = [_plot_curve(report_dir, data), _plot_exit_bars(report_dir, rows)]
+    return Section("classifier", data, _markdown(data, plots), plots)
+
+
+def _input_hw(cfg: dict) -> tuple[int, int]:
+    return (32, 32) if cfg["dataset"] == "cifar10" else tuple(cfg.get("input_hw", (8, 8)))
+
+
+def _small_networks(run: Path, in_shape, base_macs: int, rows: list[dict]) -> list[dict]:
+    out = []
+    for path in sorted((run / "predictions").glob("small_w*.npz")):
+        _, test = _predictions(run, path.stem)
+        macs = _exit_macs(run, path.stem, in_shape)[-1]
+        acc = study.accuracy(test.logits[-1], test.y)
+        ee_acc = study.curve_accuracy_at(rows, macs / base_macs)
+        out.append({"name": path.stem, "macs": macs, "mac_ratio": macs / base_macs, "accuracy": acc,
+                    "early_exit_accuracy_at_same_macs": ee_acc,
+                    "early_exit_better": None if ee_acc is None else ee_acc > acc})
+    return out
+
+
+def _seed_study(run: Path, in_shape) -> list[dict]:
+    """Per training seed: threshold chosen on val, test accuracy gap to full depth, MAC ratio."""
+    out = []
+    names = ["early_exit"] + sorted(p.stem for p in (run / "predictions").glob("early_exit_seed*.npz"))
+    for name in names:
+        suffix = name[len("early_exit"):]
+        if not (run / "predictions" / f"baseline{suffix}.npz").is_file():
+            continue
+        val, test = _predictions(run, name)
+        cum = _exit_macs(run, name, in_shape)
+        _, base_test = _predictions(run, f"baseline{suffix}")
+        base_macs = _exit_macs(run, f"baseline{suffix}", in_shape)[-1]
+        t = study.choose_threshold(val, cum)
+        r = study.evaluate(ExitPolicy("max_softmax", (t,)), test, cum)
+        full = study.accuracy(test.logits[-1], test.y)
+        out.append({"model": name, "seed": int(m.group(1)) if (m := re.search(r"seed(\d+)", name)) else 0,
+                    "threshold": t, "early_exit_accuracy": r["accuracy"], "full_depth_accuracy": full,
+                    "baseline_accuracy": study.accuracy(base_test.logits[-1], base_test.y),
+                    "gap_vs_full_depth": r["accuracy"] - full, "mac_ratio": r["mean_macs"] / base_macs})
+    return out
+
+
+def _plot_curve(report_dir: Path, d: dict) -> str:
+    fig, ax = figure()
+    for name, style in (("max_softmax", "o-"), ("entropy", "s--"), ("patience", "^:"), ("calibrated", "d-.")):
+        pts = sorted((r["mac_ratio"], r["accuracy"]) for r in d["sweep"] if r["policy"] == name)
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], style, ms=4, label=f"early exit: {name}")
+    ax.plot([1.0], [100 * d["accuracy"]["baseline"]], "k*", ms=12, label="baseline (full network)")
+    sm = d["small_networks"]
+    ax.plot([s["mac_ratio"] for s in sm], [100 * s["accuracy"] for s in sm], "rX-", ms=9, label="small networks")
+    ee = d["early_exit"]
+    ax.plot([ee["mac_ratio"]], [100 * d["accuracy"]["early_exit"]], "go", ms=12, mfc="none",
+            label=f"chosen threshold {ee['threshold']:g} (val)")
+    ax.set_xlabel("mean MACs / baseline MACs (analytic)")
+    ax.set_ylabel("test accuracy (%)")
+    lo = min(100 * min(r["accuracy"] for r in d["sweep"]), 100 * min([s["accuracy"] for s in sm] or [1]))
+    ax.set_ylim(max(lo - 1, 80), 100)
+    ax.set_title("Accuracy vs compute (test split)")
+    ax.legend(fontsize=7, loc="lower right")
+    return save(fig, report_dir / "classifier_accuracy_vs_macs.png")
+
+
+def _plot_exit_bars(report_dir: Path, rows: list[dict]) -> str:
+    r = [row for row in rows if row["policy"] == "max_softmax"]
+    fig, ax = figure()
+    bottom = np.zeros(len(r))
+    for k in range(len(r[0]["exit_fractions"])):
+        vals = np.array([row["exit_fractions"][k] for row in r]) * 100
+        ax.bar(range(len(r)), vals, bottom=bottom, label=f"exit {k}")
+        bottom += vals
+    ax.set_xticks(range(len(r)), [f"{row['threshold']:g}" for row in r], rotation=45)
+    ax.set_xlabel("max-softmax threshold")
+    ax.set_ylabel("share of test samples (%)")
+    ax.set_title("Where samples leave, per threshold (test split)")
+    ax.legend(fontsize=8)
+    return save(fig, report_dir / "classifier_exit_fractions.png")
+
+
+def _markdown(d: dict, plots: list[str]) -> str:
+    ee, acc, macs = d["early_exit"], d["accuracy"], d["macs"]
+    small = next((s for s in d["small_networks"] if s["name"] == d["small_comparison"]), None)
+    lines = ["## Early-exit classifier (measured on the test split; MACs analytic)", "",
+             f"Splits: {d['splits']}. Threshold chosen on **val** (lowest max-softmax threshold with no val "
+             "accuracy loss at it and every higher threshold, floor 0.5); all figures below are **test**.", "",
+             md_table(["question", "answer"], [
+                 ["1. baseline accuracy", f"{100 * acc['baseline']:.2f} % at {macs['baseline']:,} MACs"],
+                 ["2. early-exit accuracy", f"{100 * acc['early_exit']:.2f} % at threshold {ee['threshold']:g}"],
+                 ["3. exit fractions", ", ".join(f"exit {k}: {100 * f:.1f} %" for k, f in enumerate(ee["exit_fractions"]))],
+                 ["3. mean confidence, exiting early / passing through",
+                  f"{_pct(ee['confidence_exiting_early'])} / {_pct(ee['confidence_passing_through'])} "
+                  f"(at exit 0: {_pct(ee['exit0_confidence_exiting_early'])} / "
+                  f"{_pct(ee['exit0_confidence_passing_through'])})"],
+                 ["4. MAC ratio vs baseline (vs full early-exit net)",
+                  f"{ee['mac_ratio']:.3f} ({ee['mac_ratio_vs_full']:.3f})"],
+                 ["4. sharpest MAC-ratio change in the sweep",
+                  f"between thresholds {d['spike']['from_threshold']:g} and {d['spike_threshold']:g} "
+                  f"(Δ = {d['spike']['mac_ratio_change']:.3f})"],
+                 ["5. small network (closest MACs)",
+                  f"{small['name']}: {100 * small['accuracy']:.2f} % at {small['macs']:,} MACs" if small else "–"],
+                 ["6. minimum threshold beating the small network", str(d["min_threshold_beating_small"])],
+             ]), "",
+             "Per-exit test accuracy: " + ", ".join(f"exit {k}: {100 * a:.2f} % ({m:,} MACs cumulative)"
+                                                    for k, (a, m) in enumerate(zip(acc["per_exit"],
+                                                                                   macs["per_exit_cumulative"]))), "",
+             "### Does early exit beat a smaller network of the same cost?", "",
+             md_table(["small network", "MAC ratio", "accuracy", "early exit at same MAC ratio", "early exit better"],
+                      [[s["name"], s["mac_ratio"], _pct(s["accuracy"]), _pct(s["early_exit_accuracy_at_same_macs"]),
+                        s["early_exit_better"]] for s in d["small_networks"]]), "",
+             "### Threshold chosen on val, across training seeds (test figures)", "",
+             md_table(["model", "threshold", "early exit", "full depth", "gap (points)", "baseline", "MAC ratio"],
+                      [[s["model"], s["threshold"], _pct(s["early_exit_accuracy"]), _pct(s["full_depth_accuracy"]),
+                        f"{100 * s['gap_vs_full_depth']:+.2f}", _pct(s["baseline_accuracy"]), s["mac_ratio"]]
+                       for s in d["seeds"]]), "",
+             "### Sweep (test accuracy; MAC ratio vs baseline)", "",
+             md_table(["policy", "threshold", "accuracy", "val accuracy", "MAC ratio", "exit fractions"],
+                      [[r["policy"], r["threshold"], _pct(r["accuracy"]), _pct(r["val_accuracy"]), r["mac_ratio"],
+                        " / ".join(f"{100 * f:.0f}%" for f in r["exit_fractions"])] for r in d["sweep"]]), ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines)
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f} %"

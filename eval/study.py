@@ -1,0 +1,139 @@
+"""The early-exit study: accuracy, exit statistics and cost of each policy on a split.
+
+Pure NumPy over saved per-exit logits (RUN/predictions/*.npz), so a report never
+re-runs a model.  Thresholds are chosen on the validation split only; headline
+numbers are on test.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinyexit.models.exit_policy import ExitPolicy, gather_exit_logits, max_softmax
+
+SWEEP = {
+    "max_softmax": (0.1, 0.15, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999),
+    "entropy": (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9),
+    "patience": (1, 2, 3),
+}
+# Fine grid for choosing a threshold on val (the sweep grid above is for reading).
+FINE_GRID = tuple(np.round(np.concatenate([np.arange(0.5, 0.95, 0.025), np.arange(0.95, 0.999, 0.005),
+                                            [0.999, 0.9995, 0.9999]]), 5))
+CONFIDENCE_FLOOR = 0.5
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-exit logits (E, N, C) and labels of one split."""
+    logits: np.ndarray
+    y: np.ndarray
+
+
+def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    return float((np.asarray(logits).argmax(-1) == y).mean())
+
+
+def evaluate(policy: ExitPolicy, p: Predictions, cumulative_macs: list[int]) -> dict:
+    """Accuracy, exit fractions and mean MACs of one policy on one split."""
+    exits = policy.exit_index(p.logits)
+    taken = gather_exit_logits(p.logits, exits)
+    n_exits = p.logits.shape[0]
+    return {"accuracy": accuracy(taken, p.y),
+            "exit_fractions": np.bincount(exits, minlength=n_exits).astype(float).__truediv__(len(exits)).tolist(),
+            "mean_macs": float(np.asarray(cumulative_macs, dtype=float)[exits].mean()),
+            "exits": exits}
+
+
+def choose_threshold(val: Predictions, cumulative_macs: list[int], grid=FINE_GRID,
+                     floor: float = CONFIDENCE_FLOOR) -> float:
+    """Lowest max-softmax threshold whose val accuracy, and that of every higher grid
+    threshold, is no lower than full depth (no loss on val), above a confidence floor.
+
+    Requiring no loss at every higher threshold too stops a lucky dip on the small
+    val split from choosing a threshold that loses accuracy on test.
+    """
+    full = accuracy(val.logits[-1], val.y)
+    ok = [evaluate(ExitPolicy("max_softmax", (t,)), val, cumulative_macs)["accuracy"] >= full - 1e-12
+          for t in grid]
+    chosen = grid[-1]
+    for t, good in zip(reversed(grid), reversed(ok)):
+        if not good or t < floor:
+            break
+        chosen = t
+    return float(chosen)
+
+
+def calibrate(val: Predictions, cumulative_macs: list[int], target_accuracy: float,
+              grid=FINE_GRID) -> tuple[float, ...]:
+    """Per-exit max-softmax thresholds meeting `target_accuracy` on val at the least mean MACs."""
+    n_free = val.logits.shape[0] - 1
+    conf = max_softmax(val.logits[:-1])                    # (E-1, N)
+    right = val.logits.argmax(-1) == val.y                 # (E, N)
+    cost = np.asarray(cumulative_macs, dtype=float)
+    best, best_cost = tuple([1.0] * n_free), np.inf
+    for ts in itertools.product(grid, repeat=n_free):
+        exits = np.full(val.y.shape, n_free)
+        for k in reversed(range(n_free)):
+            exits = np.where(conf[k] >= ts[k], k, exits)
+        acc = right[exits, np.arange(len(exits))].mean()
+        c = cost[exits].mean()
+        if acc >= target_accuracy - 1e-12 and c < best_cost:
+            best, best_cost = tuple(float(t) for t in ts), c
+    return best
+
+
+def sweep(val: Predictions, test: Predictions, cumulative_macs: list[int], baseline_macs: int) -> list[dict]:
+    """Rows of (policy, parameter) -> test/val accuracy, MAC ratios and exit fractions."""
+    rows = []
+    full_macs = cumulative_macs[-1]
+    val_full = accuracy(val.logits[-1], val.y)
+    settings = [(name, (v,)) for name, grid in SWEEP.items() for v in grid]
+    for drop in (0.0, 0.005, 0.01, 0.02):
+        settings.append(("calibrated", calibrate(val, cumulative_macs, val_full - drop)))
+    for name, params in settings:
+        policy = ExitPolicy(name, params)
+        t = evaluate(policy, test, cumulative_macs)
+        v = evaluate(policy, val, cumulative_macs)
+        rows.append({"policy": name, "threshold": params[0] if len(params) == 1 else list(params),
+                     "accuracy": t["accuracy"], "val_accuracy": v["accuracy"],
+                     "mac_ratio": t["mean_macs"] / baseline_macs, "mac_ratio_vs_full": t["mean_macs"] / full_macs,
+                     "mean_macs": t["mean_macs"], "exit_fractions": t["exit_fractions"]})
+    return rows
+
+
+def spike_threshold(rows: list[dict], policy: str = "max_softmax") -> dict:
+    """Where in the sweep the MAC ratio changes most between consecutive thresholds."""
+    r = [row for row in rows if row["policy"] == policy]
+    jumps = [abs(b["mac_ratio"] - a["mac_ratio"]) for a, b in zip(r, r[1:])]
+    i = int(np.argmax(jumps))
+    return {"threshold": r[i + 1]["threshold"], "from_threshold": r[i]["threshold"], "mac_ratio_change": jumps[i]}
+
+
+def min_threshold_beating(rows: list[dict], accuracy_to_beat: float, policy: str = "max_softmax"):
+    beating = [row["threshold"] for row in rows if row["policy"] == policy and row["accuracy"] > accuracy_to_beat]
+    return min(beating) if beating else None
+
+
+def confidence_split(policy: ExitPolicy, p: Predictions) -> dict:
+    """Mean max-softmax of samples leaving early (at their exit) vs. passing through (at the last exit),
+    plus both groups' confidence at exit 0, which is what the exit test saw."""
+    exits = policy.exit_index(p.logits)
+    conf_taken = max_softmax(gather_exit_logits(p.logits, exits))
+    conf0 = max_softmax(p.logits[0])
+    early = exits < p.logits.shape[0] - 1
+    mean = lambda a: float(a.mean()) if a.size else None
+    return {"confidence_exiting_early": mean(conf_taken[early]),
+            "confidence_passing_through": mean(conf_taken[~early]),
+            "exit0_confidence_exiting_early": mean(conf0[early]),
+            "exit0_confidence_passing_through": mean(conf0[~early])}
+
+
+def curve_accuracy_at(rows: list[dict], mac_ratio: float, policy: str = "max_softmax") -> float | None:
+    """Early-exit test accuracy at a given MAC ratio, interpolated along the threshold sweep."""
+    pts = sorted((row["mac_ratio"], row["accuracy"]) for row in rows if row["policy"] == policy)
+    xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    if mac_ratio < xs[0] or mac_ratio > xs[-1]:
+        return None
+    return float(np.interp(mac_ratio, xs, ys))
