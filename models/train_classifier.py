@@ -36,7 +36,7 @@ class TrainConfig:
     rotate_deg: float = 0.0          # random rotation range (augmentation), degrees
     scale: float = 0.0               # random zoom range, e.g. 0.1 -> [0.9, 1.1]
     ema: float = 0.0                 # exponential moving average of weights (0 = off)
-    label_smoothing: float = 0.05
+    label_smoothing: float = 0.0
     seed: int = 0
 
     def __post_init__(self):
@@ -126,7 +126,7 @@ def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConf
             sched.step()
             if averaged is not None:
                 averaged.update_parameters(model)
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             correct += int((outs[-1].argmax(1) == yb).sum())
             seen += len(idx)
         evaluated = averaged.module if averaged is not None else model
