@@ -33,8 +33,8 @@ class ResNetConfig:
 
     in_channels: int = 1
     num_classes: int = 10
-    stem_width: int = 8
-    stages: tuple[StageSpec, ...] = (StageSpec(8, 1, 1), StageSpec(32, 1, 2), StageSpec(64, 1, 2))
+    stem_width: int = 12
+    stages: tuple[StageSpec, ...] = (StageSpec(12, 1, 1), StageSpec(32, 1, 2), StageSpec(64, 1, 2))
     exits: tuple[int, ...] = (0, 1, 2)
     head_hidden: tuple[int, ...] = (32, 0, 0)  # per exit; 0 = plain pool -> linear
 

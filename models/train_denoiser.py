@@ -1,0 +1,253 @@
+"""Stage entry: `train_denoiser(splits, cfg, run_dir)` — the binary diffusion denoiser of a run.
+
+Data: the classifier's train/val/test split, binarized to ±1 at pixel value ≥ 8 of 16 (x ≥ 0.5).
+Loss: for a random training image and a uniformly drawn t, the KL divergence between the true
+posterior P(Y_{t-1} | Y_t, Y_0) and the model's reverse step, summed over pixels (closed form, see
+tinyexit.models.diffusion), for every exit head at once (the heads train jointly).
+Writes RUN/checkpoints/denoiser.pt, RUN/predictions/denoiser.json (per-step KL tables on val and
+test, the exit schedule chosen on val, samples, a diffusion strip) and config.json["denoiser"].
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from tinyexit.errors import UserError
+from tinyexit.models.data import Splits
+from tinyexit.models.denoiser import (ARCH, BinaryDenoiser, DenoiserConfig, build_denoiser, choose_exit_schedule,
+                                      device_constants, kl_table, sample)
+from tinyexit.models.diffusion import LN2, binarize, kl_terms, posterior_table, prior_term, sample_xt
+from tinyexit.rundir import update_config, write_json
+
+STRIP_STEPS = (0, 1, 2, 3, 5, 8, 12, 17, 25, 35, 50)
+
+
+@dataclass(frozen=True)
+class DenoiserRunConfig:
+    dataset: str = "digits"
+    seed: int = 0
+    epochs: int = 300                  # passes over the training images, one random t per image each
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    ema: float = 0.999                 # weight averaging (0 = off)
+    exit_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    threshold_jitter: float = 0.0      # augmentation: binarize train images at 0.5 ± U(jitter)
+    shift: int = 0                     # augmentation: random ±pixel translations
+    eval_draws: int = 2                # fresh x_t draws per image and step in the ELBO estimate
+    num_samples: int = 400
+    schedule_tolerance: float = 0.015  # allowed val bits/dim increase of the exit schedule vs full depth
+    arch: DenoiserConfig = field(default_factory=DenoiserConfig)
+
+    def __post_init__(self):
+        object.__setattr__(self, "exit_weights", tuple(float(w) for w in self.exit_weights))
+        if isinstance(self.arch, dict):
+            object.__setattr__(self, "arch", DenoiserConfig.from_dict(self.arch))
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.eval_draws < 1 or self.num_samples < 1:
+            raise UserError(f"denoiser config: epochs ({self.epochs}), batch_size, lr, eval_draws and "
+                            "num_samples must be positive")
+        if not 0 <= self.threshold_jitter < 0.5 or self.shift < 0 or not 0 <= self.ema < 1:
+            raise UserError(f"denoiser config: threshold_jitter in [0, 0.5), shift >= 0 and ema in [0, 1) "
+                            f"(got {self.threshold_jitter}, {self.shift}, {self.ema})")
+        if self.schedule_tolerance < 0:
+            raise UserError(f"schedule_tolerance {self.schedule_tolerance}: must be >= 0")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "exit_weights": list(self.exit_weights), "arch": self.arch.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DenoiserRunConfig":
+        return cls(**{**d, "exit_weights": tuple(d["exit_weights"]), "arch": DenoiserConfig.from_dict(d["arch"])})
+
+
+def _check_splits(splits: Splits) -> None:
+    if splits.input_shape[0] != 1:
+        raise UserError(f"dataset '{splits.name}': the binary denoiser needs 1-channel images, "
+                        f"got {splits.input_shape[0]} channels; use --dataset digits or a grayscale npz")
+
+
+def marginal_logits(x_pm: np.ndarray) -> np.ndarray:
+    """Per-pixel logit of P(x=+1) on ±1 training images, Laplace-smoothed (the zero-compute exit)."""
+    n_pos = (x_pm > 0).sum(0)
+    p = (n_pos + 1.0) / (len(x_pm) + 2.0)
+    return np.log(p) - np.log1p(-p)
+
+
+def _shift(x: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Random translation by up to `shift` pixels, background (−1) fill."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (shift,) * 4, value=-1.0)
+    dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(n)[:, None, None, None], 0:1, rows, cols]
+
+
+def _batch(images: torch.Tensor, idx: torch.Tensor, cfg: DenoiserRunConfig, gen: torch.Generator) -> torch.Tensor:
+    """±1 training images, with threshold jitter and shifts when configured."""
+    g = images[idx]
+    thr = 0.5 + (torch.rand(len(idx), 1, 1, 1, generator=gen) * 2 - 1) * cfg.threshold_jitter
+    x = torch.where(g >= thr, 1.0, -1.0)
+    return _shift(x, cfg.shift, gen) if cfg.shift else x
+
+
+def train_loop(model: BinaryDenoiser, images: np.ndarray, cfg: DenoiserRunConfig) -> list[dict]:
+    """Train in place on grayscale images in [0, 1] (N,1,H,W); returns per-epoch history."""
+    torch.use_deterministic_algorithms(True)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    x_all = torch.from_numpy(images)
+    table = torch.tensor(posterior_table(model.cfg.schedule), dtype=torch.float32)
+    m, T = x_all[0].numel(), model.cfg.T
+    weights = (cfg.exit_weights + (cfg.exit_weights[-1],) * model.num_exits)[:model.num_exits]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    per_epoch = (len(x_all) + cfg.batch_size - 1) // cfg.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * per_epoch,
+                                                pct_start=0.1)
+    averaged = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    history = []
+    bar = tqdm(range(cfg.epochs), desc="train denoiser", unit="epoch", dynamic_ncols=True)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(x_all), generator=gen)
+        sums = np.zeros(model.num_exits)
+        for i in range(0, len(order), cfg.batch_size):
+            x0 = _batch(x_all, order[i:i + cfg.batch_size], cfg, gen)
+            t = torch.randint(1, T + 1, (len(x0),), generator=gen)
+            xt = sample_xt(x0, t, model.cfg.schedule, gen)
+            # bits/dim scale: the loss reads as the average KL term per step and pixel
+            terms = [kl_terms(z, x0, xt, t, table).mean() / (m * LN2) for z in model(model.encode(xt, t))]
+            loss = sum(w * term for w, term in zip(weights, terms))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
+            sums += np.array([float(term.detach()) for term in terms]) * len(x0)
+        # mean KL term x T approximates the bits/dim of each exit (up to L_T)
+        row = {"epoch": epoch, "train_bits_per_dim": (sums * T / len(x_all)).tolist()}
+        history.append(row)
+        bar.set_postfix(bpd=f"{row['train_bits_per_dim'][-1]:.3f}")
+    if averaged is not None:
+        model.load_state_dict(averaged.module.state_dict())
+    model.eval()
+    return history
+
+
+def _bits(x_pm: np.ndarray) -> list[str]:
+    """±1 images as '0'/'1' strings, row-major (compact JSON)."""
+    return ["".join("1" if v > 0 else "0" for v in img.ravel()) for img in np.asarray(x_pm)]
+
+
+def _exit_macs(model: BinaryDenoiser) -> list[int]:
+    """Cumulative MACs per exit (heads on the way included), counted from the network's layers."""
+    from torch import nn
+
+    total, out = 0, []
+    for seg in model.segments:
+        for layer in seg.modules():
+            if isinstance(layer, nn.Conv2d):
+                h, w = model.cfg.in_hw  # every conv is stride 1, padding k//2: maps stay H x W
+                total += h * w * layer.out_channels * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        out.append(total)
+    return out
+
+
+def evaluate(model: BinaryDenoiser, splits: Splits, marg: np.ndarray, cfg: DenoiserRunConfig) -> dict:
+    """Per-step KL tables (val with fixed draws for selection, test for reporting, a train subset for
+    the generalization gap), the exit schedule chosen on val, and samples."""
+    arch = model.cfg
+    marg_t = torch.tensor(marg, dtype=torch.float32).reshape(1, 1, *arch.in_hw)
+    lt = prior_term(arch.schedule, int(np.prod(arch.in_hw))) / (int(np.prod(arch.in_hw)) * LN2)
+    tables = {}
+    for name, x, seed in (("val", splits.val.x, 1000), ("test", splits.test.x, 2000),
+                          ("train", splits.train.x[:len(splits.test)], 3000)):
+        print(f"denoiser: ELBO per step on {name} ({len(x)} images x {arch.T} steps x {cfg.eval_draws} draws)")
+        tables[name] = kl_table(model, torch.from_numpy(binarize(x)), marg_t, cfg.eval_draws, seed + cfg.seed)
+    macs = _exit_macs(model)
+    schedule = choose_exit_schedule(tables["val"], macs, cfg.schedule_tolerance, lt)
+    print(f"denoiser: sampling {cfg.num_samples} images at full depth and with the exit schedule")
+    full, _ = sample(model, cfg.num_samples, cfg.seed + 10, marg_t)
+    sched_samples, _ = sample(model, cfg.num_samples, cfg.seed + 10, marg_t, schedule)
+    strip_img = torch.from_numpy(binarize(splits.test.x[:1]))
+    strip = [strip_img if t == 0 else _strip_step(strip_img, t, arch, cfg.seed) for t in STRIP_STEPS if t <= arch.T]
+    return {
+        "T": arch.T, "delta": list(arch.delta), "residual": arch.residual,
+        "exit_macs": macs, "macs_per_step": macs[-1], "prior_term_bits_per_dim": lt,
+        "kl_bits_per_dim": {k: v.tolist() for k, v in tables.items()},
+        "kl_rows": ["zero_compute"] + [f"exit{k}" for k in range(model.num_exits)],
+        "eval_draws": cfg.eval_draws, "train_subset_size": len(splits.test),
+        "exit_schedule": schedule, "schedule_tolerance_val": cfg.schedule_tolerance,
+        "samples": {"full": _bits(full.numpy()), "schedule": _bits(sched_samples.numpy()), "seed": cfg.seed + 10},
+        "strip": {"t": [t for t in STRIP_STEPS if t <= arch.T], "images": _bits(torch.cat(strip).numpy()),
+                  "source": "test image 0"},
+        "image_hw": list(arch.in_hw),
+    }
+
+
+def _strip_step(x0: torch.Tensor, t: int, arch: DenoiserConfig, seed: int) -> torch.Tensor:
+    return sample_xt(x0, t, arch.schedule, torch.Generator().manual_seed(seed + 100 + t))
+
+
+def train_denoiser(splits: Splits, cfg: DenoiserRunConfig, run_dir: Path) -> dict:
+    """Train, evaluate, sample and save the denoiser of a run; returns the predictions dict."""
+    _check_splits(splits)
+    torch.set_num_threads(1)  # an 8x8 net: one thread is as fast and bit-reproducible
+    t0 = time.time()
+    run_dir = Path(run_dir)
+    arch = DenoiserConfig.from_dict({**cfg.arch.to_dict(), "in_hw": list(splits.input_shape[1:])})
+    cfg = DenoiserRunConfig.from_dict({**cfg.to_dict(), "arch": arch.to_dict()})
+    update_config(run_dir, "denoiser", {**cfg.to_dict(), "splits": splits.sizes(),
+                                        "binarize": "pixel >= 0.5 (digits: value >= 8 of 16) -> +1, else -1"})
+    marg = marginal_logits(binarize(splits.train.x))
+    model = build_denoiser(arch, cfg.seed)
+    history = train_loop(model, splits.train.x, cfg)
+    train_seconds = time.time() - t0
+    preds = evaluate(model, splits, marg, cfg)
+    preds["seconds"] = {"train": train_seconds, "total": time.time() - t0}
+    preds["history_final"] = history[-1]
+    save_denoiser(run_dir / "checkpoints" / "denoiser.pt", model, cfg, marg, preds["exit_schedule"], history)
+    write_json(run_dir / "predictions" / "denoiser.json", preds)
+    full = preds["prior_term_bits_per_dim"] + sum(preds["kl_bits_per_dim"]["test"][-1])
+    print(f"trained denoiser: test bits/dim {full:.4f} (full depth) in {preds['seconds']['total']:.1f} s")
+    return preds
+
+
+def save_denoiser(path: Path, model: BinaryDenoiser, cfg: DenoiserRunConfig, marg: np.ndarray,
+                  exit_schedule: list[int], history: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"arch": ARCH, "config": model.cfg.to_dict(), "train_config": cfg.to_dict(),
+                "state_dict": model.state_dict(), "marginal_logits": np.asarray(marg).ravel().tolist(),
+                "exit_schedule": list(exit_schedule), "history": history,
+                "device": device_constants(model.cfg, marg, exit_schedule)}, path)
+
+
+def load_denoiser(path: Path) -> tuple[BinaryDenoiser, dict]:
+    """Load a denoiser checkpoint: (model in eval mode, the checkpoint dict); clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: denoiser checkpoint missing; run 'tinyexit train denoiser --out RUN_DIR' first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
+                        "re-run 'tinyexit train denoiser'") from None
+    if not isinstance(ckpt, dict) or ckpt.get("arch") != ARCH:
+        arch = ckpt.get("arch") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise UserError(f"{path}: architecture '{arch}' is not a denoiser (expected '{ARCH}'); "
+                        "point at RUN/checkpoints/denoiser.pt or re-run 'tinyexit train denoiser'")
+    try:
+        model = BinaryDenoiser(DenoiserConfig.from_dict(ckpt["config"]))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise UserError(f"{path}: config or weights do not match a binary denoiser ({type(exc).__name__}); "
+                        "re-run 'tinyexit train denoiser'") from None
+    model.eval()
+    return model, ckpt
