@@ -1,5 +1,52 @@
-"""Subcommands of this stage (registered by tinyexit.cli)."""
+"""`tinyexit export RUN_DIR` and `tinyexit verify RUN_DIR`."""
+from __future__ import annotations
+
+import argparse
 
 
 def register(sub) -> None:
-    """Add this stage's subcommands to the `tinyexit` parser."""
+    p = sub.add_parser("export", help="export a run's models to int8 ONNX / TFLite (one subgraph per exit) / C",
+                       description="Export every trained model of RUN_DIR to RUN_DIR/export/<model>/: ONNX float and "
+                                   "QDQ int8 per segment, a multi-signature full-int8 TFLite file, per-segment "
+                                   "TFLite Micro files, the full network, manifest.json (and C sources).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--formats", default="onnx,tflite,tflm,c",
+                   help="comma-separated subset of onnx,tflite,tflm,c (TFLite files are always written: the "
+                        "manifest is read from them; default: all)")
+    p.add_argument("--models", default="", help="classifier,denoiser (default: every model the run holds)")
+    p.add_argument("--calibration-samples", type=int, default=500, help="training images used for int8 ranges")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="exit threshold recorded in the manifest (default: the run's chosen one, else 0.9)")
+    p.set_defaults(handler=_export)
+
+    v = sub.add_parser("verify", help="run every exported artifact on the test split and compare runtimes",
+                       description="Run torch float, ONNX Runtime float/int8, LiteRT int8 and TFLite Micro int8 on "
+                                   "the test split; write RUN_DIR/export/verify.json and a table; exit non-zero "
+                                   "when an int8 exit drops too much accuracy or agrees too little with float.")
+    v.add_argument("run_dir", metavar="RUN_DIR")
+    v.add_argument("--models", default="", help="classifier,denoiser (default: every exported model)")
+    v.add_argument("--max-drop", type=float, default=1.0, help="max int8 accuracy drop per exit, points (default 1)")
+    v.add_argument("--min-agreement", type=float, default=0.99,
+                   help="min top-1 agreement of int8 with torch float per exit (default 0.99)")
+    v.add_argument("--samples", type=int, default=0, help="test samples to use (default 0 = all)")
+    v.add_argument("--threshold", type=float, default=None, help="override the manifest's exit threshold")
+    v.set_defaults(handler=_verify)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tinyexit.export.config import ExportConfig
+    from tinyexit.export.exporter import export_run
+
+    export_run(args.run_dir, ExportConfig(formats=args.formats, models=args.models,
+                                          calibration_samples=args.calibration_samples, threshold=args.threshold))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from tinyexit.export.config import VerifyConfig
+    from tinyexit.export.verify import verify_run
+
+    result = verify_run(args.run_dir, VerifyConfig(max_drop_points=args.max_drop, min_agreement=args.min_agreement,
+                                                   models=args.models, samples=args.samples,
+                                                   threshold=args.threshold))
+    return 0 if result["passed"] else 1
