@@ -1,0 +1,203 @@
+"""Markdown, plots and the "where MACs mislead" notes of the bench section."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.eval.energy import label
+from tinyexit.eval.plots import figure, md_table, save
+
+# A segment or exit whose cost share differs from its MAC share by more than this is called out.
+MISLEAD_REL = 0.10
+
+
+def fmt_latency(v, unit: str) -> str:
+    if v is None:
+        return "–"
+    if unit == "instructions":
+        return f"{v:,.0f} instr"
+    for scale, name in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {name}"
+    return f"{v / 1e-9:.3g} ns"
+
+
+def _fmt(v, spec: str = ".3f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def mislead_notes(t: dict) -> list[str]:
+    """Sentences naming where the analytic MAC count is a poor guide to measured cost."""
+    notes = []
+    for e in t["per_exit"]:
+        d = e.get("ratio_rel_difference")
+        if d is not None and abs(d) > MISLEAD_REL:
+            more = "more" if d > 0 else "less"
+            notes.append(f"exit {e['exit']}: measured latency ratio {e['latency_ratio']:.3f} vs MAC ratio "
+                         f"{e['mac_ratio']:.3f} ({100 * d:+.0f} %): the path costs {more} than its MACs say")
+    segs = [s for s in t["segments"] if s["latency_median"] is not None and s["macs"]]
+    for model in sorted({s["model"] for s in segs}):
+        mine = [s for s in segs if s["model"] == model]
+        per_mac = sum(s["latency_median"] for s in mine) / sum(s["macs"] for s in mine)
+        for s in mine:
+            r = s["latency_median"] / (s["macs"] * per_mac)
+            if abs(r - 1) > MISLEAD_REL:
+                zero = ", ".join(s["zero_mac_ops"]) or "none"
+                notes.append(f"{model} segment {s['segment']}: {r:.2f}x the {model}'s average latency per MAC "
+                             f"(ops with no MACs: {zero})")
+    lm = t["latency_model"]
+    if lm.get("coefficients") and segs:
+        c, med = lm["coefficients"]["c"], float(np.median([s["latency_median"] for s in segs]))
+        if med and abs(c) / med > MISLEAD_REL:
+            notes.append(f"fixed cost per segment call c = {fmt_latency(c, t['latency_unit'])} "
+                         f"({100 * c / med:.0f} % of a median segment): invocation, exit test and "
+                         "copying that MACs ignore")
+    for row in t.get("per_layer") or []:
+        if row.get("instructions") and not row.get("macs"):
+            notes.append(f"layer {row.get('name', row.get('op', '?'))}: {row['instructions']:,} instructions, 0 MACs")
+    return notes
+
+
+def markdown(name: str, t: dict, pngs: list[str]) -> str:
+    unit = t["latency_unit"]
+    ee = t["early_exit"]
+    link = t["link"]
+    out = [f"## Bench on target `{name}` — {t['simulated_or_real']}", "",
+           f"Device: {t['device'] or '–'}. Latency is **measured** on the device "
+           f"({'instruction counts' if unit == 'instructions' else 'device clock, seconds'}); MACs are "
+           f"**analytic** (manifest). Ratios are to the {t['latency_reference']}.", "",
+           md_table(["figure", "value"], [
+               ["samples (early exit)", t["samples"]],
+               ["device-vs-host agreement: top-1 / exit / int8 logits equal",
+                f"{_pct(t['agreement_top1'])} / {_pct(t['agreement_exit'])} / {_pct(t['logits_equal'])}"],
+               ["segment overhead (chained vs monolithic, measured)", _pct(t["segment_overhead"], signed=True)],
+               ["payload efficiency (payload / wire bytes)", _pct(t["payload_efficiency"])],
+               ["link: frames / retries / CRC errors / resyncs / timeouts",
+                " / ".join(_fmt(link.get(k), "") for k in ("frames", "retries", "crc_errors", "resyncs", "timeouts"))],
+           ]), "", "### Per exit", "",
+           md_table(["exit", "MACs (analytic)", "MAC ratio", "latency median (measured)", "p90",
+                     "latency ratio", "ratio vs MACs", "energy (J)", "energy ratio", "energy is"],
+                    [[e["exit"], f"{e['macs']:,}", e["mac_ratio"], fmt_latency(e["latency_median"], unit),
+                      fmt_latency(e["latency_p90"], unit), e["latency_ratio"], _pct(e["ratio_rel_difference"], True),
+                      _fmt(e["energy_j"], ".3g"), e["energy_ratio"], label(e["energy_kind"])] for e in t["per_exit"]]),
+           "", f"Early exit on the device ({ee['samples']} samples, policy {_policy(ee.get('policy'))}): accuracy "
+           f"{_pct(ee['accuracy'])}, MAC ratio {_fmt(ee['mac_ratio'])} (analytic), latency ratio "
+           f"{_fmt(ee['latency_ratio'])} (measured), exit fractions "
+           f"{' / '.join(f'{100 * f:.1f} %' for f in ee['exit_fractions'] or [])}.", "",
+           f"Energy source: {t['per_exit'][0]['energy_source'] if t['per_exit'] else '–'}.", ""]
+    out += _model_md(t) + _sweep_md(t)
+    notes = t.get("where_macs_mislead") or []
+    out += ["### Where MACs mislead", ""] + ([f"- {n}" for n in notes] or ["- nowhere beyond 10 % on this target"])
+    if t.get("instructions_per_mac") is not None:
+        out += ["", f"Whole network: {t['instructions_per_mac']:.2f} instructions per MAC (QEMU instruction counts, "
+                "not cycles of a real chip)."]
+    if t.get("per_layer"):
+        out += ["", md_table(["layer", "MACs", "instructions", "instructions/MAC"],
+                             [[r.get("name", r.get("op")), r.get("macs"), r.get("instructions"),
+                               r.get("instructions_per_mac")] for r in t["per_layer"]])]
+    out += [""] + [f"![{p}]({p})" for p in pngs]
+    return "\n".join(out) + "\n"
+
+
+def _model_md(t: dict) -> list[str]:
+    lm, unit = t["latency_model"], t["latency_unit"]
+    head = ["### Latency model (out-of-sample errors only)", "",
+            f"latency ≈ a·MACs + b·{lm['config']['feature']} + c, least squares over {lm['points']} measured points; "
+            f"status: {lm['status']}."]
+    if not lm.get("coefficients"):
+        return head + [""]
+    co = lm["coefficients"]
+    head += [f"Coefficients (unit {unit}): a = {co['a']:.4g} per MAC, b = {co['b']:.4g} {lm['terms']['b']}, "
+             f"c = {co['c']:.4g}. Max leave-one-out error {_pct(lm['loo_max_abs_error'])}; MAC-only model "
+             f"(a·MACs + c) {_pct((lm['mac_only'] or {}).get('loo_max_abs_error'))}; MAC ratio as latency ratio: "
+             f"max abs error {_fmt(lm['mac_only_max_abs_ratio_error'])}.", "",
+             md_table(["point (left out)", "MACs", lm["config"]["feature"], "measured", "predicted (LOO)", "error",
+                       "MAC-only (LOO) error"],
+                      [[r["name"], f"{r['macs']:,.0f}", r["feature"], fmt_latency(r["measured"], unit),
+                        fmt_latency(r["predicted"], unit), _pct(r["rel_error"], True), _pct(m["rel_error"], True)]
+                       for r, m in zip(lm["loo"], lm["mac_only"]["loo"])]), ""]
+    if lm["paths"]:
+        head += ["Paths predicted from the per-segment fit (not fitted on them):", "",
+                 md_table(["path", "measured", "predicted", "error", "MAC-only error"],
+                          [[p["name"], fmt_latency(p["measured"], unit), fmt_latency(p["predicted"], unit),
+                            _pct(p["rel_error"], True), _pct(m["rel_error"], True)]
+                           for p, m in zip(lm["paths"], lm["mac_only"]["paths"])]), ""]
+    return head
+
+
+def _sweep_md(t: dict) -> list[str]:
+    if not t["sweep"]:
+        return []
+    return ["### Threshold sweep costed with measured latency", "",
+            "Exit fractions from the test split's per-exit float logits (training-time predictions); "
+            "expected MAC ratio (analytic) vs expected latency ratio (measured path latencies).", "",
+            md_table(["policy", "threshold", "MAC ratio", "latency ratio", "difference"],
+                     [[r["policy"], r["threshold"], r["mac_ratio"], r["latency_ratio"], _pct(r["rel_difference"], True)]
+                      for r in t["sweep"]]), ""]
+
+
+def _policy(p) -> str:
+    if isinstance(p, dict):
+        return f"{p.get('name')}({', '.join(f'{v:g}' for v in p.get('params') or [])})"
+    return "–" if p is None else str(p)
+
+
+def _pct(v, signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    return f"{100 * v:+.1f} %" if signed else f"{100 * v:.1f} %"
+
+
+def plots(report_dir: Path, name: str, t: dict) -> list[str]:
+    out = []
+    if any(e["latency_ratio"] is not None for e in t["per_exit"]):
+        out.append(_ratio_plot(report_dir, name, t))
+    if t["latency_model"].get("coefficients"):
+        out.append(_fit_plot(report_dir, name, t))
+    return out
+
+
+def _ratio_plot(report_dir: Path, name: str, t: dict) -> str:
+    fig, ax = figure()
+    pe = [e for e in t["per_exit"] if e["latency_ratio"] is not None]
+    ax.plot([e["mac_ratio"] for e in pe], [e["latency_ratio"] for e in pe], "o", ms=8, label="exit k (measured)")
+    for e in pe:
+        ax.annotate(f"exit {e['exit']}", (e["mac_ratio"], e["latency_ratio"]), textcoords="offset points", xytext=(5, 5))
+    sw = [r for r in t["sweep"] if r["policy"] == "max_softmax"]
+    if sw:
+        ax.plot([r["mac_ratio"] for r in sw], [r["latency_ratio"] for r in sw], ".-", alpha=0.6,
+                label="max-softmax sweep (expected)")
+    ee = t["early_exit"]
+    if ee.get("latency_ratio") is not None:
+        ax.plot([ee["mac_ratio"]], [ee["latency_ratio"]], "g*", ms=12, label="early exit on device")
+    hi = max([1.05] + [e["latency_ratio"] * 1.05 for e in pe] + [e["mac_ratio"] * 1.05 for e in pe])
+    ax.plot([0, hi], [0, hi], "k--", lw=1, label="y = x (MACs predict latency)")
+    ax.set_xlabel("MAC ratio (analytic)")
+    ax.set_ylabel(f"latency ratio (measured, {t['latency_unit']})")
+    ax.set_title(f"{name}: measured latency ratio vs MAC ratio")
+    ax.legend(fontsize=7)
+    return save(fig, report_dir / f"bench_{name}_latency_vs_mac_ratio.png")
+
+
+def _fit_plot(report_dir: Path, name: str, t: dict) -> str:
+    lm = t["latency_model"]
+    k, unit = (1e6, "µs") if t["latency_unit"] == "s" else (1.0, t["latency_unit"])
+    fig, ax = figure()
+    for kind, style in (("segment", "o"), ("monolithic", "s")):
+        pts = [r for r in lm["loo"] if r["kind"] == kind]
+        if pts:
+            ax.plot([r["macs"] for r in pts], [k * r["measured"] for r in pts], style, ms=7, label=f"{kind} (measured)")
+    pred = [r for r in lm["loo"] if r["predicted"] is not None]
+    if pred:
+        ax.plot([r["macs"] for r in pred], [k * r["predicted"] for r in pred], "rx", ms=7,
+                label="leave-one-out prediction")
+    co, feats = lm["coefficients"], [r["feature"] for r in lm["loo"]]
+    xs = np.linspace(0, max(r["macs"] for r in lm["loo"]) * 1.05, 50)
+    ax.plot(xs, k * (co["a"] * xs + co["b"] * float(np.median(feats)) + co["c"]), "k-", lw=1,
+            label=f"fit a·MACs + b·median({lm['config']['feature']}) + c")
+    ax.set_xlabel("MACs (analytic)")
+    ax.set_ylabel(f"latency ({unit}, measured)")
+    ax.set_title(f"{name}: latency vs MACs per segment")
+    ax.legend(fontsize=7)
+    return save(fig, report_dir / f"bench_{name}_latency_vs_macs.png")

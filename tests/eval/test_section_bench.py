@@ -1,0 +1,176 @@
+"""The bench report section on synthetic bench results whose latencies follow a known model."""
+import json
+
+import numpy as np
+import pytest
+
+from tinyexit.errors import UserError
+from tinyexit.eval import section_bench
+from tinyexit.eval.study import SWEEP
+
+# Classifier: 3 segments, exits after each; the monolithic model has no intermediate heads.
+CLS_SEGS = [(20000, 5), (40000, 8), (60000, 6)]          # (MACs, ops)
+CLS_FULL = (110000, 15)
+DEN_SEGS = [(30000, 4), (50000, 7)]
+DEN_FULL = (80000, 10)
+A, B, C = 1, 2000, 5000                                   # ns per MAC, per op, per call (tick_hz = 1e9)
+N = 12
+
+
+def ns(macs, ops):
+    return A * macs + B * ops + C
+
+
+def manifest(segs, full, model):
+    cum = np.cumsum([m for m, _ in segs]).tolist()
+    return {"model": model, "full_macs": full[0], "full": {"ops": [{"type": "CONV_2D"}] * full[1]},
+            "segments": [{"index": k, "macs": m, "param_bytes": 100 * k,
+                          "ops": [{"type": "CONV_2D", "macs": m}] + [{"type": "ADD", "macs": 0}] * (o - 1)}
+                         for k, (m, o) in enumerate(segs)],
+            "exits": [{"index": k, "cumulative_macs": c, "mac_ratio": c / full[0]} for k, c in enumerate(cum)],
+            "policy": {"name": "max_softmax", "params": [0.9]}}
+
+
+def lines_for(model, segs, full, scale=1, exit_test=0):
+    seg_ticks = [ns(m, o) // scale for m, o in segs]
+    out = []
+    for s in range(N):
+        for k in range(len(segs)):
+            out.append({"model": model, "sample": s, "mode": f"segment:{k}", "ticks": seg_ticks[:k + 1]})
+        out.append({"model": model, "sample": s, "mode": "full", "ticks": [ns(*full) // scale]})
+        if model == "classifier":
+            e = s % 3
+            top1 = s % 10 if s != 4 else 0
+            out.append({"model": model, "sample": s, "mode": "early_exit", "exit": e, "top1": top1, "label": s % 10,
+                        "logits": [0] * 10, "ticks": seg_ticks[:e + 1], "host_exit": e,
+                        "host_top1": top1 if s != 7 else 9, "host_logits_equal": s != 7})
+    return out
+
+
+def make_run(tmp_path, target="agent", summary=None, scale=1, tick_hz=1_000_000_000, torn=False):
+    run = tmp_path / "run"
+    (run / "report").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    for model, segs, full in (("classifier", CLS_SEGS, CLS_FULL), ("denoiser", DEN_SEGS, DEN_FULL)):
+        (run / "export" / model).mkdir(parents=True)
+        (run / "export" / model / "manifest.json").write_text(json.dumps(manifest(segs, full, model)))
+    d = run / "bench" / target
+    d.mkdir(parents=True)
+    rows = lines_for("classifier", CLS_SEGS, CLS_FULL, scale) + lines_for("denoiser", DEN_SEGS, DEN_FULL, scale)
+    text = "".join(json.dumps(r | {"tick_hz": tick_hz}) + "\n" for r in rows)
+    (d / "results.jsonl").write_text(text + ('{"sample": 99, "mo' if torn else ""))
+    (d / "summary.json").write_text(json.dumps(summary if summary is not None else {
+        "device": {"name": "host-agent", "runtime": "litert"}, "payload_efficiency": 0.93,
+        "link": {"frames": 500, "retries": 2, "crc_errors": 1, "resyncs": 1, "timeouts": 0, "bytes_on_wire": 9000}}))
+    return run
+
+
+def test_agent_target_numbers(tmp_path):
+    run = make_run(tmp_path, torn=True)
+    sec = section_bench.build(run, run / "report")
+    assert sec.key == "bench" and list(sec.data) == ["agent"]
+    t = sec.data["agent"]
+    assert t["device"] == "host-agent" and t["simulated_or_real"].startswith("host agent")
+    assert t["discarded_torn_line"] is True
+    assert t["samples"] == N and t["latency_unit"] == "s"
+    assert t["payload_efficiency"] == 0.93
+    assert t["link"] == {"frames": 500, "retries": 2, "crc_errors": 1, "resyncs": 1, "timeouts": 0,
+                         "bytes_on_wire": 9000}
+    full_s = ns(*CLS_FULL) * 1e-9
+    chain = [sum(ns(*s) for s in CLS_SEGS[:k + 1]) * 1e-9 for k in range(3)]
+    for k, e in enumerate(t["per_exit"]):
+        assert e["macs"] == sum(m for m, _ in CLS_SEGS[:k + 1])
+        assert e["mac_ratio"] == e["macs"] / CLS_FULL[0]
+        assert e["latency_median"] == pytest.approx(chain[k], rel=1e-12)
+        assert e["latency_ratio"] == pytest.approx(chain[k] / full_s, rel=1e-12)
+        assert e["energy_kind"] == "modelled" and e["energy_source"].startswith("modelled: profile 'host-cpu'")
+        assert e["energy_j"] == pytest.approx(10.0 * chain[k])
+        assert e["energy_ratio"] == pytest.approx(e["latency_ratio"])
+    assert t["segment_overhead"] == pytest.approx(chain[-1] / full_s - 1)
+    assert t["agreement_top1"] == pytest.approx(11 / 12) and t["agreement_exit"] == 1.0
+    ee = t["early_exit"]
+    exits = np.arange(N) % 3
+    assert ee["accuracy"] == pytest.approx(11 / 12)
+    assert ee["mac_ratio"] == pytest.approx(np.mean([t["per_exit"][e]["macs"] for e in exits]) / CLS_FULL[0])
+    assert ee["latency_ratio"] == pytest.approx(np.mean([chain[e] for e in exits]) / full_s)
+    assert ee["exit_fractions"] == [pytest.approx(1 / 3)] * 3
+    assert t["latency_model"]["mac_only_max_abs_ratio_error"] == pytest.approx(
+        max(abs(e["latency_ratio"] - e["mac_ratio"]) for e in t["per_exit"]))
+    assert "instructions_per_mac" not in t
+
+
+def test_latency_model_over_both_models_recovers_known_coefficients(tmp_path):
+    run = make_run(tmp_path)
+    lm = section_bench.build(run, run / "report").data["agent"]["latency_model"]
+    assert lm["points"] == 3 + 2 + 2                     # segments of both models + both monolithic models
+    assert lm["coefficients"]["a"] == pytest.approx(A * 1e-9, rel=1e-6)
+    assert lm["coefficients"]["b"] == pytest.approx(B * 1e-9, rel=1e-6)
+    assert lm["coefficients"]["c"] == pytest.approx(C * 1e-9, rel=1e-6)
+    assert lm["loo_max_abs_error"] < 1e-9 and lm["path_max_abs_error"] < 1e-9
+    assert {p["name"] for p in lm["paths"]} == {"classifier segments 0..1", "classifier segments 0..2",
+                                               "classifier monolithic", "denoiser segments 0..1",
+                                               "denoiser monolithic"}
+
+
+def test_sweep_rescored_with_measured_latency(tmp_path):
+    run = make_run(tmp_path)
+    (run / "predictions").mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(run / "predictions" / "early_exit.npz", test_logits=rng.normal(size=(3, 40, 10)) * 3,
+             test_y=rng.integers(0, 10, 40))
+    t = section_bench.build(run, run / "report").data["agent"]
+    assert len(t["sweep"]) == len(SWEEP["max_softmax"]) + len(SWEEP["entropy"])
+    first = t["sweep"][0]                                 # max-softmax 0.1: every sample leaves at exit 0
+    assert (first["policy"], first["threshold"], first["exit_fractions"]) == ("max_softmax", 0.1, [1.0, 0.0, 0.0])
+    assert first["mac_ratio"] == pytest.approx(CLS_SEGS[0][0] / CLS_FULL[0])
+    assert first["latency_ratio"] == pytest.approx(ns(*CLS_SEGS[0]) / ns(*CLS_FULL))
+    for r in t["sweep"]:
+        lat = np.array([e["latency_median"] for e in t["per_exit"]])
+        assert r["latency_ratio"] == pytest.approx(np.array(r["exit_fractions"]) @ lat / (ns(*CLS_FULL) * 1e-9))
+
+
+def test_markdown_labels_and_plots(tmp_path):
+    run = make_run(tmp_path)
+    sec = section_bench.build(run, run / "report")
+    md = sec.markdown
+    assert "## Bench on target `agent`" in md and "modelled" in md and "**measured**" in md
+    assert "Where MACs mislead" in md
+    assert "exit 0: measured latency ratio" in md      # exit 0 carries 5 fixed calls' worth of overhead
+    assert sec.plots == ["bench_agent_latency_vs_mac_ratio.png", "bench_agent_latency_vs_macs.png"]
+    for p in sec.plots:
+        assert (run / "report" / p).stat().st_size > 5000
+
+
+def test_qemu_target_reports_instructions(tmp_path):
+    layers = [{"name": "conv0", "macs": 4608, "instructions": 5000}, {"name": "mean", "macs": 0, "instructions": 640}]
+    run = make_run(tmp_path, target="qemu", scale=40, tick_hz=25_000_000,
+                   summary={"device": "mps2-an386", "icount_shift": 0, "per_layer": layers})
+    t = section_bench.build(run, run / "report").data["qemu"]
+    assert t["latency_unit"] == "instructions" and t["deterministic"] and t["tick_instructions"] == 40.0
+    assert t["simulated_or_real"].startswith("simulated")
+    full_instr = ns(*CLS_FULL) // 40 * 40
+    assert t["instructions_per_mac"] == full_instr / CLS_FULL[0]
+    assert t["per_exit"][0]["latency_median"] == ns(*CLS_SEGS[0]) // 40 * 40
+    assert t["per_exit"][0]["energy_j"] == pytest.approx(t["per_exit"][0]["latency_median"] * 3.3e-10)
+    assert t["per_layer"][0]["instructions_per_mac"] == 5000 / 4608
+    assert "instructions_per_mac" not in t["per_layer"][1]
+    assert any("mean: 640 instructions, 0 MACs" in n for n in t["where_macs_mislead"])
+    assert t["link"] == {k: None for k in ("frames", "retries", "crc_errors", "resyncs", "timeouts")}
+
+
+def test_no_bench_means_no_section(tmp_path):
+    (tmp_path / "report").mkdir()
+    assert section_bench.build(tmp_path, tmp_path / "report") is None
+
+
+def test_bad_files_give_one_line_errors(tmp_path):
+    run = make_run(tmp_path)
+    res = run / "bench" / "agent" / "results.jsonl"
+    text = res.read_text().splitlines()
+    res.write_text("\n".join(text[:3] + ["{garbage"] + text[3:]) + "\n")
+    with pytest.raises(UserError, match=r"results.jsonl: line 4 is not a JSON object; repair or delete"):
+        section_bench.build(run, run / "report")
+    res.write_text("\n".join(text) + "\n")
+    (run / "export" / "denoiser" / "manifest.json").unlink()
+    with pytest.raises(UserError, match=r"denoiser/manifest.json: missing but bench results name model 'denoiser'"):
+        section_bench.build(run, run / "report")
