@@ -168,16 +168,32 @@ def segment_feature(seg: dict, feature: str) -> float:
     return moved
 
 
-def monolithic_feature(manifest: dict, feature: str) -> float | None:
-    """The whole network's op count or bytes, when the manifest describes it (`full`)."""
+def monolithic_feature(manifest: dict, feature: str, model_dir: Path | None = None) -> float | None:
+    """The whole network's op count or bytes: from the manifest's `full` record when it has one,
+    else read from the monolithic .tflite the manifest names (needs ai-edge-litert)."""
     full = manifest.get("full")
     if not isinstance(full, dict):
+        full = _full_from_tflite(manifest, model_dir)
+    if not full:
         return None
     if feature == "ops" and full.get("ops") is not None:
         return float(len(full["ops"]))
     if feature == "bytes" and (full.get("inputs") or full.get("param_bytes") is not None):
         return segment_feature(full, "bytes")
     return None
+
+
+def _full_from_tflite(manifest: dict, model_dir: Path | None) -> dict | None:
+    rec = (manifest.get("files") or {}).get("full_tflite")
+    if model_dir is None or not rec or not (model_dir / rec["path"]).is_file():
+        return None
+    try:
+        from tinyexit.export import tflite_graph
+    except ImportError:        # a report-only install without the TFLite schema bindings
+        return None
+    sg = tflite_graph.read_file(model_dir / rec["path"])[1][0]
+    return {"ops": [{"type": op.type, "macs": op.macs} for op in sg.ops], "param_bytes": sg.param_bytes,
+            "inputs": [t.io_dict() for t in sg.input_tensors()], "outputs": [t.io_dict() for t in sg.output_tensors()]}
 
 
 def fraction(pairs) -> float | None:

@@ -23,13 +23,15 @@ import numpy as np
 
 from tinyexit.errors import UserError
 
-FEATURES = ("ops", "bytes")
-_TERM_NAMES = {"ops": "per op", "bytes": "per byte moved"}
+FEATURES = ("auto", "ops", "bytes")
+_TERM_NAMES = {"ops": "per op", "bytes": "per byte moved", "auto": "per unit of the points' feature"}
 
 
 @dataclass(frozen=True)
 class LatencyModelConfig:
-    feature: str = "ops"       # the b-term: "ops" (op count) or "bytes" (params + activations in/out)
+    # The b-term: "ops" (op count), "bytes" (params + activations in/out), or "auto": ops unless the
+    # op counts are collinear with MACs and the constant on the measured points (then bytes).
+    feature: str = "auto"
 
     def __post_init__(self):
         if self.feature not in FEATURES:
@@ -62,6 +64,12 @@ class Path:
     feature: float
     n_segments: int
     latency: float
+
+
+def full_rank(points, columns=("macs", "feature", "const")) -> bool:
+    if len(points) < len(columns):
+        return False
+    return lstsq(design(points, columns), np.zeros(len(points)))[1] == len(columns)
 
 
 def design(points, columns: tuple[str, ...]) -> np.ndarray:

@@ -8,6 +8,7 @@ here talks to a device.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from tinyexit.errors import UserError
 from tinyexit.eval import bench_results as br
 from tinyexit.eval.bench_markdown import markdown, mislead_notes, plots
 from tinyexit.eval.energy import path_energy, profile_for
-from tinyexit.eval.latency_model import LatencyModelConfig, Path as ChainPath, Point, fit_latency_model
+from tinyexit.eval.latency_model import LatencyModelConfig, Path as ChainPath, Point, fit_latency_model, full_rank
 from tinyexit.eval.report import Section
 from tinyexit.rundir import read_json
 
@@ -82,8 +83,14 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
     out["link"] = {k: link.get(k, s.get(k)) for k in LINK_KEYS} | {
         k: v for k, v in link.items() if k not in LINK_KEYS}
     out["energy_profile"] = profile.to_dict()
-    out["segments"] = _segment_rows(run, timing, manifests, cfg.feature)
-    lm = fit_latency_model(*_model_inputs(run, timing, manifests, out["segments"], cfg.feature), cfg, timing.unit)
+    out["segments"] = _segment_rows(run, timing, manifests)
+    points, paths = _model_inputs(run_dir, run, timing, manifests, out["segments"], "ops")
+    if cfg.feature == "bytes" or (cfg.feature == "auto" and not full_rank(points)):
+        cfg = replace(cfg, feature="bytes")
+        points, paths = _model_inputs(run_dir, run, timing, manifests, out["segments"], "bytes")
+    else:
+        cfg = replace(cfg, feature="ops")
+    lm = fit_latency_model(points, paths, cfg, timing.unit)
     errs = [abs(e["latency_ratio"] - e["mac_ratio"]) for e in out["per_exit"]
             if e["latency_ratio"] is not None and e["mac_ratio"] is not None]
     lm["mac_only_max_abs_ratio_error"] = max(errs) if errs else None
@@ -184,32 +191,33 @@ def _segment_overhead(run, timing, model: str, man: dict) -> float | None:
     return run.summary.get("segment_overhead")
 
 
-def _segment_rows(run, timing, manifests: dict, feature: str) -> list[dict]:
+def _segment_rows(run, timing, manifests: dict) -> list[dict]:
     rows = []
     for model, man in manifests.items():
         for j, seg in enumerate(man["segments"]):
             st = br.stats(br.segment_latencies(run, timing, model, j))
             ops = seg.get("ops") or []
-            rows.append({"model": model, "segment": j, "macs": seg["macs"], "feature": br.segment_feature(seg, feature),
+            rows.append({"model": model, "segment": j, "macs": seg["macs"], "ops": br.segment_feature(seg, "ops"),
+                         "bytes": br.segment_feature(seg, "bytes"),
                          "op_types": sorted({o.get("type", "?") for o in ops}),
                          "zero_mac_ops": sorted({o.get("type", "?") for o in ops if not o.get("macs")}),
                          "latency_median": st["median"], "latency_p90": st["p90"], "latency_n": st["n"]})
     return rows
 
 
-def _model_inputs(run, timing, manifests: dict, seg_rows: list[dict], feature: str):
-    points = [Point(f"{r['model']} segment {r['segment']}", "segment", r["macs"], r["feature"], r["latency_median"])
+def _model_inputs(run_dir: Path, run, timing, manifests: dict, seg_rows: list[dict], feature: str):
+    points = [Point(f"{r['model']} segment {r['segment']}", "segment", r["macs"], r[feature], r["latency_median"])
               for r in seg_rows if r["latency_median"] is not None]
     paths = []
     for model, man in manifests.items():
-        feats = [r["feature"] for r in seg_rows if r["model"] == model]
+        feats = [r[feature] for r in seg_rows if r["model"] == model]
         for k in range(len(man["segments"])):
             lat = br.stats(br.path_latencies(run, timing, model, f"segment:{k}"))["median"]
             if lat is not None and k > 0:   # k = 0 is segment 0 itself, already a point
                 macs = sum(s["macs"] for s in man["segments"][:k + 1])
                 paths.append(ChainPath(f"{model} segments 0..{k}", macs, sum(feats[:k + 1]), k + 1, lat))
         full = br.stats(br.path_latencies(run, timing, model, "full"))["median"]
-        mono = br.monolithic_feature(man, feature)
+        mono = br.monolithic_feature(man, feature, run_dir / "export" / model)
         if full is not None and mono is not None:
             points.append(Point(f"{model} monolithic", "monolithic", man["full_macs"], mono, full))
             paths.append(ChainPath(f"{model} monolithic", man["full_macs"], mono, 1, full))

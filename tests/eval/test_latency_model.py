@@ -86,5 +86,5 @@ def test_monolithic_points_are_left_out_of_the_path_fit():
 def test_config_validation_and_round_trip():
     cfg = LatencyModelConfig("bytes")
     assert LatencyModelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(UserError, match="feature 'flops': unknown; use one of ops, bytes"):
+    with pytest.raises(UserError, match="feature 'flops': unknown; use one of auto, ops, bytes"):
         LatencyModelConfig("flops")

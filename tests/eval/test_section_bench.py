@@ -1,5 +1,6 @@
 """The bench report section on synthetic bench results whose latencies follow a known model."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -174,3 +175,21 @@ def test_bad_files_give_one_line_errors(tmp_path):
     (run / "export" / "denoiser" / "manifest.json").unlink()
     with pytest.raises(UserError, match=r"denoiser/manifest.json: missing but bench results name model 'denoiser'"):
         section_bench.build(run, run / "report")
+
+
+def test_auto_feature_falls_back_to_bytes_when_op_counts_are_collinear(tmp_path, monkeypatch):
+    # every segment and monolithic model with 7 ops (as the default classifier's segments are): the op
+    # column equals 7 x the constant, so the fit uses bytes moved instead
+    monkeypatch.setattr(sys.modules[__name__], "CLS_SEGS", [(20000, 7), (40000, 7), (60000, 7)])
+    monkeypatch.setattr(sys.modules[__name__], "CLS_FULL", (110000, 7))
+    monkeypatch.setattr(sys.modules[__name__], "DEN_SEGS", [(30000, 7), (50000, 7)])
+    monkeypatch.setattr(sys.modules[__name__], "DEN_FULL", (80000, 7))
+    run = make_run(tmp_path)
+    (run / "export" / "classifier" / "manifest.json").write_text(json.dumps(
+        manifest(CLS_SEGS, CLS_FULL, "classifier") | {"full": {"param_bytes": 900}}))
+    t = section_bench.build(run, run / "report").data["agent"]
+    lm = t["latency_model"]
+    assert lm["config"]["feature"] == "bytes" and lm["terms"]["b"] == "per byte moved"
+    # bytes = param_bytes (100 k) only; the denoiser's monolithic model has no byte count, so it is left out
+    assert [p["feature"] for p in lm["loo"]] == [0, 100, 200, 0, 100, 900]
+    assert [r["ops"] for r in t["segments"]] == [7] * 5
