@@ -24,6 +24,7 @@ class FamilyData:
     test_y: np.ndarray           # labels (classifier) or clean targets (denoiser)
     float_input_range: tuple[float, float]
     manifest_extra: dict = field(default_factory=dict)
+    test_images: np.ndarray | None = None   # the raw test images, when test_x is derived from them
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def lower_module(m, name: str) -> list:
     from tinyexit.models import blocks
 
     rules = {blocks.ConvBN: _conv_bn, blocks.BasicBlock: _basic_block, blocks.ExitHead: _exit_head,
-             nn.Conv2d: _plain_conv, nn.Linear: _linear}
+             nn.Conv2d: _plain_conv, nn.Linear: _linear, **_family_rules()}
     for cls, rule in rules.items():
         if type(m) is cls:
             return rule(m, name)
@@ -93,6 +93,19 @@ def lower_module(m, name: str) -> list:
             return [Act(act, name)]
     raise UserError(f"{name}: module type {type(m).__name__} has no export rule; build the network from "
                     "tinyexit.models.blocks or add a rule in tinyexit/export/lower.py")
+
+
+def _family_rules() -> dict:
+    """Blocks a model family defines beside the shared vocabulary (imported only if that family exists)."""
+    import importlib.util
+
+    rules = {}
+    if importlib.util.find_spec("tinyexit.models.denoiser") is not None:
+        from tinyexit.models.denoiser import PixelHead
+
+        # x0-logits head: 1x1 ConvBN-ReLU then a 1x1 conv with bias, applied in that order.
+        rules[PixelHead] = lambda m, name: _sequence([(f"{name}.pre", m.pre), (f"{name}.out", m.out)])
+    return rules
 
 
 def _sequence(children) -> list:

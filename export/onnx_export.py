@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def export_float(segment, example: np.ndarray, path: Path) -> None:
     names = ["logits"] if segment.last else ["logits", "features"]
     batch = torch.export.Dim("batch", min=1, max=4096)
     sink = io.StringIO()
-    with torch.no_grad(), redirect_stdout(sink), redirect_stderr(sink):
+    with torch.no_grad(), redirect_stdout(sink), redirect_stderr(sink), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notices from torch.export internals
         program = torch.onnx.export(segment, (torch.from_numpy(example[:2]),), dynamo=True, external_data=False,
                                     input_names=["x"], output_names=names, dynamic_shapes={"x": {0: batch}},
                                     opset_version=20, verbose=False, optimize=True)

@@ -70,7 +70,7 @@ def ort_chain(paths: list[Path], x_nchw: np.ndarray) -> ChainResult:
     return ChainResult(logits)
 
 
-def _litert(buf: bytes, label: str, reference: bool = False):
+def litert_interpreter(buf: bytes, label: str, reference: bool = False):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
@@ -82,7 +82,7 @@ def _litert(buf: bytes, label: str, reference: bool = False):
 
 def check_loads(path: Path) -> None:
     """A TFLite file LiteRT can allocate (catches damage the flatbuffer reader cannot see)."""
-    interp = _litert(Path(path).read_bytes(), str(path))
+    interp = litert_interpreter(Path(path).read_bytes(), str(path))
     try:
         interp.allocate_tensors()
     except Exception as exc:
@@ -91,14 +91,18 @@ def check_loads(path: Path) -> None:
 
 def litert_chain(path: Path, manifest: dict, x_nhwc: np.ndarray) -> ChainResult:
     """The multi-signature file, one signature per segment, int8 features handed on unchanged."""
-    interp = _litert(Path(path).read_bytes(), str(path))
-    runners = [interp.get_signature_runner(s["signature"]) for s in manifest["segments"]]
+    interp = litert_interpreter(Path(path).read_bytes(), str(path))
+    return litert_chain_with([interp.get_signature_runner(s["signature"]) for s in manifest["segments"]],
+                             manifest, x_nhwc)
+
+
+def litert_chain_with(runners: list, manifest: dict, x_nhwc: np.ndarray) -> ChainResult:
     return _chain(manifest, x_nhwc, lambda k, q: runners[k](x=q[None]))
 
 
 def segment_runner_litert_ref(path: Path):
     """Single-subgraph file on LiteRT's reference kernels: int8 input -> [int8 outputs in subgraph order]."""
-    interp = _litert(Path(path).read_bytes(), str(path), reference=True)
+    interp = litert_interpreter(Path(path).read_bytes(), str(path), reference=True)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]["index"]
     outs = [d["index"] for d in interp.get_output_details()]

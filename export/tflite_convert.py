@@ -9,8 +9,11 @@ their quantization bit-identical).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,11 +91,31 @@ def _convert(tf, saved_model: str, keys: list[str], data: dict[str, np.ndarray])
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     try:
-        return bytes(conv.convert())
+        with warnings.catch_warnings(), _native_output_silenced():
+            warnings.simplefilter("ignore")  # the converter's calibrator still uses tf.lite.Interpreter
+            return bytes(conv.convert())
     except Exception as exc:  # the converter reports unsupported ops as generic errors
         raise UserError(f"TFLite conversion of {', '.join(keys)} failed ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''}); the network uses an op TFLite int8 "
                         "cannot express") from None
+
+
+@contextlib.contextmanager
+def _native_output_silenced():
+    """The converter's C++ code prints to the process's stdout/stderr; keep the progress lines readable."""
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "wb") as null:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def float_check(segments: list[SegmentIR], torch_segments, x_nchw: np.ndarray, tol: float = 1e-3) -> list[float]:
