@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tinyexit.eval import study
-from tinyexit.models.exit_policy import ExitPolicy
+from tinyexit.models.exit_policy import ExitPolicy, gather_exit_logits
 
 CUM = [100, 300, 1000]
 
@@ -29,18 +29,23 @@ def test_evaluate_counts_exits_and_cost():
     assert r["accuracy"] == study.accuracy(p.logits[2], p.y)
 
 
-def test_choose_threshold_loses_nothing_on_val():
+def _changed_answers(p, t):
+    exits = ExitPolicy("max_softmax", (t,)).exit_index(p.logits)
+    return int((gather_exit_logits(p.logits, exits).argmax(-1) != p.logits[-1].argmax(-1)).sum())
+
+
+def test_choose_threshold_changes_no_full_depth_answer_on_val():
     val = _preds(1)
-    t = study.choose_threshold(val, CUM)
-    full = study.accuracy(val.logits[-1], val.y)
-    assert t >= study.CONFIDENCE_FLOOR
+    val.logits[0, :5] = val.logits[2, :5] * 3  # a few confident exit-0 answers agreeing with full depth
+    t = study.choose_threshold(val, CUM, floor=0.5)
+    assert 0.5 <= t < 1
     for g in study.FINE_GRID:
         if g >= t:
-            assert study.evaluate(ExitPolicy("max_softmax", (g,)), val, CUM)["accuracy"] >= full
-    # It is the lowest such threshold: one grid step lower loses accuracy (or hits the floor).
+            assert _changed_answers(val, g) == 0
+    # It is the lowest such threshold: one grid step lower changes an answer (or is below the floor).
     lower = [g for g in study.FINE_GRID if g < t]
-    if lower and lower[-1] >= study.CONFIDENCE_FLOOR:
-        assert study.evaluate(ExitPolicy("max_softmax", (lower[-1],)), val, CUM)["accuracy"] < full
+    assert lower and _changed_answers(val, lower[-1]) > 0
+    assert study.choose_threshold(val, CUM) >= study.CONFIDENCE_FLOOR == 0.9
 
 
 def test_calibrated_meets_target_at_least_cost():
@@ -68,7 +73,13 @@ def test_sweep_spike_and_min_threshold():
     acc = ms[5]["accuracy"] - 1e-9
     assert study.min_threshold_beating(rows, acc) == min(r["threshold"] for r in ms if r["accuracy"] > acc)
     assert study.min_threshold_beating(rows, 1.0) is None
-    assert {r["policy"] for r in rows} == {"max_softmax", "entropy", "patience", "calibrated"}
+    assert {r["policy"] for r in rows} == {"max_softmax", "entropy", "patience", "calibrated", "fixed_exit"}
+    fixed = [r for r in rows if r["policy"] == "fixed_exit"]
+    assert [r["mac_ratio"] for r in fixed] == [m / 900 for m in CUM]
+    # The curve reaches the full-depth end point and interpolates linearly up to it.
+    top = max(ms, key=lambda r: r["mac_ratio"])
+    mid = (top["mac_ratio"] + 1000 / 900) / 2
+    assert study.curve_accuracy_at(rows, mid) == pytest.approx((top["accuracy"] + fixed[-1]["accuracy"]) / 2)
 
 
 def test_confidence_split():
