@@ -1,0 +1,259 @@
+"""C code generation from the per-segment int8 TFLite files (stage entry: `generate_c`).
+
+    generate_c([segment_0.int8.tflite, ...], CodegenConfig) -> CSources
+    generate_c_for_run(run_dir, "classifier") -> RUN/export/classifier/c/
+
+The output is plain C99 for the kernels in firmware_bridge/firmware/kernels:
+weights and per-channel requantization parameters as `static const` arrays
+(prepared on the host), one function per exit segment `<model>_exit<k>_run`,
+a static schedule, and one arena whose offsets come from a liveness plan in
+which each segment's input is the previous segment's features, in place.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit import __version__
+from tinyexit.errors import UserError
+from tinyexit.export.codegen_emit import layer_call, layer_decl, scratch_assert
+from tinyexit.export.codegen_graph import Graph, read_tflite
+from tinyexit.export.codegen_lower import Layer, lower
+from tinyexit.export.codegen_plan import collect_buffers, plan_arena, scratch_bytes
+
+_HEX = re.compile(r"^[0-9a-f]*$")
+
+
+@dataclass(frozen=True)
+class CodegenConfig:
+    model_name: str = "model"            # C symbol prefix and file stem
+    artifact_hash: str = ""              # the manifest's artifact_hash; the device reports it
+    source_checkpoint_sha256: str = ""   # written into the header comment
+    config_sha256: str = ""
+    arena_limit: int | None = None       # bytes; refuse larger plans
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,31}", self.model_name):
+            raise UserError(f"model name '{self.model_name}': must be a C identifier (letters, digits, _)")
+        for key in ("artifact_hash", "source_checkpoint_sha256", "config_sha256"):
+            if not _HEX.match(getattr(self, key)):
+                raise UserError(f"codegen {key} '{getattr(self, key)}': must be lower-case hex")
+        if self.arena_limit is not None and self.arena_limit <= 0:
+            raise UserError(f"arena_limit {self.arena_limit}: must be a positive byte count")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CodegenConfig":
+        return cls(**d)
+
+
+@dataclass
+class CSources:
+    model_name: str
+    files: dict[str, str]
+    arena_bytes: int
+    peak_live_bytes: int
+    weight_bytes: int
+    source_sha256: str
+    layers: list[dict] = field(default_factory=list)
+    segments: list[dict] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "files"}
+
+    def write(self, out_dir: str | Path) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in self.files.items():
+            (out / name).write_text(text)
+        (out / "codegen.json").write_text(json.dumps({"tinyexit_version": __version__, **self.summary()},
+                                                     indent=2) + "\n")
+        return out
+
+
+def generate_c(tflite_paths_or_bytes: list, cfg: CodegenConfig) -> CSources:
+    """Per-segment single-subgraph int8 TFLite files (paths or bytes), in segment order -> C sources."""
+    blobs = [_read(x, i) for i, x in enumerate(tflite_paths_or_bytes)]
+    if not blobs:
+        raise UserError("generate_c: no segment files given; pass export/<model>/tflm/segment_k.int8.tflite")
+    graphs = [read_tflite(data, name) for name, data in blobs]
+    layered = [(g, lower(g)) for g in graphs]
+    roles = [_segment_roles(graphs, k) for k in range(len(graphs))]
+    alias = {(k + 1, graphs[k + 1].inputs[0]): ("t", k, roles[k]["features"]) for k in range(len(graphs) - 1)}
+
+    def canonical(seg: int, idx: int) -> tuple:
+        return alias.get((seg, idx), ("t", seg, idx))
+
+    segs, g0 = [], 0
+    for g, layers in layered:
+        segs.append((g, layers, g0))
+        g0 += len(layers)
+    plan = plan_arena(collect_buffers(segs, canonical), cfg.arena_limit)
+    source_sha = hashlib.sha256("".join(g.sha256 for g in graphs).encode()).hexdigest()
+    return _emit(cfg, segs, roles, plan, canonical, source_sha)
+
+
+def _read(x, i: int) -> tuple[str, bytes]:
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return f"segment_{i}", bytes(x)
+    path = Path(x)
+    try:
+        return str(path), path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: segment file missing; run 'tinyexit export RUN_DIR' first") from None
+
+
+def _segment_roles(graphs: list[Graph], k: int) -> dict:
+    """Which output is the exit's logits and which the features for segment k+1."""
+    g = graphs[k]
+    last = k == len(graphs) - 1
+    if len(g.inputs) != 1:
+        raise UserError(f"{g.name}: has {len(g.inputs)} inputs; a segment takes exactly one")
+    if last:
+        if len(g.outputs) != 1:
+            raise UserError(f"{g.name}: the last segment must return only its logits, found {len(g.outputs)} outputs")
+        return {"logits": g.outputs[0], "features": None}
+    if len(g.outputs) != 2:
+        raise UserError(f"{g.name}: segment {k} must return (logits, features), found {len(g.outputs)} outputs")
+    nxt = graphs[k + 1].tensors[graphs[k + 1].inputs[0]]
+    by_name = {g.tensors[i].name.split(":")[0].split(";")[0]: i for i in g.outputs}
+    feat = by_name.get("features")
+    if feat is None:
+        cands = [i for i in g.outputs if g.tensors[i].shape == nxt.shape]
+        feat = cands[-1] if cands else g.outputs[1]
+    logits = next(i for i in g.outputs if i != feat)
+    f = g.tensors[feat]
+    if f.shape != nxt.shape or f.dtype != nxt.dtype:
+        raise UserError(f"{g.name}: features {f.shape} do not match the next segment's input {nxt.shape}; "
+                        "re-run 'tinyexit export'")
+    if not (np.array_equal(f.scale, nxt.scale) and np.array_equal(f.zero_point, nxt.zero_point)):
+        raise UserError(f"{g.name}: features quantization ({f.scale}, {f.zero_point}) differs from segment {k + 1}'s "
+                        f"input ({nxt.scale}, {nxt.zero_point}); the boundary must be bit-identical - re-run "
+                        "'tinyexit export'")
+    return {"logits": logits, "features": feat}
+
+
+def _emit(cfg: CodegenConfig, segs, roles, plan, canonical, source_sha: str) -> CSources:
+    name, up = cfg.model_name, cfg.model_name.upper()
+    decls, funcs, seg_rows, layer_rows, asserts = [], [], [], [], []
+    weight_bytes = 0
+    for k, (g, layers, g0) in enumerate(segs):
+        body = []
+        for i, layer in enumerate(layers):
+            gi = g0 + i
+            sym = f"{name}_L{gi}"
+            decls.append(layer_decl(sym, layer))
+            weight_bytes += _const_bytes(layer)
+            ins = [plan.offset(canonical(k, t)) for t in layer.inputs]
+            out = plan.offset(canonical(k, layer.outputs[0]))
+            scr = plan.offset(("scratch", gi)) if scratch_bytes(layer) else None
+            if scr is not None:
+                asserts.append(scratch_assert(sym, layer, scratch_bytes(layer)))
+            body.append(f"    {layer_call(sym, layer, ins, out, scr)}\n    te_layer_done({gi});")
+            layer_rows.append({"index": gi, "segment": k, "name": f"seg{k}/{layer.label}", "kind": layer.kind,
+                               "macs": layer.macs, "scratch_bytes": scratch_bytes(layer)})
+        funcs.append(f"void {name}_exit{k}_run(int8_t *arena)\n{{\n" + "\n".join(body) + "\n}\n")
+        seg_rows.append(_segment_row(k, g, layers, g0, roles[k], plan, canonical))
+    header = _banner(cfg, source_sha)
+    h = _model_header(header, name, up, plan.arena_bytes, segs)
+    c = (header + f'#include "te_kernels.h"\n#include "{name}_model.h"\n\n'
+         + "\n".join(decls) + "\n" + "".join(asserts) + "\n" + "\n".join(funcs) + "\n"
+         + _descriptor(name, up, cfg, source_sha, seg_rows, layer_rows))
+    return CSources(name, {f"{name}_model.h": h, f"{name}_model.c": c}, plan.arena_bytes, plan.peak_live_bytes,
+                    weight_bytes, source_sha, layer_rows, seg_rows, cfg.to_dict())
+
+
+def _const_bytes(layer: Layer) -> int:
+    p = layer.p
+    if layer.kind in ("conv", "dwconv", "fc"):
+        return int(p["weights"].size + 4 * p["bias_folded"].size + 5 * p["rq"].mult.size)
+    return 256 if layer.kind == "logistic" else 0
+
+
+def _segment_row(k, g, layers, g0, role, plan, canonical) -> dict:
+    lt = g.tensors[role["logits"]]
+    scale, zp = lt.qparams
+    feat = role["features"]
+    return {"index": k, "in_offset": plan.offset(canonical(k, g.inputs[0])),
+            "in_bytes": g.tensors[g.inputs[0]].nbytes, "in_shape": list(g.tensors[g.inputs[0]].shape),
+            "logits_offset": plan.offset(canonical(k, role["logits"])), "num_classes": lt.nbytes,
+            "logits_shape": list(lt.shape),
+            "feat_offset": plan.offset(canonical(k, feat)) if feat is not None else 0,
+            "feat_bytes": g.tensors[feat].nbytes if feat is not None else 0,
+            "logits_scale": scale, "logits_zp": zp, "first_layer": g0, "num_layers": len(layers),
+            "macs": int(sum(layer.macs for layer in layers)), "source_sha256": g.sha256}
+
+
+def _banner(cfg: CodegenConfig, source_sha: str) -> str:
+    return ("/* Generated by tinyexit " + __version__ + " (export/codegen.py) - do not edit.\n"
+            f" * model: {cfg.model_name}\n"
+            f" * source .tflite segments sha256: {source_sha}\n"
+            f" * source checkpoint sha256: {cfg.source_checkpoint_sha256 or 'n/a'}\n"
+            f" * config sha256: {cfg.config_sha256 or 'n/a'}\n"
+            f" * codegen config sha256: {hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()}\n"
+            f" * artifact hash: {cfg.artifact_hash or 'n/a'}\n */\n")
+
+
+def _model_header(banner: str, name: str, up: str, arena: int, segs) -> str:
+    protos = "".join(f"void {name}_exit{k}_run(int8_t *arena);\n" for k in range(len(segs)))
+    n_layers = sum(len(layers) for _, layers, _ in segs)
+    return (banner + f"#ifndef {up}_MODEL_H\n#define {up}_MODEL_H\n\n#include <stdint.h>\n#include \"te_model.h\"\n\n"
+            f"#define {up}_ARENA_BYTES {arena}u\n#define {up}_NUM_SEGMENTS {len(segs)}u\n"
+            f"#define {up}_NUM_LAYERS {n_layers}u\n\n{protos}\nextern const te_model_t {name}_model;\n\n#endif\n")
+
+
+def _descriptor(name, up, cfg, source_sha, seg_rows, layer_rows) -> str:
+    segs = []
+    for s in seg_rows:
+        segs.append(f"    {{{name}_exit{s['index']}_run, {s['in_offset']}u, {s['in_bytes']}u, {s['logits_offset']}u, "
+                    f"{s['num_classes']}u, {s['feat_offset']}u, {s['feat_bytes']}u, {float(s['logits_scale'])!r}f, "
+                    f"{s['logits_zp']}, {s['first_layer']}u, {s['num_layers']}u, {s['macs']}u}}")
+    names = ",\n    ".join(f'"{row["name"]}"' for row in layer_rows)
+    macs = ", ".join(f"{row['macs']}u" for row in layer_rows)
+    return (f"static int8_t {name}_arena[{up}_ARENA_BYTES] __attribute__((aligned(8)));\n\n"
+            f"static const te_segment_t {name}_segments[{up}_NUM_SEGMENTS] = {{\n" + ",\n".join(segs) + "\n};\n\n"
+            f"static const char *const {name}_layer_names[{up}_NUM_LAYERS] = {{\n    {names}\n}};\n\n"
+            f"static const uint32_t {name}_layer_macs[{up}_NUM_LAYERS] = {{{macs}}};\n\n"
+            f"const te_model_t {name}_model = {{\n    \"{name}\", \"{cfg.artifact_hash}\", \"{source_sha}\",\n"
+            f"    {name}_arena, {up}_ARENA_BYTES, {up}_NUM_SEGMENTS, {name}_segments,\n"
+            f"    {up}_NUM_LAYERS, {name}_layer_names, {name}_layer_macs\n}};\n")
+
+
+def generate_c_for_run(run_dir: str | Path, model_name: str, cfg: CodegenConfig | None = None) -> Path:
+    """RUN/export/<model>/tflm/segment_k.int8.tflite (+ manifest.json) -> RUN/export/<model>/c/."""
+    from tinyexit.rundir import read_json, require_run_dir, sha256_file
+
+    run = require_run_dir(run_dir)
+    mdir = run / "export" / model_name
+    manifest_path = mdir / "manifest.json"
+    if not manifest_path.is_file():
+        raise UserError(f"{manifest_path}: missing; run 'tinyexit export {run}' first")
+    manifest = read_json(manifest_path)
+    paths = []
+    for seg in manifest.get("segments", []):
+        entry = seg.get("files", {}).get("tflm")
+        if not entry:
+            raise UserError(f"{manifest_path}: segment {seg.get('index')} lists no 'tflm' file; re-run 'tinyexit export'")
+        path = mdir / entry["path"]
+        if not path.is_file():
+            raise UserError(f"{path}: missing; re-run 'tinyexit export {run}'")
+        if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+            raise UserError(f"{path}: sha256 differs from {manifest_path}; the file changed after export - "
+                            f"re-run 'tinyexit export {run}'")
+        paths.append(path)
+    cfg = cfg or CodegenConfig(model_name=model_name, artifact_hash=manifest.get("artifact_hash", ""),
+                               source_checkpoint_sha256=manifest.get("source_checkpoint", {}).get("sha256", ""),
+                               config_sha256=manifest.get("config_sha256", ""))
+    sources = generate_c(paths, cfg)
+    out = sources.write(mdir / "c")
+    print(f"codegen: {model_name}: {len(sources.layers)} layers in {len(sources.segments)} segments, "
+          f"arena {sources.arena_bytes} B, weights {sources.weight_bytes} B -> {out}")
+    return out

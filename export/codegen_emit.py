@@ -1,0 +1,138 @@
+"""C text for prepared layers: constant arrays, kernel parameter structs, calls.
+
+Everything here is formatting; the numbers come from codegen_lower (prepare) and
+codegen_plan (offsets).  Weights and parameters are `static const`, so they
+land in flash; only the arena is RAM.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tinyexit.errors import InternalError, UserError
+from tinyexit.export.codegen_lower import Layer
+
+_CTYPE_RANGE = {"int8_t": (-128, 127), "int32_t": (-(1 << 31), (1 << 31) - 1)}
+
+
+def c_array(name: str, ctype: str, values, per_line: int = 16) -> str:
+    vals = np.asarray(values).ravel().astype(np.int64)
+    lo, hi = _CTYPE_RANGE[ctype]
+    if vals.size and (vals.min() < lo or vals.max() > hi):
+        raise UserError(f"{name}: value outside {ctype} ({vals.min()}..{vals.max()}); the model is not int8-deployable")
+    rows = [", ".join(str(int(v)) for v in vals[i:i + per_line]) for i in range(0, vals.size, per_line)]
+    body = ",\n    ".join(rows) if rows else "0"
+    return f"static const {ctype} {name}[{max(vals.size, 1)}] = {{\n    {body}\n}};\n"
+
+
+def _struct(ctype: str, name: str, fields: dict) -> str:
+    body = ",\n    ".join(f".{k} = {v}" for k, v in fields.items())
+    return f"static const {ctype} {name} = {{\n    {body}\n}};\n"
+
+
+def _requant_arrays(sym: str, layer: Layer) -> str:
+    rq = layer.p["rq"]
+    return (c_array(f"{sym}_w", "int8_t", layer.p["weights"])
+            + c_array(f"{sym}_bias", "int32_t", layer.p["bias_folded"], 8)
+            + c_array(f"{sym}_mult", "int32_t", rq.mult, 8)
+            + c_array(f"{sym}_shift", "int8_t", rq.shift))
+
+
+def _conv(sym: str, layer: Layer) -> str:
+    p, rq = layer.p, layer.p["rq"]
+    (ih, iw, ic), (oh, ow, oc) = p["in_shape"], p["out_shape"]
+    fields = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=p["k"][0], k_w=p["k"][1],
+                  stride_h=p["stride"][0], stride_w=p["stride"][1], dil_h=p["dilation"][0],
+                  dil_w=p["dilation"][1], pad_top=p["pad"][0], pad_left=p["pad"][1],
+                  depth_mult=p["depth_multiplier"], in_zp=p["in_zp"], act_min=rq.act_min, act_max=rq.act_max,
+                  out_zp=rq.out_zp, w=f"{sym}_w", bias=f"{sym}_bias", mult=f"{sym}_mult", shift=f"{sym}_shift")
+    return _requant_arrays(sym, layer) + _struct("te_conv_params_t", sym, fields)
+
+
+def _fc(sym: str, layer: Layer) -> str:
+    p, rq = layer.p, layer.p["rq"]
+    fields = dict(k=p["k"], n_out=p["n_out"], act_min=rq.act_min, act_max=rq.act_max, out_zp=rq.out_zp,
+                  w=f"{sym}_w", bias=f"{sym}_bias", mult=f"{sym}_mult", shift=f"{sym}_shift")
+    return _requant_arrays(sym, layer) + _struct("te_fc_params_t", sym, fields)
+
+
+def _add(sym: str, layer: Layer) -> str:
+    a = layer.p["add"]
+    fields = dict(size=layer.p["size"], in1_offset=a.in1_offset, in2_offset=a.in2_offset, in1_mult=a.in1_mult,
+                  in2_mult=a.in2_mult, out_mult=a.out_mult, in1_shift=a.in1_shift, in2_shift=a.in2_shift,
+                  out_shift=a.out_shift, act_min=a.act_min, act_max=a.act_max, out_zp=a.out_zp)
+    return _struct("te_add_params_t", sym, fields)
+
+
+def _mean(sym: str, layer: Layer) -> str:
+    p = layer.p
+    h, w, c = p["in_shape"]
+    return _struct("te_mean_params_t", sym, dict(h=h, w=w, c=c, in_zp=p["in_zp"], out_zp=p["out_zp"],
+                                                 mult=p["mult"], shift=p["shift"]))
+
+
+def _avgpool(sym: str, layer: Layer) -> str:
+    p = layer.p
+    (ih, iw, c), (oh, ow, _) = p["in_shape"], p["out_shape"]
+    return _struct("te_avgpool_params_t", sym, dict(
+        in_h=ih, in_w=iw, c=c, out_h=oh, out_w=ow, k_h=p["k"][0], k_w=p["k"][1], stride_h=p["stride"][0],
+        stride_w=p["stride"][1], pad_top=p["pad"][0], pad_left=p["pad"][1], act_min=p["act_min"],
+        act_max=p["act_max"]))
+
+
+def _pad(sym: str, layer: Layer) -> str:
+    p = layer.p
+    (ih, iw, ic), (oh, ow, oc) = p["in_shape"], p["out_shape"]
+    pads = p["paddings"]
+    return _struct("te_pad_params_t", sym, dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc,
+                                                pad_top=pads[1][0], pad_left=pads[2][0], pad_front=pads[3][0],
+                                                value=p["value"]))
+
+
+def _lut(sym: str, layer: Layer) -> str:
+    return (c_array(f"{sym}_lut", "int8_t", layer.p["lut"])
+            + _struct("te_lut_params_t", sym, dict(size=layer.p["size"], lut=f"{sym}_lut")))
+
+
+def _requant(sym: str, layer: Layer) -> str:
+    p = layer.p
+    return _struct("te_requant_params_t", sym, dict(size=p["size"], in_zp=p["in_zp"], out_zp=p["out_zp"],
+                                                    mult=p["mult"], shift=p["shift"]))
+
+
+_DECL = {"conv": _conv, "dwconv": _conv, "fc": _fc, "add": _add, "mean": _mean, "avgpool": _avgpool,
+         "pad": _pad, "logistic": _lut, "requant": _requant, "copy": lambda sym, layer: ""}
+
+
+def layer_decl(sym: str, layer: Layer) -> str:
+    return _DECL[layer.kind](sym, layer)
+
+
+def layer_call(sym: str, layer: Layer, ins: list[int], out: int, scratch: int | None) -> str:
+    a = [f"arena + {o}" for o in ins]
+    o = f"arena + {out}"
+    k = layer.kind
+    if k == "conv":
+        return f"te_conv_s8(&{sym}, {a[0]}, {o}, {'arena + %d' % scratch if scratch is not None else '0'});"
+    if k == "fc":
+        return f"te_fc_s8(&{sym}, {a[0]}, {o}, {'arena + %d' % scratch if scratch is not None else '0'});"
+    if k == "add":
+        return f"te_add_s8(&{sym}, {a[0]}, {a[1]}, {o});"
+    if k == "copy":
+        return f"te_copy_s8({layer.p['size']}u, {a[0]}, {o});"
+    fn = {"dwconv": "te_dwconv_s8", "mean": "te_mean_s8", "avgpool": "te_avgpool_s8", "pad": "te_pad_s8",
+          "logistic": "te_lut_s8", "requant": "te_requant_s8"}.get(k)
+    if fn is None:
+        raise InternalError(f"no C call for layer kind {k}")
+    return f"{fn}(&{sym}, {a[0]}, {o});"
+
+
+def scratch_assert(sym: str, layer: Layer, size: int) -> str:
+    """A compile-time check tying the host's scratch reservation to the kernels' macro."""
+    if layer.kind == "conv":
+        k_h, k_w = layer.p["k"]
+        need = f"TE_CONV_SCRATCH_BYTES({k_h}, {k_w}, {layer.p['in_shape'][2]})"
+    elif layer.kind == "fc":
+        need = f"TE_FC_SCRATCH_BYTES({layer.p['k']})"
+    else:
+        return ""
+    return f'_Static_assert({size}u >= {need}, "{sym}: scratch reserved on the host is too small");\n'

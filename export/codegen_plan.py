@@ -1,0 +1,110 @@
+"""Static memory plan: every activation tensor and kernel scratch gets a fixed arena offset.
+
+All segments of a model share one schedule and one arena.  A segment's input is
+the same buffer as the previous segment's features output, so the boundary
+features stay in place.  Offsets are chosen greedily by size (largest first, at
+the lowest offset that does not overlap a buffer alive at the same time), the
+planner TFLite Micro itself uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tinyexit.errors import InternalError, UserError
+from tinyexit.export.codegen_lower import Layer
+
+ALIGN = 8  # LDRD/LDM on the optimized kernels want word alignment; 8 keeps int16 scratch aligned too
+
+
+def scratch_bytes(layer: Layer) -> int:
+    """Scratch a kernel may use (the arm_dsp set); mirrors TE_*_SCRATCH_BYTES in te_kernels.h."""
+    def round4(n):
+        return (n + 3) & ~3
+
+    if layer.kind == "conv":
+        k_h, k_w = layer.p["k"]
+        return 4 * round4(k_h * k_w * layer.p["in_shape"][2])
+    if layer.kind == "fc":
+        return 2 * round4(layer.p["k"])
+    return 0
+
+
+@dataclass
+class Buffer:
+    key: tuple          # ("t", segment, tensor index) or ("scratch", global layer index)
+    size: int
+    first: int          # global layer index of the first layer that needs it
+    last: int           # ... and of the last
+    offset: int = -1
+
+    def overlaps_in_time(self, other: "Buffer") -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass
+class MemoryPlan:
+    buffers: list[Buffer]
+    arena_bytes: int
+    peak_live_bytes: int  # the largest sum of sizes alive at one layer: a lower bound for any plan
+
+    def offset(self, key: tuple) -> int:
+        for b in self.buffers:
+            if b.key == key:
+                return b.offset
+        raise InternalError(f"no buffer planned for {key}")
+
+
+def collect_buffers(segments: list[tuple], canonical) -> list[Buffer]:
+    """segments: [(graph, layers, first_global_layer)], canonical(seg, tensor) -> buffer key."""
+    spans: dict[tuple, list[int]] = {}
+    sizes: dict[tuple, int] = {}
+
+    def touch(key, g, size):
+        span = spans.setdefault(key, [g, g])
+        span[0], span[1] = min(span[0], g), max(span[1], g)
+        sizes[key] = size
+
+    for s, (graph, layers, g0) in enumerate(segments):
+        g_last = g0 + len(layers) - 1
+        for idx in graph.inputs:  # alive from the segment's first layer
+            touch(canonical(s, idx), g0, graph.tensors[idx].nbytes)
+        for i, layer in enumerate(layers):
+            for idx in layer.inputs + layer.outputs:
+                touch(canonical(s, idx), g0 + i, graph.tensors[idx].nbytes)
+            if scratch_bytes(layer):
+                touch(("scratch", g0 + i), g0 + i, scratch_bytes(layer))
+        for idx in graph.outputs:  # read by the core after the segment returns
+            touch(canonical(s, idx), g_last, graph.tensors[idx].nbytes)
+    return [Buffer(k, sizes[k], v[0], v[1]) for k, v in spans.items() if sizes[k] > 0]
+
+
+def plan_arena(buffers: list[Buffer], limit: int | None = None) -> MemoryPlan:
+    """Greedy by size; `limit` (bytes) raises UserError when the plan does not fit."""
+    placed: list[Buffer] = []
+    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, str(b.key))):
+        busy = sorted((b.offset, b.offset + b.size) for b in placed if b.overlaps_in_time(buf))
+        offset = 0
+        for lo, hi in busy:
+            if offset + buf.size <= lo:
+                break
+            offset = max(offset, _align(hi))
+        buf.offset = offset
+        placed.append(buf)
+    arena = _align(max((b.offset + b.size for b in placed), default=0))
+    last = max((b.last for b in placed), default=-1)
+    peak = max((sum(b.size for b in placed if b.first <= g <= b.last) for g in range(last + 1)), default=0)
+    _check_disjoint(placed)
+    if limit is not None and arena > limit:
+        raise UserError(f"the model needs a {arena}-byte arena, more than the {limit} bytes allowed")
+    return MemoryPlan(placed, arena, peak)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _check_disjoint(placed: list[Buffer]) -> None:
+    for i, a in enumerate(placed):
+        for b in placed[i + 1:]:
+            if a.overlaps_in_time(b) and a.offset < b.offset + b.size and b.offset < a.offset + a.size:
+                raise InternalError(f"memory plan overlaps {a.key} and {b.key}")

@@ -1,0 +1,193 @@
+"""Small full-int8 .tflite files for the int8/codegen/kernel/firmware tests, built with TensorFlow.
+
+Not a test module: test files load it with `load()` below so one cache serves a
+whole pytest session.  Weights and calibration data use fixed seeds.  Models:
+  op graphs  - every kernel at least once (per-channel CONV_2D with SAME/VALID,
+               stride 2, dilation, explicit PAD, DEPTHWISE with multiplier 2,
+               FULLY_CONNECTED per-channel and per-tensor, ADD with rescaling,
+               MEAN, AVERAGE_POOL_2D, LOGISTIC, RELU/RELU6 clamps);
+  chain      - a 3-segment early-exit ResNet shaped like tinyexit's classifier,
+               one file per segment, boundary quantization unified as export does.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+_KEY = "tinyexit_tests_tflite_models"
+
+
+def load():
+    """This module, imported once per session (pytest's importlib mode has no package)."""
+    if _KEY not in sys.modules:
+        spec = importlib.util.spec_from_file_location(_KEY, Path(__file__))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[_KEY] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[_KEY]
+
+
+def _tf():
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    return tf
+
+
+def _convert(fn, rep, per_tensor_fc=False) -> bytes:
+    tf = _tf()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([r] for r in rep)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    if per_tensor_fc:
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    return conv.convert()
+
+
+def _w(rng, shape, scale=0.3):
+    return rng.normal(0.0, scale, shape).astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def op_models() -> dict[str, bytes]:
+    tf = _tf()
+    rng = np.random.default_rng(1234)
+    out = {}
+    c1, c2, c3, cs, b1 = _w(rng, (3, 3, 3, 8)), _w(rng, (3, 3, 8, 8)), _w(rng, (3, 3, 8, 16)), \
+        _w(rng, (1, 1, 3, 8)), _w(rng, (8,), 0.1)
+    fc, fcb = _w(rng, (16, 10)), _w(rng, (10,), 0.1)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+    def conv_block(x):
+        y = tf.nn.relu(tf.nn.conv2d(x, c1, 1, "SAME") + b1)
+        y = tf.nn.conv2d(y, c2, 1, "SAME", dilations=2)
+        y = tf.nn.relu6(y + 2.0 * tf.nn.conv2d(x, cs, 1, "SAME"))
+        y = tf.pad(y, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        y = tf.nn.relu(tf.nn.conv2d(y, c3, 2, "VALID"))
+        return {"a_features": y, "b_logits": tf.matmul(tf.reduce_mean(y, axis=[1, 2]), fc) + fcb}
+
+    out["conv_block"] = _convert(conv_block, [rng.uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)
+                                              for _ in range(40)])
+    dw, dwb = _w(rng, (3, 3, 4, 2)), _w(rng, (8,), 0.1)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 9, 9, 4], tf.float32)])
+    def dw_pool(x):
+        y = tf.nn.relu(tf.nn.depthwise_conv2d(x, dw, [1, 2, 2, 1], "SAME") + dwb)
+        p = tf.nn.avg_pool2d(y, 3, 2, "SAME")
+        return {"a_pool": p, "b_sigmoid": tf.sigmoid(p), "c_mean": tf.reduce_mean(y, [1, 2], keepdims=True)}
+
+    out["dw_pool"] = _convert(dw_pool, [rng.normal(0, 1, (1, 9, 9, 4)).astype(np.float32) for _ in range(40)])
+    f1, f1b, f2 = _w(rng, (24, 12)), _w(rng, (12,), 0.1), _w(rng, (12, 5))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 24], tf.float32)])
+    def fc_tensor(x):
+        return tf.matmul(tf.nn.relu(tf.matmul(x, f1) + f1b), f2)
+
+    out["fc_tensor"] = _convert(fc_tensor, [rng.normal(0, 1, (1, 24)).astype(np.float32) for _ in range(40)],
+                                per_tensor_fc=True)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 256], tf.float32)])
+    def logistic(x):
+        return tf.sigmoid(x)
+
+    out["logistic"] = _convert(logistic, [rng.uniform(-9, 7, (1, 256)).astype(np.float32) for _ in range(20)])
+    return out
+
+
+def _block(tf, x, w1, w2, ws, stride):
+    """BasicBlock as tinyexit exports it: explicit pad for stride 2, add then ReLU."""
+    if stride == 2:
+        y = tf.nn.conv2d(tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), w1, 2, "VALID")
+    else:
+        y = tf.nn.conv2d(x, w1, 1, "SAME")
+    y = tf.nn.conv2d(tf.nn.relu(y), w2, 1, "SAME")
+    skip = x if ws is None else tf.nn.conv2d(x, ws, stride, "VALID")
+    return tf.nn.relu(y + skip)
+
+
+@lru_cache(maxsize=None)
+def chain_models() -> list[bytes]:
+    """Three segments: 8x8x1 -> (logits, 8x8x8) -> (logits, 4x4x16) -> logits."""
+    tf = _tf()
+    rng = np.random.default_rng(99)
+    p = {"stem": _w(rng, (3, 3, 1, 8)), "a1": _w(rng, (3, 3, 8, 8), 0.2), "a2": _w(rng, (3, 3, 8, 8), 0.2),
+         "h0": _w(rng, (1, 1, 8, 16)), "f0": _w(rng, (16, 10)), "b1": _w(rng, (3, 3, 8, 16), 0.2),
+         "b2": _w(rng, (3, 3, 16, 16), 0.15), "bs": _w(rng, (1, 1, 8, 16)), "f1": _w(rng, (16, 10)),
+         "c1": _w(rng, (3, 3, 16, 32), 0.15), "c2": _w(rng, (3, 3, 32, 32), 0.1), "cs": _w(rng, (1, 1, 16, 32)),
+         "f2": _w(rng, (32, 10)), "fb": _w(rng, (10,), 0.1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 1], tf.float32)])
+    def seg0(x):
+        f = _block(tf, tf.nn.relu(tf.nn.conv2d(x, p["stem"], 1, "SAME")), p["a1"], p["a2"], None, 1)
+        h = tf.nn.relu(tf.nn.conv2d(f, p["h0"], 1, "SAME"))
+        return {"logits": tf.matmul(tf.reduce_mean(h, [1, 2]), p["f0"]) + p["fb"], "features": f}
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 8], tf.float32)])
+    def seg1(x):
+        f = _block(tf, x, p["b1"], p["b2"], p["bs"], 2)
+        return {"logits": tf.matmul(tf.reduce_mean(f, [1, 2]), p["f1"]), "features": f}
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 4, 16], tf.float32)])
+    def seg2(x):
+        f = _block(tf, x, p["c1"], p["c2"], p["cs"], 2)
+        return tf.matmul(tf.reduce_mean(f, [1, 2]), p["f2"]) + p["fb"]
+
+    xs = [rng.uniform(0, 1, (1, 8, 8, 1)).astype(np.float32) for _ in range(40)]
+    blobs = []
+    for fn in (seg0, seg1, seg2):
+        blobs.append(_convert(fn, xs))
+        if fn is not seg2:
+            xs = [fn(x)["features"].numpy() for x in xs]
+    for k in range(2):  # unify each boundary: the next input takes the features' parameters
+        blobs[k + 1] = _set_input_qparams(blobs[k + 1], *_output_qparams(blobs[k], "features"))
+    return blobs
+
+
+def _schema():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+    return fb
+
+
+def _output_qparams(blob: bytes, name: str):
+    fb = _schema()
+    m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(blob, 0))
+    sg = m.subgraphs[0]
+    outs = [sg.tensors[i] for i in sg.outputs]
+    t = next((t for t in outs if name in t.name.decode()), max(outs, key=lambda t: len(t.shape)))
+    return np.array(t.quantization.scale, np.float32), np.array(t.quantization.zeroPoint, np.int64)
+
+
+def _set_input_qparams(blob: bytes, scale, zp) -> bytes:
+    import flatbuffers
+    fb = _schema()
+    m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(blob, 0))
+    t = m.subgraphs[0].tensors[m.subgraphs[0].inputs[0]]
+    t.quantization.scale, t.quantization.zeroPoint = scale, zp
+    b = flatbuffers.Builder(len(blob) + 1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def tflm_run(blob: bytes, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """TensorFlow Lite Micro's outputs for each input (the bit-exactness oracle)."""
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_bytes(blob, arena_size=256 * 1024)
+    n_out = len(_schema().Model.GetRootAsModel(blob, 0).Subgraphs(0).OutputsAsNumpy())
+    res = []
+    for x in inputs:
+        it.set_input(np.asarray(x, np.int8), 0)
+        it.invoke()
+        res.append([it.get_output(i).copy() for i in range(n_out)])
+    return res
+
+
+def random_inputs(shape, n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-128, 128, shape, dtype=np.int64).astype(np.int8) for _ in range(n)]
