@@ -6,7 +6,7 @@ progress bar) so a user sees where the time goes.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tinyexit.rundir import prepare_output_dir
@@ -15,30 +15,59 @@ from tinyexit.rundir import prepare_output_dir
 @dataclass(frozen=True)
 class DemoConfig:
     dataset: str = "digits"
-    epochs: int | None = None
+    epochs: int | None = None          # classifier epochs override (quick runs)
+    denoiser_epochs: int | None = None
+    target: str | None = None          # None: qemu when the Arm toolchain and QEMU are present, else agent
     force: bool = False
 
 
-def _stage(name: str, t0: float) -> None:
-    print(f"[{time.time() - t0:6.1f} s] == {name}", flush=True)
+class _Clock:
+    def __init__(self):
+        self.t0 = time.time()
+
+    def stage(self, name: str) -> None:
+        print(f"[{time.time() - self.t0:6.1f} s] == {name}", flush=True)
 
 
 def run_demo(out: str | Path, cfg: DemoConfig) -> Path:
-    from dataclasses import replace
-
     from tinyexit.eval.report import write_report
+    from tinyexit.export.config import ExportConfig, VerifyConfig
+    from tinyexit.export.exporter import export_run
+    from tinyexit.export.verify import verify_run
     from tinyexit.models.data import load_dataset
-    from tinyexit.models.train_run import ClassifierRunConfig, train_classifiers
 
-    t0 = time.time()
+    clock = _Clock()
     run = prepare_output_dir(out, cfg.force)
     splits = load_dataset(cfg.dataset)
-    _stage("train: early-exit classifier, baseline, small networks", t0)
+    clock.stage("train: early-exit classifier, baseline, small networks")
+    _train_classifiers(splits, cfg, run)
+    clock.stage("train: binary denoiser")
+    _train_denoiser(splits, cfg, run)
+    clock.stage("report: choose the exit threshold on val")
+    write_report(run)
+    clock.stage("export: int8 ONNX / TFLite / TFLite Micro / C")
+    export_run(run, ExportConfig())
+    clock.stage("verify: every artifact on the test split")
+    verify_run(run, VerifyConfig())
+    clock.stage("report")
+    write_report(run)
+    clock.stage(f"done: {run / 'report' / 'report.md'}")
+    return run
+
+
+def _train_classifiers(splits, cfg: DemoConfig, run: Path) -> None:
+    from tinyexit.models.train_run import ClassifierRunConfig, train_classifiers
+
     ccfg = ClassifierRunConfig(dataset=cfg.dataset)
     if cfg.epochs:
         ccfg = replace(ccfg, train=replace(ccfg.train, epochs=cfg.epochs))
     train_classifiers(splits, ccfg, run)
-    _stage("report", t0)
-    write_report(run)
-    _stage(f"done: {run / 'report' / 'report.md'}", t0)
-    return run
+
+
+def _train_denoiser(splits, cfg: DemoConfig, run: Path) -> None:
+    from tinyexit.models.train_denoiser import DenoiserRunConfig, train_denoiser
+
+    dcfg = DenoiserRunConfig(dataset=cfg.dataset)
+    if cfg.denoiser_epochs:
+        dcfg = replace(dcfg, epochs=cfg.denoiser_epochs)
+    train_denoiser(splits, dcfg, run)
