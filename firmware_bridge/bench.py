@@ -1,0 +1,139 @@
+"""Stage entry of the host side: `run_benchmark(run_dir, targets, BenchConfig) -> summary dict`.
+
+Streams the test split through one worker per target (the samples are sharded
+round-robin), the device deciding early exits itself; adds full-depth and
+per-segment-chain runs so every exit path's latency is measured; checks each
+result against the host's int8 reference; appends every result to
+RUN/bench/<name>/results.jsonl as it arrives and writes summary.json at the end.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinyexit import __version__
+from tinyexit.errors import UserError
+from tinyexit.firmware_bridge import protocol_constants as pc
+from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs
+from tinyexit.firmware_bridge.bench_summary import summarize
+from tinyexit.firmware_bridge.bench_worker import BenchContext, Worker
+from tinyexit.firmware_bridge.results import ResultsWriter, read_results
+from tinyexit.firmware_bridge.session import LinkStats, SessionConfig
+from tinyexit.firmware_bridge.targets import bench_name
+from tinyexit.rundir import read_json, require_run_dir, write_json
+
+MODES = ("early_exit", "full", "segments")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = "classifier"
+    modes: tuple[str, ...] = MODES       # "segments" expands to segment:0 .. segment:E-1 (chains 0..k)
+    repeats: int = 1                     # timed runs per (sample, mode), each its own results line
+    warmup: int = 3                      # untimed runs per mode when a session starts
+    limit: int | None = None             # first N test samples only
+    resume: bool = False
+    power: str | None = None             # power monitor spec (power.parse_power_spec)
+    energy_repeats: int = 200            # back-to-back runs inside one measured energy window
+    name: str | None = None              # bench directory name; default from the targets
+    runtime: str = "litert"              # runtime of a spawned host agent
+    baud: int = pc.DEFAULT_BAUD
+    session: SessionConfig = field(default_factory=SessionConfig)
+    max_resets: int = 10                 # device restarts tolerated per worker
+    progress: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "modes", tuple(self.modes))
+        if isinstance(self.session, dict):
+            object.__setattr__(self, "session", SessionConfig.from_dict(self.session))
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise UserError(f"--modes {','.join(self.modes)}: unknown {bad or 'empty'}; use a comma list of "
+                            f"{', '.join(MODES)}")
+        if not 1 <= self.repeats <= 1000 or not 0 <= self.warmup <= 1000:
+            raise UserError(f"--repeats {self.repeats} / --warmup {self.warmup}: use 1..1000 and 0..1000")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit {self.limit}: must be >= 1")
+        if not 1 <= self.energy_repeats <= pc.MAX_REPEAT or self.baud <= 0 or self.max_resets < 0:
+            raise UserError("energy_repeats, baud and max_resets out of range")
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise UserError(f"--name '{self.name}': use a plain directory name")
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["modes"], d["session"] = list(self.modes), self.session.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchConfig":
+        return cls(**{**d, "modes": tuple(d["modes"]), "session": SessionConfig.from_dict(d["session"])})
+
+
+def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(), log=print) -> dict:
+    """Benchmark RUN/export/<model> on every target; returns the summary also written to summary.json."""
+    run = require_run_dir(run_dir)
+    targets = list(targets)
+    if not targets:
+        raise UserError("no --target given; use --target agent, --target qemu or a serial URL")
+    if cfg.power and len(targets) > 1:
+        raise UserError("--power measures one device; give a single --target with it")
+    art = load_artifact(run / "export" / cfg.model)
+    if "early_exit" in cfg.modes and art.policy is None:
+        raise UserError(f"{art.dir}/manifest.json has no 'policy'; re-run 'tinyexit export' or drop early_exit "
+                        "from --modes")
+    x, y = load_test_inputs(run, art, cfg.limit)
+    out = run / "bench" / (cfg.name or bench_name(targets))
+    _check_previous(out, art, cfg)
+    writer = ResultsWriter(out / "results.jsonl", cfg.resume, log)
+    write_json(out / "bench_config.json", {"tinyexit_version": __version__, "model": art.model,
+                                           "artifact_hash": art.artifact_hash, "targets": targets,
+                                           "config": cfg.to_dict()})
+    ctx = BenchContext(run, art, x, y, cfg, writer, multi=len(targets) > 1, log=log)
+    workers = [Worker(i, spec, list(range(i, len(y), len(targets))), ctx) for i, spec in enumerate(targets)]
+    log(f"bench: {len(y)} samples x {len(ctx.modes)} modes x {cfg.repeats} repeat(s) of {art.model} on "
+        f"{len(targets)} target(s) -> {out}")
+    started = time.monotonic()
+    try:
+        _run_workers(workers, ctx)
+    finally:
+        ctx.close_progress()
+        writer.close()
+    records, _ = read_results(out / "results.jsonl")
+    stats = LinkStats()
+    for w in workers:
+        stats.merge(w.stats)
+    summary = summarize(records, art, ctx, workers, stats, time.monotonic() - started, writer)
+    summary["results"] = str(out / "results.jsonl")
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _run_workers(workers: list, ctx: BenchContext) -> None:
+    threads = [threading.Thread(target=w.run, name=f"bench-{w.index}", daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        ctx.abort.set()  # workers stop after their current request; what is written stays
+        for t in threads:
+            t.join(30)
+        raise
+    errors = [w.error for w in workers if w.error is not None]
+    if errors:
+        raise errors[0]
+
+
+def _check_previous(out: Path, art, cfg: BenchConfig) -> None:
+    prev = out / "bench_config.json"
+    if not (cfg.resume and prev.is_file()):
+        return
+    old = read_json(prev)
+    if old.get("artifact_hash") != art.artifact_hash or old.get("model") != art.model:
+        raise UserError(f"{out}: measured on {old.get('model')} artifact {str(old.get('artifact_hash'))[:12]}, "
+                        f"but the export is now {art.model} {art.artifact_hash[:12]}; resume is refused, "
+                        "use --name for a new bench directory")

@@ -1,0 +1,226 @@
+"""One benchmark worker per target: connect, check the artifact, stream a shard, survive resets.
+
+Inputs travel in batches: as many samples as the device's input buffer holds,
+in LOAD_INPUT frames as large as its max payload allows, then one RUN per
+(sample, mode, repeat) naming the sample's slot.  A device that restarts
+(unsolicited INFO, or a new session id) gets a fresh handshake, the batch is
+loaded again and the run continues where it stopped; results already written
+are skipped, so every key appears exactly once.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.errors import UserError
+from tinyexit.firmware_bridge import messages as m
+from tinyexit.firmware_bridge import protocol_constants as pc
+from tinyexit.firmware_bridge.artifact import Artifact
+from tinyexit.firmware_bridge.reference import HostReference, compute_reference, wire_policy
+from tinyexit.firmware_bridge.session import DeviceReset, DeviceSession
+from tinyexit.firmware_bridge.targets import start_target
+
+_REFERENCE_RUNTIME = {pc.RUNTIME_ONNXRUNTIME: "onnxruntime"}  # everything else compares with LiteRT
+
+
+@dataclass
+class BenchContext:
+    run: Path
+    art: Artifact
+    x: np.ndarray
+    y: np.ndarray
+    cfg: object
+    writer: object
+    multi: bool
+    log: object = print
+    abort: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self):
+        self.modes = []
+        for mode in self.cfg.modes:
+            if mode == "segments":
+                self.modes += [f"segment:{k}" for k in range(self.art.n_segments)]
+            else:
+                self.modes.append(mode)
+        self._refs: dict = {}
+        self._lock = threading.Lock()
+        pending = {s for s in range(len(self.y)) if not self.all_done(s)}
+        self.pending_samples = len(pending)
+        self._bar = None
+        if self.cfg.progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self.pending_samples, unit="sample", desc="bench", smoothing=0.1)
+
+    def key(self, sample: int, mode: str, repeat: int) -> tuple:
+        return (self.art.model, sample, mode, repeat)
+
+    def all_done(self, sample: int) -> bool:
+        return all(self.key(sample, mode, r) in self.writer.done
+                   for mode in self.modes for r in range(self.cfg.repeats))
+
+    def reference(self, runtime: str) -> HostReference:
+        with self._lock:
+            if runtime not in self._refs:
+                self._refs[runtime] = compute_reference(self.art, self.x, self.art.policy, runtime)
+            return self._refs[runtime]
+
+    def tick(self) -> None:
+        if self._bar is not None:
+            with self._lock:
+                self._bar.update(1)
+
+    def close_progress(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+class Worker:
+    def __init__(self, index: int, spec: str, samples: list[int], ctx: BenchContext):
+        self.index, self.spec, self.samples, self.ctx = index, spec, samples, ctx
+        self.error: BaseException | None = None
+        self.stats = None
+        self.info: m.Info | None = None
+        self.target = None
+        self.name = spec
+        self.rtt_s: dict[str, float] = {}
+        self.unsupported: list[str] = []
+        self.energy: dict = {}
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # handed to the main thread, which raises it after every worker stopped
+            self.error = exc
+
+    def _run(self) -> None:
+        ctx = self.ctx
+        target = start_target(self.spec, ctx.run, ctx.art.dir, ctx.cfg, ctx.writer.path.parent, self.index)
+        self.target = target
+        self.name = f"{target.name}#{self.index}" if ctx.multi else target.name
+        try:
+            session = DeviceSession(target.link, ctx.cfg.session, target.alive)
+            self.stats = session.stats
+            self._connect(session)
+            ref = ctx.reference(_REFERENCE_RUNTIME.get(self.info.runtime, "litert"))
+            modes = [mode for mode in ctx.modes if mode not in self.unsupported]
+            todo = [s for s in self.samples if not ctx.all_done(s)]
+            warm = ctx.cfg.warmup
+            for batch in _batches(todo, self._batch_size()):
+                if ctx.abort.is_set():
+                    return
+                self._batch(session, batch, modes, ref, warm)
+                warm = 0
+            if ctx.cfg.power:
+                from tinyexit.firmware_bridge.bench_energy import measure_energy
+
+                self.energy = measure_energy(self, session, modes)
+        finally:
+            target.close()
+
+    # --- session -------------------------------------------------------------------
+    def _connect(self, session: DeviceSession) -> None:
+        art, url = self.ctx.art, self.target.url
+        info = session.handshake()
+        if info.hash_hex != art.artifact_hash:
+            raise UserError(f"device at {url} runs artifact {info.hash_hex[:16]}, but {art.dir}/manifest.json is "
+                            f"{art.artifact_hash[:16]}; refusing to benchmark a model this host did not export: "
+                            f"copy {art.dir} to the device (or rebuild the firmware) and restart it")
+        if (info.n_segments, info.n_logits, info.input_bytes) != (art.n_segments, art.num_classes, art.input.nbytes):
+            raise UserError(f"device at {url} reports {info.n_segments} segments, {info.n_logits} logits, "
+                            f"{info.input_bytes}-byte input; the manifest says {art.n_segments}, {art.num_classes}, "
+                            f"{art.input.nbytes}; re-export or reflash")
+        if info.input_capacity < art.input.nbytes:
+            raise UserError(f"device at {url}: input buffer {info.input_capacity} bytes < one input "
+                            f"({art.input.nbytes} bytes)")
+        if art.policy and "early_exit" in self.ctx.modes and not info.policies >> art.policy.policy_id & 1:
+            raise UserError(f"device at {url} does not implement exit policy '{art.policy.name}'")
+        needed = {"early_exit": pc.CAP_EARLY_EXIT, "full": pc.CAP_FULL}
+        self.unsupported = [mode for mode in self.ctx.modes
+                            if not info.capabilities & needed.get(mode, pc.CAP_CHAIN)]
+        if self.unsupported and self.info is None:
+            self.ctx.log(f"bench: {url} cannot run {', '.join(self.unsupported)}; skipped")
+        self.info = info
+
+    def _batch_size(self) -> int:
+        per = self.ctx.art.input.nbytes
+        return max(1, min(self.info.input_capacity // per, 256))
+
+    def _chunk(self) -> int:
+        room = min(self.info.max_payload, pc.MAX_PAYLOAD) - pc.LOAD_FIXED_SIZE
+        per = self.ctx.art.input.nbytes
+        return room // per * per if room >= per else room
+
+    def _batch(self, session, batch: list[int], modes: list[str], ref: HostReference, warm: int) -> None:
+        resets = 0
+        while True:
+            try:
+                self._load(session, batch)
+                for _ in range(warm):
+                    for mode in modes:
+                        session.run(self._request(mode, 0))
+                warm = 0
+                self._stream(session, batch, modes, ref)
+                return
+            except DeviceReset as exc:
+                resets += 1
+                if resets > self.ctx.cfg.max_resets:
+                    raise UserError(f"device at {self.target.url} restarted {resets} times; giving up "
+                                    "(results so far are kept; fix the device and --resume)") from None
+                self.ctx.log(f"bench: {self.name} restarted (session {exc.info.session:08x}); reconnecting")
+                self._connect(session)
+
+    def _load(self, session, batch: list[int]) -> None:
+        data = np.ascontiguousarray(self.ctx.x[batch]).tobytes()
+        valid = session.load(0, data, self._chunk())
+        if valid < len(data):
+            raise UserError(f"device at {self.target.url} acknowledged {valid} of {len(data)} input bytes")
+
+    def _stream(self, session, batch: list[int], modes: list[str], ref: HostReference) -> None:
+        ctx = self.ctx
+        for slot, sample in enumerate(batch):
+            if ctx.all_done(sample):
+                continue
+            for r in range(ctx.cfg.repeats):
+                for mode in modes:
+                    if ctx.abort.is_set():
+                        return
+                    if ctx.key(sample, mode, r) in ctx.writer.done:
+                        continue
+                    t0 = time.perf_counter()
+                    res = session.run(self._request(mode, slot))
+                    rtt = time.perf_counter() - t0
+                    self.rtt_s[mode] = self.rtt_s.get(mode, 0.0) + rtt
+                    ctx.writer.append(self._record(sample, mode, r, res, ref, rtt))
+            ctx.tick()
+
+    def _request(self, mode: str, slot: int, repeat: int = 1) -> m.Run:
+        if mode == "early_exit":
+            p = wire_policy(self.ctx.art.policy)
+            return m.Run(pc.MODE_EARLY_EXIT, 0, p.policy_id, p.params, repeat, slot)
+        if mode == "full":
+            return m.Run(pc.MODE_FULL, 0, 0, (), repeat, slot)
+        return m.Run(pc.MODE_CHAIN, int(mode.split(":")[1]), 0, (), repeat, slot)
+
+    def _record(self, sample: int, mode: str, r: int, res: m.Result, ref: HostReference, rtt: float) -> dict:
+        logits = np.asarray(res.logits, dtype=np.int64)
+        host_exit = ref.exit_for(mode, sample)
+        host_logits = ref.logits_for(mode, sample, host_exit)
+        rec = {"model": self.ctx.art.model, "sample": int(sample), "mode": mode, "repeat": r, "device": self.name,
+               "exit": res.exit, "top1": int(np.argmax(logits)), "label": int(self.ctx.y[sample]),
+               "logits": logits.tolist(), "ticks": list(res.ticks), "tick_hz": res.tick_hz,
+               "decision_ticks": res.decision_ticks, "runs": res.repeat}
+        if host_logits is not None:
+            rec.update({"host_exit": host_exit, "host_top1": int(np.argmax(host_logits)),
+                        "host_logits_equal": bool(np.array_equal(host_logits.astype(np.int64), logits))})
+        rec["rtt_s"] = round(rtt, 6)
+        return rec
+
+
+def _batches(items: list[int], size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
