@@ -17,6 +17,9 @@ from tinyexit.export import tflite_graph as tg
 
 # A larger disagreement means the two sides were not calibrated on the same data: a bug, not rounding.
 MAX_RELATIVE_ADJUSTMENT = 1e-3
+# Ops whose int8 kernels require output quantization == input quantization (XNNPACK refuses a PAD otherwise).
+SAME_SCALE_OPS = {"PAD", "PADV2", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "MAX_POOL_2D", "TRANSPOSE", "SLICE",
+                  "STRIDED_SLICE", "GATHER"}
 
 
 def name_io(buf: bytearray) -> None:
@@ -55,10 +58,24 @@ def unify(multi: bytearray, singles: list[bytearray]) -> list[dict]:
                 raise InternalError(f"boundary {k}: scale {t.scale[0]!r}/zp {t.zero_point[0]} vs features "
                                     f"{float(scale)!r}/zp {zp}: calibration data differed")
             worst = max(worst, rel)
-            tg.set_quantization(buf, sub, t.index, scale, zp)
+            for idx in _same_scale_closure(tg.read_model(bytes(buf))[sub], t.index):
+                tg.set_quantization(buf, sub, idx, scale, zp)
         records.append({"boundary": k, "scale": float(scale), "zero_point": int(zp),
                         "max_relative_adjustment": worst})
     return records
+
+
+def _same_scale_closure(sg: tg.SubgraphInfo, tensor: int) -> list[int]:
+    """The tensor plus every tensor tied to it through ops that must keep the input's quantization."""
+    out, todo = [], [tensor]
+    while todo:
+        t = todo.pop()
+        if t in out:
+            continue
+        out.append(t)
+        todo += [o for op in sg.ops if op.type in SAME_SCALE_OPS and op.inputs and op.inputs[0] == t
+                 for o in op.outputs]
+    return out
 
 
 def boundaries_identical(multi: bytes, singles: list[bytes]) -> list[bool]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tinyexit.errors import InternalError
-from tinyexit.export import boundary, onnx_export, tflite_graph as tg
+from tinyexit.export import boundary, onnx_export, runtimes as rt, tflite_graph as tg
 from tinyexit.export.testing import exported_run
 
 
@@ -42,21 +42,34 @@ def test_every_tflite_boundary_is_bit_identical(run, model):
                                                         manifest["segments"][k + 1]["inputs"][0]["zero_point"])
 
 
-def test_unify_repairs_a_last_bit_difference(run):
+def test_unify_repairs_a_last_bit_difference(run, tmp_path):
     """The post-pass is what guarantees the identity: perturb segment 1's input scale by one ulp, then repair."""
     multi, singles = _files(run / "export" / "classifier")
     multi, singles = bytearray(multi), [bytearray(b) for b in singles]
     sg1 = tg.read_model(bytes(multi))[1]
     x = sg1.tensors[sg1.sig_inputs["x"]]
     bumped = np.nextafter(np.float32(x.scale[0]), np.float32(1))
-    tg.set_quantization(multi, 1, x.index, bumped, x.zero_point[0])
-    s1 = tg.read_model(bytes(singles[1]))[0]
-    tg.set_quantization(singles[1], 0, s1.sig_inputs["x"], bumped, x.zero_point[0])
+    # as the converter does it: the input and the PAD reading it share the (slightly different) scale
+    for buf, sub in ((multi, 1), (singles[1], 0)):
+        sg = tg.read_model(bytes(buf))[sub]
+        pad_out = [op.outputs[0] for op in sg.ops if op.type == "PAD"]
+        for idx in [sg.sig_inputs["x"]] + pad_out:
+            tg.set_quantization(buf, sub, idx, bumped, x.zero_point[0])
     assert boundary.boundaries_identical(bytes(multi), [bytes(b) for b in singles]) == [False, True]
     records = boundary.unify(multi, singles)
     assert boundary.boundaries_identical(bytes(multi), [bytes(b) for b in singles]) == [True, True]
     assert 0 < records[0]["max_relative_adjustment"] < 1e-6
     assert records[1]["max_relative_adjustment"] == 0.0
+    # the PAD in front of segment 1's stride-2 conv must keep its input's quantization, or XNNPACK refuses it
+    for buf, sub in ((multi, 1), (singles[1], 0)):
+        sg = tg.read_model(bytes(buf))[sub]
+        (pad,) = [op for op in sg.ops if op.type == "PAD"]
+        assert pad.inputs[0] == sg.sig_inputs["x"]
+        qa, qb = sg.tensors[pad.inputs[0]], sg.tensors[pad.outputs[0]]
+        assert (qa.scale, qa.zero_point) == (qb.scale, qb.zero_point)
+    path = tmp_path / "segment_1.int8.tflite"
+    path.write_bytes(bytes(singles[1]))
+    rt.check_loads(path)
 
 
 def test_unify_refuses_boundaries_calibrated_on_different_data(run):
