@@ -49,10 +49,15 @@ def mislead_notes(t: dict) -> list[str]:
     lm = t["latency_model"]
     if lm.get("coefficients") and segs:
         c, med = lm["coefficients"]["c"], float(np.median([s["latency_median"] for s in segs]))
-        if med and abs(c) / med > MISLEAD_REL:
+        if med and c / med > MISLEAD_REL:
             notes.append(f"fixed cost per segment call c = {fmt_latency(c, t['latency_unit'])} "
                          f"({100 * c / med:.0f} % of a median segment): invocation, exit test and "
                          "copying that MACs ignore")
+    ee = t["early_exit"]
+    dec, lat = ee.get("decision_latency_mean"), ee.get("latency_mean")
+    if dec and lat and dec / lat > MISLEAD_REL:
+        notes.append(f"exit decisions: {fmt_latency(dec, t['latency_unit'])} per sample on average, "
+                     f"{100 * dec / lat:.0f} % of the early-exit latency; MACs count none of it")
     for row in t.get("per_layer") or []:
         if row.get("instructions") and not row.get("macs"):
             notes.append(f"layer {row.get('name', row.get('op', '?'))}: {row['instructions']:,} instructions, 0 MACs")

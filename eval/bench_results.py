@@ -105,10 +105,15 @@ def _scale(line: dict, timing: Timing, run: TargetRun) -> float:
 
 
 def line_latency(line: dict, timing: Timing, run: TargetRun, segment: int | None = None) -> float | None:
+    """One inference's latency: (segment ticks + exit-decision ticks) / runs, the device having
+    repeated the request `runs` times back to back; or segment `segment`'s own share."""
     ticks = line.get("ticks") or []
+    runs = max(int(line.get("runs") or 1), 1)
     if segment is not None:
-        return ticks[segment] * _scale(line, timing, run) if segment < len(ticks) else None
-    return sum(ticks) * _scale(line, timing, run) if ticks else None
+        return ticks[segment] / runs * _scale(line, timing, run) if segment < len(ticks) else None
+    if not ticks:
+        return None
+    return (sum(ticks) + (line.get("decision_ticks") or 0)) / runs * _scale(line, timing, run)
 
 
 def mode_lines(run: TargetRun, model: str, mode: str) -> list[dict]:
@@ -168,12 +173,19 @@ def segment_feature(seg: dict, feature: str) -> float:
     return moved
 
 
-def monolithic_feature(manifest: dict, feature: str, model_dir: Path | None = None) -> float | None:
-    """The whole network's op count or bytes: from the manifest's `full` record when it has one,
-    else read from the monolithic .tflite the manifest names (needs ai-edge-litert)."""
-    full = manifest.get("full")
+# Monolithic modes of the harness: mode -> (manifest MAC key, manifest file key, manifest record key).
+MONOLITHIC = {"full": ("full_macs", "full_tflite", "full"),
+              "full:all_exits": ("all_exits_macs", "all_exits_tflite", "all_exits")}
+
+
+def monolithic_feature(manifest: dict, feature: str, model_dir: Path | None = None,
+                       mode: str = "full") -> float | None:
+    """A monolithic model's op count or bytes: from the manifest's record of it (`full` for the
+    full-depth model) when it has one, else read from the .tflite the manifest names (needs ai-edge-litert)."""
+    _, file_key, record_key = MONOLITHIC[mode]
+    full = manifest.get(record_key)
     if not isinstance(full, dict):
-        full = _full_from_tflite(manifest, model_dir)
+        full = _full_from_tflite(manifest, model_dir, file_key)
     if not full:
         return None
     if feature == "ops" and full.get("ops") is not None:
@@ -183,8 +195,8 @@ def monolithic_feature(manifest: dict, feature: str, model_dir: Path | None = No
     return None
 
 
-def _full_from_tflite(manifest: dict, model_dir: Path | None) -> dict | None:
-    rec = (manifest.get("files") or {}).get("full_tflite")
+def _full_from_tflite(manifest: dict, model_dir: Path | None, file_key: str) -> dict | None:
+    rec = (manifest.get("files") or {}).get(file_key)
     if model_dir is None or not rec or not (model_dir / rec["path"]).is_file():
         return None
     try:

@@ -94,8 +94,9 @@ def path_energy(measured_j: list[float], latency: float | None, unit: str, profi
                 meter: str | None = None) -> dict:
     """Energy of one exit path: the median of measured values if any, else modelled."""
     if measured_j:
+        n = f" (median of {len(measured_j)})" if len(measured_j) > 1 else ""
         return {"energy_j": float(statistics.median(measured_j)), "energy_kind": "measured",
-                "energy_source": f"measured: {meter or 'power meter'} ({len(measured_j)} windows, median)"}
+                "energy_source": f"measured: {meter or 'power meter'}{n}"}
     value = modelled_energy(latency, unit, profile)
     return {"energy_j": value, "energy_kind": "modelled",
             "energy_source": f"modelled: profile '{profile.name}' ({profile.source})"}

@@ -57,13 +57,14 @@ class Point:
 
 @dataclass(frozen=True)
 class Path:
-    """A chain of segments measured end to end (an early-exit path, or a monolithic model
-    predicted as if it were its segments)."""
+    """Work measured end to end that is not a fitted point: a chain of segments (an early-exit
+    path; `segments` names its points) or a monolithic model (`segments` empty)."""
     name: str
     macs: float
     feature: float
     n_segments: int
     latency: float
+    segments: tuple[str, ...] = ()
 
 
 def full_rank(points, columns=("macs", "feature", "const")) -> bool:
@@ -117,15 +118,22 @@ def leave_one_out(points, columns: tuple[str, ...]) -> list[dict]:
 
 
 def predict_paths(points, paths, columns: tuple[str, ...]) -> list[dict]:
-    """Paths predicted from a fit on the segment points only (the paths are not in it)."""
+    """Paths predicted from the segment points only.  A chain sums, per segment, the prediction of
+    the fit that left that segment out: summing in-sample fits would replay the segments' own
+    measurements (a chain's latency is the sum of them) and prove nothing.  A monolithic model is
+    never a segment point, so the fit on all segments predicts it out of sample."""
     segs = [p for p in points if p.kind == "segment"]
-    if len(segs) < len(columns):
-        return [{"name": q.name, "measured": q.latency, "predicted": None, "rel_error": None} for q in paths]
-    coef, _ = fit(segs, columns)
+    loo = {r["name"]: r["predicted"] for r in leave_one_out(segs, columns)}
+    coef = fit(segs, columns)[0] if len(segs) >= len(columns) else None
     rows = []
     for q in paths:
-        pred = predict(coef, columns, q.macs, q.feature, q.n_segments)
-        rows.append({"name": q.name, "measured": q.latency, "predicted": pred, "rel_error": _rel(pred, q.latency)})
+        if q.segments:
+            parts = [loo.get(n) for n in q.segments]
+            pred = sum(parts) if all(v is not None for v in parts) else None
+        else:
+            pred = None if coef is None else predict(coef, columns, q.macs, q.feature, q.n_segments)
+        rows.append({"name": q.name, "measured": q.latency, "predicted": pred,
+                     "rel_error": None if pred is None else _rel(pred, q.latency)})
     return rows
 
 
@@ -160,8 +168,8 @@ def fit_latency_model(points: list[Point], paths: list[Path], cfg: LatencyModelC
 def _status(n: int, n_seg: int, rank: int, n_cols: int) -> str:
     if n - 1 < n_cols:
         return f"leave-one-out needs at least {n_cols + 1} points, have {n}: no out-of-sample errors"
-    if n_seg < n_cols:
-        return f"path prediction needs at least {n_cols} segment points, have {n_seg}"
+    if n_seg <= n_cols:
+        return f"out-of-sample path prediction needs at least {n_cols + 1} segment points, have {n_seg}"
     if rank < n_cols:
         return f"rank {rank} < {n_cols}: the MAC and op/byte columns are collinear; coefficients are not unique"
     return "ok"

@@ -16,7 +16,7 @@ import numpy as np
 from tinyexit.errors import UserError
 from tinyexit.eval import bench_results as br
 from tinyexit.eval.bench_markdown import markdown, mislead_notes, plots
-from tinyexit.eval.energy import path_energy, profile_for
+from tinyexit.eval.energy import EnergyProfile, path_energy, profile_for
 from tinyexit.eval.latency_model import LatencyModelConfig, Path as ChainPath, Point, fit_latency_model, full_rank
 from tinyexit.eval.report import Section
 from tinyexit.rundir import read_json
@@ -28,21 +28,29 @@ LINK_KEYS = ("frames", "retries", "crc_errors", "resyncs", "timeouts")
 def build(run_dir: Path, report_dir: Path) -> Section | None:
     bench = Path(run_dir) / "bench"
     dirs = sorted(d for d in bench.iterdir() if (d / "results.jsonl").is_file()) if bench.is_dir() else []
-    if not dirs:
+    runs = [r for r in (br.load_target(d) for d in dirs) if r.lines]
+    if not runs:
         return None
     data, parts, files = {}, [], []
-    for d in dirs:
-        run = br.load_target(d)
-        if not run.lines:
-            continue
-        t = bench_target(Path(run_dir), run)
+    for run in runs:
+        companions = [o for o in runs if o is not run and _target_key(o) == _target_key(run)
+                      and not set(o.models) & set(run.models)]
+        t = bench_target(Path(run_dir), run, companions=companions)
         pngs = plots(report_dir, run.name, t)
         data[run.name] = t
         files += pngs
         parts.append(markdown(run.name, t, pngs))
-    if not data:
-        return None
     return Section("bench", data, "\n".join(parts), files)
+
+
+def _target_key(run: br.TargetRun) -> tuple:
+    """Bench directories measured on the same device and runtime (e.g. the classifier and the
+    denoiser benched on one target) share one latency model."""
+    s = run.summary
+    devs = s.get("devices") or []
+    specs = tuple(sorted(str(d.get("spec")) for d in devs if isinstance(d, dict)))
+    runtimes = tuple(sorted({str((d.get("info") or {}).get("runtime")) for d in devs if isinstance(d, dict)}))
+    return (specs, runtimes, str(s.get("device"))) if specs else (run.name,)
 
 
 def load_manifest(run_dir: Path, model: str) -> dict:
@@ -55,7 +63,8 @@ def load_manifest(run_dir: Path, model: str) -> dict:
     return m
 
 
-def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = LatencyModelConfig()) -> dict:
+def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = LatencyModelConfig(),
+                 companions: list[br.TargetRun] = ()) -> dict:
     timing = br.timing_of(run)
     manifests = {m: load_manifest(run_dir, m) for m in run.models}
     primary = "classifier" if "classifier" in manifests else run.models[0]
@@ -69,37 +78,52 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
     ref_vals, ref_name = _reference(run, timing, primary, man)
     ref = br.stats(ref_vals)["median"]
     out["latency_reference"] = ref_name
-    profile = profile_for(s, timing.unit)
-    meter = s.get("power") if isinstance(s.get("power"), str) else None
-    ref_energy = path_energy(_energies(run, primary, "full"), ref, timing.unit, profile, meter)
-    out["per_exit"] = [_exit_row(run, timing, man, primary, k, ref, ref_energy, profile, meter)
+    profile, measured, meter = _energy_inputs(s, timing.unit)
+    ref_energy = path_energy(measured.get("full", []), ref, timing.unit, profile, meter)
+    out["per_exit"] = [_exit_row(run, timing, man, primary, k, ref, ref_energy, profile, measured, meter)
                        for k in range(len(man.get("exits") or []))]
     out["early_exit"] = _early_exit(run, timing, man, primary, ref, out["per_exit"])
     out.update(_agreement(run, primary))
     out["samples"] = out["early_exit"]["samples"] or len({r.get("sample") for r in run.lines})
     out["segment_overhead"] = _segment_overhead(run, timing, primary, man)
+    out["segment_overhead_detail"] = s.get("segment_overhead_detail")
     out["payload_efficiency"] = s.get("payload_efficiency", (s.get("link") or {}).get("payload_efficiency"))
     link = s.get("link") or {}
     out["link"] = {k: link.get(k, s.get(k)) for k in LINK_KEYS} | {
         k: v for k, v in link.items() if k not in LINK_KEYS}
     out["energy_profile"] = profile.to_dict()
-    out["segments"] = _segment_rows(run, timing, manifests)
-    points, paths = _model_inputs(run_dir, run, timing, manifests, out["segments"], "ops")
-    if cfg.feature == "bytes" or (cfg.feature == "auto" and not full_rank(points)):
-        cfg = replace(cfg, feature="bytes")
-        points, paths = _model_inputs(run_dir, run, timing, manifests, out["segments"], "bytes")
-    else:
-        cfg = replace(cfg, feature="ops")
-    lm = fit_latency_model(points, paths, cfg, timing.unit)
+    sources = [(run, timing, manifests)] + [
+        (o, br.timing_of(o), {m: load_manifest(run_dir, m) for m in o.models}) for o in companions
+        if br.timing_of(o).unit == timing.unit]
+    out["latency_model_sources"] = [src[0].name for src in sources]
+    out["segments"] = [row for src in sources for row in _segment_rows(*src)]
+    out["latency_model"] = _latency_model(run_dir, sources, out["segments"], cfg, timing.unit)
     errs = [abs(e["latency_ratio"] - e["mac_ratio"]) for e in out["per_exit"]
             if e["latency_ratio"] is not None and e["mac_ratio"] is not None]
-    lm["mac_only_max_abs_ratio_error"] = max(errs) if errs else None
-    out["latency_model"] = lm
+    out["latency_model"]["mac_only_max_abs_ratio_error"] = max(errs) if errs else None
     out["sweep"] = _sweep(run_dir, man, out["per_exit"], ref) if primary == "classifier" else []
     if timing.unit == "instructions":
         out.update(_qemu_fields(s, man, ref))
     out["where_macs_mislead"] = mislead_notes(out)
     return out
+
+
+def _energy_inputs(s: dict, unit: str) -> tuple:
+    """(profile, measured joules per mode, meter name).  The harness's own profile is used so the
+    report's modelled figures equal summary.json's; per instruction, only a profile that has a figure
+    per instruction can convert."""
+    energy = s.get("energy") if isinstance(s.get("energy"), dict) else {}
+    measured, meter = {}, None
+    if str(energy.get("source", "")).startswith("measured"):
+        meter = energy.get("meter") or energy["source"]
+        measured = {mode: [float(v["energy_j"])] for mode, v in (energy.get("per_mode") or {}).items()
+                    if isinstance(v, dict) and v.get("energy_j") is not None}
+    profile = profile_for(s, unit)
+    if "energy_profile" not in s and isinstance(energy.get("profile"), dict):
+        harness = EnergyProfile.from_dict(energy["profile"])
+        if unit == "s" or harness.energy_per_instruction_j is not None:
+            profile = harness
+    return profile, measured, meter
 
 
 def _device_name(s: dict) -> str | None:
@@ -123,11 +147,7 @@ def _reference(run, timing, model: str, man: dict) -> tuple[list[float], str]:
     return br.path_latencies(run, timing, model, f"segment:{last}"), "all segments chained (no monolithic run)"
 
 
-def _energies(run, model: str, mode: str) -> list[float]:
-    return [float(r["energy_j"]) for r in br.mode_lines(run, model, mode) if r.get("energy_j") is not None]
-
-
-def _exit_row(run, timing, man, model, k, ref, ref_energy, profile, meter) -> dict:
+def _exit_row(run, timing, man, model, k, ref, ref_energy, profile, measured, meter) -> dict:
     ex = man["exits"][k]
     lat = br.path_latencies(run, timing, model, f"segment:{k}")
     source = f"segment:{k} runs (segments 0..{k} chained)"
@@ -138,7 +158,7 @@ def _exit_row(run, timing, man, model, k, ref, ref_energy, profile, meter) -> di
     st = br.stats(lat)
     mac_ratio = ex.get("mac_ratio", ex["cumulative_macs"] / man["full_macs"])
     ratio = st["median"] / ref if st["median"] is not None and ref else None
-    en = path_energy(_energies(run, model, f"segment:{k}"), st["median"], timing.unit, profile, meter)
+    en = path_energy(measured.get(f"segment:{k}", []), st["median"], timing.unit, profile, meter)
     e_ratio = en["energy_j"] / ref_energy["energy_j"] if en["energy_j"] and ref_energy["energy_j"] else None
     row = {"exit": k, "macs": ex["cumulative_macs"], "mac_ratio": mac_ratio,
            "latency_median": st["median"], "latency_p90": st["p90"], "latency_n": st["n"],
@@ -163,12 +183,14 @@ def _early_exit(run, timing, man, model, ref, per_exit) -> dict:
     labelled = [r for r in lines if r.get("label") is not None]
     per_sample = br.per_sample_latency(run, timing, all_lines)
     mean_lat = float(np.mean(list(per_sample.values()))) if per_sample else None
+    decision = [br.line_latency(r | {"ticks": [0]}, timing, run) for r in all_lines if r.get("ticks")]
     e = [p["energy_j"] for p in per_exit]
     return {"samples": len(lines),
             "accuracy": br.fraction(r["top1"] == r["label"] for r in labelled) if labelled else None,
             "mac_ratio": float(cum[exits].mean() / man["full_macs"]),
             "latency_mean": mean_lat, "latency_unit": timing.unit,
             "latency_ratio": mean_lat / ref if mean_lat is not None and ref else None,
+            "decision_latency_mean": float(np.mean(decision)) if decision else None,
             "energy_j": float(np.mean([e[x] for x in exits])) if all(v is not None for v in e) else None,
             "energy_kind": per_exit[0]["energy_kind"] if per_exit else None,
             "exit_fractions": (np.bincount(exits, minlength=len(cum)) / len(exits)).tolist(),
@@ -183,12 +205,16 @@ def _agreement(run, model: str) -> dict:
 
 
 def _segment_overhead(run, timing, model: str, man: dict) -> float | None:
-    """(all segments chained - monolithic) / monolithic, both measured in this run."""
-    full = br.stats(br.path_latencies(run, timing, model, "full"))["median"]
+    """(all segments chained - monolithic) / monolithic: the harness's paired figure when it has one,
+    else from medians, against the all-exits model (the pure cost of splitting) when it was run."""
+    if run.summary.get("segment_overhead") is not None:
+        return run.summary["segment_overhead"]
     chain = br.stats(br.path_latencies(run, timing, model, f"segment:{len(man['segments']) - 1}"))["median"]
-    if full and chain is not None:
-        return chain / full - 1.0
-    return run.summary.get("segment_overhead")
+    for mode in ("full:all_exits", "full"):
+        mono = br.stats(br.path_latencies(run, timing, model, mode))["median"]
+        if mono and chain is not None:
+            return chain / mono - 1.0
+    return None
 
 
 def _segment_rows(run, timing, manifests: dict) -> list[dict]:
@@ -201,26 +227,40 @@ def _segment_rows(run, timing, manifests: dict) -> list[dict]:
                          "bytes": br.segment_feature(seg, "bytes"),
                          "op_types": sorted({o.get("type", "?") for o in ops}),
                          "zero_mac_ops": sorted({o.get("type", "?") for o in ops if not o.get("macs")}),
-                         "latency_median": st["median"], "latency_p90": st["p90"], "latency_n": st["n"]})
+                         "latency_median": st["median"], "latency_p90": st["p90"], "latency_n": st["n"],
+                         "bench": run.name})
     return rows
 
 
-def _model_inputs(run_dir: Path, run, timing, manifests: dict, seg_rows: list[dict], feature: str):
+def _latency_model(run_dir: Path, sources, seg_rows: list[dict], cfg: LatencyModelConfig, unit: str) -> dict:
+    feature = cfg.feature
+    if feature == "auto":   # ops must vary independently of MACs on the segments the paths are predicted from
+        segs = [p for p in _model_inputs(run_dir, sources, seg_rows, "ops")[0] if p.kind == "segment"]
+        feature = "ops" if full_rank(segs) else "bytes"
+    return fit_latency_model(*_model_inputs(run_dir, sources, seg_rows, feature), replace(cfg, feature=feature),
+                             unit)
+
+
+def _model_inputs(run_dir: Path, sources, seg_rows: list[dict], feature: str):
     points = [Point(f"{r['model']} segment {r['segment']}", "segment", r["macs"], r[feature], r["latency_median"])
               for r in seg_rows if r["latency_median"] is not None]
     paths = []
-    for model, man in manifests.items():
-        feats = [r[feature] for r in seg_rows if r["model"] == model]
-        for k in range(len(man["segments"])):
-            lat = br.stats(br.path_latencies(run, timing, model, f"segment:{k}"))["median"]
-            if lat is not None and k > 0:   # k = 0 is segment 0 itself, already a point
-                macs = sum(s["macs"] for s in man["segments"][:k + 1])
-                paths.append(ChainPath(f"{model} segments 0..{k}", macs, sum(feats[:k + 1]), k + 1, lat))
-        full = br.stats(br.path_latencies(run, timing, model, "full"))["median"]
-        mono = br.monolithic_feature(man, feature, run_dir / "export" / model)
-        if full is not None and mono is not None:
-            points.append(Point(f"{model} monolithic", "monolithic", man["full_macs"], mono, full))
-            paths.append(ChainPath(f"{model} monolithic", man["full_macs"], mono, 1, full))
+    for run, timing, manifests in sources:
+        for model, man in manifests.items():
+            feats = [r[feature] for r in seg_rows if r["model"] == model]
+            for k in range(1, len(man["segments"])):      # k = 0 is segment 0 itself, already a point
+                lat = br.stats(br.path_latencies(run, timing, model, f"segment:{k}"))["median"]
+                if lat is not None:
+                    macs = sum(s["macs"] for s in man["segments"][:k + 1])
+                    paths.append(ChainPath(f"{model} segments 0..{k}", macs, sum(feats[:k + 1]), k + 1, lat,
+                                           tuple(f"{model} segment {j}" for j in range(k + 1))))
+            for mode, (mac_key, _, _) in br.MONOLITHIC.items():
+                lat = br.stats(br.path_latencies(run, timing, model, mode))["median"]
+                f = br.monolithic_feature(man, feature, run_dir / "export" / model, mode)
+                if lat is not None and f is not None and man.get(mac_key):
+                    name = f"{model} monolithic" + (" (all exits)" if mode != "full" else "")
+                    points.append(Point(name, "monolithic", man[mac_key], f, lat))
+                    paths.append(ChainPath(name, man[mac_key], f, 1, lat))
     return points, paths
 
 

@@ -24,7 +24,7 @@ def test_measured_energy_passes_through_as_median_and_is_labelled_measured():
     e = path_energy([3e-6, 1e-6, 2e-6], latency=1.0, unit="s", profile=HOST_CPU, meter="ppk2:/dev/ttyACM1")
     assert e["energy_j"] == 2e-6
     assert e["energy_kind"] == "measured"
-    assert e["energy_source"] == "measured: ppk2:/dev/ttyACM1 (3 windows, median)"
+    assert e["energy_source"] == "measured: ppk2:/dev/ttyACM1 (median of 3)"
     assert label(e["energy_kind"]) == "measured"
 
 

@@ -22,7 +22,8 @@ def _points(noise=0.0, seed=0):
 
 def test_exact_data_recovers_coefficients_and_zero_out_of_sample_error():
     pts = _points()
-    chain = Path("0..2", sum(MACS[:3]), sum(OPS[:3]), 3, sum(_truth(m, o) for m, o in zip(MACS[:3], OPS[:3])))
+    chain = Path("0..2", sum(MACS[:3]), sum(OPS[:3]), 3, sum(_truth(m, o) for m, o in zip(MACS[:3], OPS[:3])),
+                 ("s0", "s1", "s2"))
     out = fit_latency_model(pts, [chain])
     co = out["coefficients"]
     assert co["a"] == pytest.approx(A, rel=1e-9)
@@ -31,7 +32,7 @@ def test_exact_data_recovers_coefficients_and_zero_out_of_sample_error():
     assert out["status"] == "ok" and out["rank"] == 3
     assert len(out["loo"]) == len(MACS) and all(r["predicted"] is not None for r in out["loo"])
     assert out["loo_max_abs_error"] < 1e-9
-    # the path pays the per-call constant three times; predicted from the segment fit alone
+    # each segment of the path predicted by the fit that left it out
     assert out["paths"][0]["predicted"] == pytest.approx(chain.latency, rel=1e-9)
     assert out["path_max_abs_error"] < 1e-9
 
@@ -88,3 +89,22 @@ def test_config_validation_and_round_trip():
     assert LatencyModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(UserError, match="feature 'flops': unknown; use one of auto, ops, bytes"):
         LatencyModelConfig("flops")
+
+
+def test_chain_paths_sum_the_left_out_predictions_of_their_segments():
+    pts = _points()
+    pts[1] = Point("s1", "segment", MACS[1], OPS[1], 1.5 * pts[1].latency)     # a slow segment 1
+    measured = pts[0].latency + pts[1].latency                                   # the chain ran it
+    out = fit_latency_model(pts, [Path("0..1", MACS[0] + MACS[1], OPS[0] + OPS[1], 2, measured, ("s0", "s1"))])
+    loo = {r["name"]: r["predicted"] for r in out["loo"]}
+    assert out["paths"][0]["predicted"] == pytest.approx(loo["s0"] + loo["s1"], rel=1e-12)
+    # segment 1's slowness is not in its own prediction, so the chain's error shows it
+    assert out["paths"][0]["rel_error"] < -0.1
+
+
+def test_an_interpolating_fit_gives_no_chain_prediction():
+    # 3 segments, 3 coefficients: each segment's left-out fit is underdetermined, so no chain figure
+    pts = _points()[:3]
+    out = fit_latency_model(pts, [Path("0..1", 1.0, 1.0, 2, 1.0, ("s0", "s1")), Path("mono", MACS[0], OPS[0], 1, 1.0)])
+    assert out["paths"][0]["predicted"] is None
+    assert out["paths"][1]["predicted"] is not None      # a monolithic model is never a fitted segment

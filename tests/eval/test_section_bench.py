@@ -32,37 +32,56 @@ def manifest(segs, full, model):
             "policy": {"name": "max_softmax", "params": [0.9]}}
 
 
-def lines_for(model, segs, full, scale=1, exit_test=0):
-    seg_ticks = [ns(m, o) // scale for m, o in segs]
+def lines_for(model, segs, full, scale=1, runs=1):
+    """Records as the harness writes them: a record may stand for `runs` back-to-back runs."""
+    seg_ticks = [ns(m, o) // scale * runs for m, o in segs]
+    base = {"model": model, "repeat": 0, "device": "w0", "runs": runs, "decision_ticks": 0}
     out = []
     for s in range(N):
         for k in range(len(segs)):
-            out.append({"model": model, "sample": s, "mode": f"segment:{k}", "ticks": seg_ticks[:k + 1]})
-        out.append({"model": model, "sample": s, "mode": "full", "ticks": [ns(*full) // scale]})
+            out.append(base | {"sample": s, "mode": f"segment:{k}", "ticks": seg_ticks[:k + 1]})
+        out.append(base | {"sample": s, "mode": "full", "ticks": [ns(*full) // scale * runs]})
         if model == "classifier":
             e = s % 3
             top1 = s % 10 if s != 4 else 0
-            out.append({"model": model, "sample": s, "mode": "early_exit", "exit": e, "top1": top1, "label": s % 10,
-                        "logits": [0] * 10, "ticks": seg_ticks[:e + 1], "host_exit": e,
-                        "host_top1": top1 if s != 7 else 9, "host_logits_equal": s != 7})
+            # the exit test costs DECISION ticks per exit evaluated; early-exit latency includes it
+            out.append(base | {"sample": s, "mode": "early_exit", "exit": e, "top1": top1, "label": s % 10,
+                               "logits": [0] * 10, "ticks": seg_ticks[:e + 1], "decision_ticks": DECISION * runs,
+                               "host_exit": e, "host_top1": top1 if s != 7 else 9, "host_logits_equal": s != 7})
     return out
 
 
-def make_run(tmp_path, target="agent", summary=None, scale=1, tick_hz=1_000_000_000, torn=False):
+DECISION = 1000
+
+
+def harness_summary(model, **extra):
+    return {"target": "agent", "model": model, "device": "host-agent",
+            "simulated_or_real": "host agent on this machine (not a device)",
+            "devices": [{"worker": "w0", "spec": "agent", "info": {"device": "host-agent", "runtime": "litert"}}],
+            "payload_efficiency": 0.93,
+            "link": {"frames": 500, "retries": 2, "crc_errors": 1, "resyncs": 1, "timeouts": 0, "bytes_on_wire": 9000},
+            "energy": {"source": "modelled", "profile": {"name": "host-agent", "active_power_w": 15.0,
+                                                         "source": "assumption, not a measurement"}}} | extra
+
+
+def make_run(tmp_path, target="agent", summary=None, scale=1, tick_hz=1_000_000_000, torn=False, runs=1,
+             split_models=False):
     run = tmp_path / "run"
     (run / "report").mkdir(parents=True)
     (run / "config.json").write_text("{}")
     for model, segs, full in (("classifier", CLS_SEGS, CLS_FULL), ("denoiser", DEN_SEGS, DEN_FULL)):
         (run / "export" / model).mkdir(parents=True)
         (run / "export" / model / "manifest.json").write_text(json.dumps(manifest(segs, full, model)))
-    d = run / "bench" / target
-    d.mkdir(parents=True)
-    rows = lines_for("classifier", CLS_SEGS, CLS_FULL, scale) + lines_for("denoiser", DEN_SEGS, DEN_FULL, scale)
-    text = "".join(json.dumps(r | {"tick_hz": tick_hz}) + "\n" for r in rows)
-    (d / "results.jsonl").write_text(text + ('{"sample": 99, "mo' if torn else ""))
-    (d / "summary.json").write_text(json.dumps(summary if summary is not None else {
-        "device": {"name": "host-agent", "runtime": "litert"}, "payload_efficiency": 0.93,
-        "link": {"frames": 500, "retries": 2, "crc_errors": 1, "resyncs": 1, "timeouts": 0, "bytes_on_wire": 9000}}))
+    cls = lines_for("classifier", CLS_SEGS, CLS_FULL, scale, runs)
+    den = lines_for("denoiser", DEN_SEGS, DEN_FULL, scale, runs)
+    benches = {target: (cls, "classifier"), f"{target}-denoiser": (den, "denoiser")} if split_models else \
+        {target: (cls + den, "classifier")}
+    for name, (rows, model) in benches.items():
+        d = run / "bench" / name
+        d.mkdir(parents=True)
+        text = "".join(json.dumps(r | {"tick_hz": tick_hz}) + "\n" for r in rows)
+        (d / "results.jsonl").write_text(text + ('{"sample": 99, "mo' if torn else ""))
+        (d / "summary.json").write_text(json.dumps(summary if summary is not None else harness_summary(model)))
     return run
 
 
@@ -84,8 +103,8 @@ def test_agent_target_numbers(tmp_path):
         assert e["mac_ratio"] == e["macs"] / CLS_FULL[0]
         assert e["latency_median"] == pytest.approx(chain[k], rel=1e-12)
         assert e["latency_ratio"] == pytest.approx(chain[k] / full_s, rel=1e-12)
-        assert e["energy_kind"] == "modelled" and e["energy_source"].startswith("modelled: profile 'host-cpu'")
-        assert e["energy_j"] == pytest.approx(10.0 * chain[k])
+        assert e["energy_kind"] == "modelled" and e["energy_source"].startswith("modelled: profile 'host-agent'")
+        assert e["energy_j"] == pytest.approx(15.0 * chain[k])     # the harness's profile, as in summary.json
         assert e["energy_ratio"] == pytest.approx(e["latency_ratio"])
     assert t["segment_overhead"] == pytest.approx(chain[-1] / full_s - 1)
     assert t["agreement_top1"] == pytest.approx(11 / 12) and t["agreement_exit"] == 1.0
@@ -93,7 +112,8 @@ def test_agent_target_numbers(tmp_path):
     exits = np.arange(N) % 3
     assert ee["accuracy"] == pytest.approx(11 / 12)
     assert ee["mac_ratio"] == pytest.approx(np.mean([t["per_exit"][e]["macs"] for e in exits]) / CLS_FULL[0])
-    assert ee["latency_ratio"] == pytest.approx(np.mean([chain[e] for e in exits]) / full_s)
+    assert ee["latency_ratio"] == pytest.approx(np.mean([chain[e] + DECISION * 1e-9 for e in exits]) / full_s)
+    assert t["per_exit"][1]["early_exit_latency_median"] == pytest.approx(chain[1] + DECISION * 1e-9)
     assert ee["exit_fractions"] == [pytest.approx(1 / 3)] * 3
     assert t["latency_model"]["mac_only_max_abs_ratio_error"] == pytest.approx(
         max(abs(e["latency_ratio"] - e["mac_ratio"]) for e in t["per_exit"]))
@@ -193,3 +213,36 @@ def test_auto_feature_falls_back_to_bytes_when_op_counts_are_collinear(tmp_path,
     # bytes = param_bytes (100 k) only; the denoiser's monolithic model has no byte count, so it is left out
     assert [p["feature"] for p in lm["loo"]] == [0, 100, 200, 0, 100, 900]
     assert [r["ops"] for r in t["segments"]] == [7] * 5
+
+
+def test_records_of_repeated_runs_are_divided_by_runs(tmp_path):
+    one = section_bench.build(make_run(tmp_path / "a"), tmp_path / "a" / "run" / "report").data["agent"]
+    many = section_bench.build(make_run(tmp_path / "b", runs=50), tmp_path / "b" / "run" / "report").data["agent"]
+    for e1, e50 in zip(one["per_exit"], many["per_exit"]):
+        assert e50["latency_median"] == pytest.approx(e1["latency_median"], rel=1e-12)
+    assert many["early_exit"]["latency_ratio"] == pytest.approx(one["early_exit"]["latency_ratio"], rel=1e-12)
+
+
+def test_models_benched_into_separate_directories_share_the_target_latency_model(tmp_path):
+    run = make_run(tmp_path, split_models=True)
+    data = section_bench.build(run, run / "report").data
+    assert sorted(data) == ["agent", "agent-denoiser"]
+    assert data["agent"]["model"] == "classifier" and data["agent-denoiser"]["model"] == "denoiser"
+    for t in data.values():
+        assert t["latency_model"]["points"] == 7 and sorted(t["latency_model_sources"]) == ["agent", "agent-denoiser"]
+        assert t["latency_model"]["coefficients"]["b"] == pytest.approx(B * 1e-9, rel=1e-6)
+    assert data["agent-denoiser"]["per_exit"][1]["latency_ratio"] == pytest.approx(
+        (ns(*DEN_SEGS[0]) + ns(*DEN_SEGS[1])) / ns(*DEN_FULL))
+
+
+def test_measured_energy_from_the_harness_passes_through(tmp_path):
+    per_mode = {"full": {"energy_j": 2e-3}, "segment:0": {"energy_j": 5e-4}, "segment:1": {"energy_j": 1e-3},
+                "segment:2": {"energy_j": 2.2e-3}}
+    summary = harness_summary("classifier", energy={"source": "measured:ppk2", "meter": "PPK2 on /dev/ttyACM1",
+                                                    "per_mode": per_mode})
+    run = make_run(tmp_path, summary=summary)
+    t = section_bench.build(run, run / "report").data["agent"]
+    assert [e["energy_j"] for e in t["per_exit"]] == [5e-4, 1e-3, 2.2e-3]
+    assert [e["energy_ratio"] for e in t["per_exit"]] == pytest.approx([0.25, 0.5, 1.1])
+    assert {e["energy_kind"] for e in t["per_exit"]} == {"measured"}
+    assert t["per_exit"][0]["energy_source"] == "measured: PPK2 on /dev/ttyACM1"
