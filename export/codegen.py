@@ -174,8 +174,8 @@ def _emit(cfg: CodegenConfig, segs, roles, plan, canonical, source_sha: str) -> 
 def _const_bytes(layer: Layer) -> int:
     p = layer.p
     if layer.kind in ("conv", "dwconv", "fc"):
-        return int(p["weights"].size + 4 * p["bias_folded"].size + 5 * p["rq"].mult.size)
-    return 256 if layer.kind == "logistic" else 0
+        return int(p["weights"].size + 4 + 4 * p["bias_folded"].size + 5 * p["rq"].mult.size)
+    return {"logistic": 256, "add": 2048}.get(layer.kind, 0)
 
 
 def _segment_row(k, g, layers, g0, role, plan, canonical) -> dict:
@@ -218,12 +218,11 @@ def _descriptor(name, up, cfg, source_sha, seg_rows, layer_rows) -> str:
                     f"{s['logits_zp']}, {s['first_layer']}u, {s['num_layers']}u, {s['macs']}u}}")
     names = ",\n    ".join(f'"{row["name"]}"' for row in layer_rows)
     macs = ", ".join(f"{row['macs']}u" for row in layer_rows)
-    return (f"static int8_t {name}_arena[{up}_ARENA_BYTES] __attribute__((aligned(8)));\n\n"
-            f"static const te_segment_t {name}_segments[{up}_NUM_SEGMENTS] = {{\n" + ",\n".join(segs) + "\n};\n\n"
+    return (f"static const te_segment_t {name}_segments[{up}_NUM_SEGMENTS] = {{\n" + ",\n".join(segs) + "\n};\n\n"
             f"static const char *const {name}_layer_names[{up}_NUM_LAYERS] = {{\n    {names}\n}};\n\n"
             f"static const uint32_t {name}_layer_macs[{up}_NUM_LAYERS] = {{{macs}}};\n\n"
             f"const te_model_t {name}_model = {{\n    \"{name}\", \"{cfg.artifact_hash}\", \"{source_sha}\",\n"
-            f"    {name}_arena, {up}_ARENA_BYTES, {up}_NUM_SEGMENTS, {name}_segments,\n"
+            f"    {up}_ARENA_BYTES, {up}_NUM_SEGMENTS, {name}_segments,\n"
             f"    {up}_NUM_LAYERS, {name}_layer_names, {name}_layer_macs\n}};\n")
 
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from tinyexit.errors import InternalError, UserError
+from tinyexit.export import int8_ref as ref
 from tinyexit.export.codegen_lower import Layer
 
 _CTYPE_RANGE = {"int8_t": (-128, 127), "int32_t": (-(1 << 31), (1 << 31) - 1)}
 
 
-def c_array(name: str, ctype: str, values, per_line: int = 16) -> str:
+def c_array(name: str, ctype: str, values, per_line: int = 16, pad: int = 0) -> str:
+    """`static const` array; `pad` zero elements after the values (see TE_WEIGHT_PAD)."""
     vals = np.asarray(values).ravel().astype(np.int64)
+    if pad:
+        vals = np.concatenate([vals, np.zeros(pad, np.int64)])
     lo, hi = _CTYPE_RANGE[ctype]
     if vals.size and (vals.min() < lo or vals.max() > hi):
         raise UserError(f"{name}: value outside {ctype} ({vals.min()}..{vals.max()}); the model is not int8-deployable")
@@ -31,7 +35,7 @@ def _struct(ctype: str, name: str, fields: dict) -> str:
 
 def _requant_arrays(sym: str, layer: Layer) -> str:
     rq = layer.p["rq"]
-    return (c_array(f"{sym}_w", "int8_t", layer.p["weights"])
+    return (c_array(f"{sym}_w", "int8_t", layer.p["weights"], pad=4)
             + c_array(f"{sym}_bias", "int32_t", layer.p["bias_folded"], 8)
             + c_array(f"{sym}_mult", "int32_t", rq.mult, 8)
             + c_array(f"{sym}_shift", "int8_t", rq.shift))
@@ -59,8 +63,11 @@ def _add(sym: str, layer: Layer) -> str:
     a = layer.p["add"]
     fields = dict(size=layer.p["size"], in1_offset=a.in1_offset, in2_offset=a.in2_offset, in1_mult=a.in1_mult,
                   in2_mult=a.in2_mult, out_mult=a.out_mult, in1_shift=a.in1_shift, in2_shift=a.in2_shift,
-                  out_shift=a.out_shift, act_min=a.act_min, act_max=a.act_max, out_zp=a.out_zp)
-    return _struct("te_add_params_t", sym, fields)
+                  out_shift=a.out_shift, act_min=a.act_min, act_max=a.act_max, out_zp=a.out_zp,
+                  lut1=f"{sym}_lut1", lut2=f"{sym}_lut2")
+    return (c_array(f"{sym}_lut1", "int32_t", ref.add_input_table(a, 1), 8)
+            + c_array(f"{sym}_lut2", "int32_t", ref.add_input_table(a, 2), 8)
+            + _struct("te_add_params_t", sym, fields))
 
 
 def _mean(sym: str, layer: Layer) -> str:
@@ -130,7 +137,7 @@ def scratch_assert(sym: str, layer: Layer, size: int) -> str:
     """A compile-time check tying the host's scratch reservation to the kernels' macro."""
     if layer.kind == "conv":
         k_h, k_w = layer.p["k"]
-        need = f"TE_CONV_SCRATCH_BYTES({k_h}, {k_w}, {layer.p['in_shape'][2]})"
+        need = f"TE_CONV_SCRATCH_BYTES({k_h}, {k_w}, {layer.p['in_shape'][2]}, {layer.p['out_shape'][2]})"
     elif layer.kind == "fc":
         need = f"TE_FC_SCRATCH_BYTES({layer.p['k']})"
     else:

@@ -23,7 +23,8 @@ def scratch_bytes(layer: Layer) -> int:
 
     if layer.kind == "conv":
         k_h, k_w = layer.p["k"]
-        return 4 * round4(k_h * k_w * layer.p["in_shape"][2])
+        k = round4(k_h * k_w * layer.p["in_shape"][2])
+        return 4 * k + k + 8 * layer.p["out_shape"][2]
     if layer.kind == "fc":
         return 2 * round4(layer.p["k"])
     return 0

@@ -245,13 +245,21 @@ def prepare_add(s1, z1, s2, z2, s_out, z_out, activation) -> AddParams:
     return AddParams(-int(z1), -int(z2), m1, sh1, m2, sh2, mo, sho, int(z_out), lo, hi)
 
 
+def _add_scaled(v, off, m, sh, left_shift):
+    shifted = wrap32((np.asarray(v, np.int64) + off) * (1 << left_shift))
+    return rounding_divide_by_pot(srdhm(shifted, m), -sh)
+
+
+def add_input_table(p: AddParams, which: int) -> np.ndarray:
+    """The rescaled value of every int8 input (index x + 128) of ADD input 1 or 2."""
+    off, m, sh = (p.in1_offset, p.in1_mult, p.in1_shift) if which == 1 else (p.in2_offset, p.in2_mult, p.in2_shift)
+    return _add_scaled(np.arange(-128, 128), off, m, sh, p.left_shift)
+
+
 def add(a, b, p: AddParams):
     """ADD with rescaling (shapes equal or broadcastable)."""
-    def scaled(v, off, m, sh):
-        shifted = wrap32((np.asarray(v, np.int64) + off) * (1 << p.left_shift))
-        return rounding_divide_by_pot(srdhm(shifted, m), -sh)
-
-    raw = wrap32(scaled(a, p.in1_offset, p.in1_mult, p.in1_shift) + scaled(b, p.in2_offset, p.in2_mult, p.in2_shift))
+    raw = wrap32(_add_scaled(a, p.in1_offset, p.in1_mult, p.in1_shift, p.left_shift)
+                 + _add_scaled(b, p.in2_offset, p.in2_mult, p.in2_shift, p.left_shift))
     out = rounding_divide_by_pot(srdhm(raw, p.out_mult), -p.out_shift) + p.out_zp
     return np.clip(out, p.act_min, p.act_max).astype(np.int8)
 

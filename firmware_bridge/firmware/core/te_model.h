@@ -3,7 +3,8 @@
  * export/codegen.py emits, per model, one function per exit segment
  * (<model>_exit<k>_run) and a te_model_t describing the static memory plan:
  * every tensor lives at a fixed offset of one arena; a segment's input and
- * the previous segment's features are the same bytes (kept in place). */
+ * the previous segment's features are the same bytes (kept in place).  The
+ * arena itself belongs to the caller, so several models can share one. */
 #ifndef TE_MODEL_H
 #define TE_MODEL_H
 
@@ -31,8 +32,7 @@ typedef struct {
     const char *name;                    /* "classifier", "denoiser" */
     const char *artifact_hash;           /* manifest artifact_hash (hex), "" if unknown */
     const char *source_sha256;           /* sha256 over the per-segment .tflite files */
-    int8_t *arena;
-    uint32_t arena_bytes;
+    uint32_t arena_bytes;                /* the caller provides an arena this large, 8-byte aligned */
     uint16_t num_segments;
     const te_segment_t *segments;
     uint16_t num_layers;

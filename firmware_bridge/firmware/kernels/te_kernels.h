@@ -50,7 +50,10 @@ typedef struct {
     const int8_t *shift;
 } te_fc_params_t;
 
-/* ADD with rescaling (TFLite's 20-bit left shift scheme). */
+/* ADD with rescaling (TFLite's 20-bit left shift scheme).  lut1/lut2 hold,
+ * for every int8 input value x (index x + 128), the rescaled input
+ * RDBPOT(SRDHM((x + offset) << 20, mult), -shift), precomputed on the host;
+ * kernels may use them or compute the same values. */
 typedef struct {
     uint32_t size;
     int32_t in1_offset, in2_offset;
@@ -58,6 +61,7 @@ typedef struct {
     int8_t in1_shift, in2_shift, out_shift;  /* <= 0 */
     int8_t act_min, act_max;
     int32_t out_zp;
+    const int32_t *lut1, *lut2;
 } te_add_params_t;
 
 /* MEAN over H and W (1/count folded into mult/shift). */
@@ -96,10 +100,16 @@ typedef struct {
     int8_t shift;
 } te_requant_params_t;
 
+/* Weight arrays of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED are followed
+ * by at least this many zero bytes, so kernels may read whole words at a row end. */
+#define TE_WEIGHT_PAD 4
+
 /* Scratch (in the arena, planned on the host) each kernel may use.  The C
  * generator reserves the same amounts: export/codegen_plan.py scratch_bytes(). */
 #define TE_ROUND4(n) ((((uint32_t)(n)) + 3u) & ~3u)
-#define TE_CONV_SCRATCH_BYTES(k_h, k_w, c_in) (4u * TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)))
+#define TE_CONV_SCRATCH_BYTES(k_h, k_w, c_in, c_out) \
+    (4u * TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) + TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) + \
+     8u * (uint32_t)(c_out))
 #define TE_FC_SCRATCH_BYTES(k) (2u * TE_ROUND4(k))
 
 void te_conv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *scratch);
