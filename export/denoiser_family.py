@@ -47,14 +47,29 @@ def data(run: Path, model, calib_n: int):
         raise UserError(f"{run}/config.json: no 'denoiser' section; re-run 'tinyexit train denoiser --out {run}'")
     splits = load_dataset(cfg.get("dataset", "digits"))
     calib, _, _ = _encoded(model, splits.train.x[:calib_n], CALIB_SEED)
-    test_x, test_x0, _ = _encoded(model, splits.test.x, TEST_SEED)
+    test_x, test_x0, test_t = _encoded(model, splits.test.x, TEST_SEED)
     _, ckpt = load_denoiser(run / "checkpoints" / "denoiser.pt")
     device = dict(ckpt.get("device") or {})
+    residual = bool(getattr(model.cfg, "prior_residual", False))
     device.update({"input": {"channels": ["y_t (+1/-1 image)", "timestep plane (timestep_encoding.values[t-1])"],
                              "layout": "NHWC, channel 1 constant over the image"},
-                   "output": "x0-logits z per pixel (P(x0=+1) = sigmoid(z)); mixing in float on the device"})
+                   "prior_residual": residual,
+                   "output": ("network output r per pixel; x0-logit z = r + prior_exit z (marginal_logits[j] + "
+                              "y*observation_log_odds[t-1]), in float" if residual else
+                              "x0-logits z per pixel") + "; P(x0=+1) = sigmoid(z); mixing in float on the device"})
     return FamilyData(calib, test_x, test_x0, (-1.0, 1.0), {"denoiser": device, "policy": None},
-                      test_images=splits.test.x)
+                      test_images=splits.test.x, test_t=test_t)
+
+
+def _with_prior(model, y, t, z_net):
+    """x0-logits from a network output: models trained with `prior_residual` learn a correction that is
+    added to the zero-compute prior logits (in float, on the device too); older ones output x0-logits."""
+    import torch
+
+    if not getattr(model.cfg, "prior_residual", False):
+        return z_net
+    with torch.no_grad():
+        return model.prior_logits(y, t) + z_net
 
 
 def _pixel_acc(z: np.ndarray, x0_nhwc: np.ndarray) -> float:
@@ -67,18 +82,20 @@ def score(run: Path, man: dict, chains: dict, model, fam_data, cfg) -> dict:
 
     n = len(chains["torch_float"].logits[0])
     x0 = to_nhwc(fam_data.test_y[:n])
-    ref = chains["torch_float"].logits
+    base = _prior_nhwc(model, fam_data, n)
+    chains = {name: [z + base for z in c.logits] for name, c in chains.items()}
+    ref = chains["torch_float"]
     int8_names = [c for c in ("ort_int8", "litert_int8", "tflm_int8") if c in chains]
     per_exit, failures = [], []
     for k in range(len(ref)):
         sign = ref[k] >= 0
         row = {"exit": k, "metric": "x0 pixel accuracy at a random step", "accuracy_float": _pixel_acc(ref[k], x0)}
         if "ort_float" in chains:
-            row["accuracy_float_ort"] = _pixel_acc(chains["ort_float"].logits[k], x0)
+            row["accuracy_float_ort"] = _pixel_acc(chains["ort_float"][k], x0)
         for name in int8_names:
             short = name.replace("_int8", "")
-            row[f"accuracy_int8_{short}"] = _pixel_acc(chains[name].logits[k], x0)
-            row[f"agreement_int8_{short}"] = float(((chains[name].logits[k] >= 0) == sign).mean())
+            row[f"accuracy_int8_{short}"] = _pixel_acc(chains[name][k], x0)
+            row[f"agreement_int8_{short}"] = float(((chains[name][k] >= 0) == sign).mean())
         row["agreement_int8"] = min(row[f"agreement_int8_{c.replace('_int8', '')}"] for c in int8_names)
         row["max_drop_points"] = 100 * max(row["accuracy_float"] - row[f"accuracy_int8_{c.replace('_int8', '')}"]
                                            for c in int8_names)
@@ -92,6 +109,17 @@ def score(run: Path, man: dict, chains: dict, model, fam_data, cfg) -> dict:
                         f" by more than {100 * cfg.max_bits_per_dim_increase:g} %")
     png = write_int8_samples(model, man, model_dir)
     return {"per_exit": per_exit, **bpd, "samples_png": png, "failures": failures, "passed": not failures}
+
+
+def _prior_nhwc(model, fam_data, n: int) -> np.ndarray:
+    """The float prior logits the device adds to every exit's output for the test inputs (0 if none)."""
+    import torch
+
+    from tinyexit.export.runtimes import to_nhwc
+
+    x = torch.from_numpy(fam_data.test_x[:n])
+    t = torch.from_numpy(fam_data.test_t[:n]).long()
+    return to_nhwc(_with_prior(model, x[:, :1], t, torch.zeros_like(x[:, :1])).numpy())
 
 
 def _litert_full_depth(man: dict, model_dir: Path):
@@ -124,8 +152,8 @@ def bits_per_dim(model, man: dict, model_dir: Path, images01: np.ndarray) -> dic
         xt = sample_xt(x0, tt, cfg.schedule, gen)
         inp = model.encode(xt, tt)
         with torch.no_grad():
-            z_float = model(inp)[-1]
-        z_int8 = torch.from_numpy(np.transpose(run_int8(inp.numpy()), (0, 3, 1, 2)).copy())
+            z_float = _with_prior(model, xt, tt, model(inp)[-1])
+        z_int8 = _with_prior(model, xt, tt, torch.from_numpy(np.transpose(run_int8(inp.numpy()), (0, 3, 1, 2)).copy()))
         total["float"] += float(kl_terms(z_float, x0, xt, tt, table).mean())
         total["int8"] += float(kl_terms(z_int8, x0, xt, tt, table).mean())
     lt = prior_term(cfg.schedule, m)
@@ -149,7 +177,7 @@ def write_int8_samples(model, man: dict, model_dir: Path, n: int = 64) -> str:
     for t in range(cfg.T, 0, -1):
         tt = torch.full((n,), t, dtype=torch.long)
         z = np.transpose(run_int8(model.encode(y, tt).numpy()), (0, 3, 1, 2)).copy()
-        y = reverse_step(torch.from_numpy(z), y, t, table, gen)
+        y = reverse_step(_with_prior(model, y, tt, torch.from_numpy(z)), y, t, table, gen)
     path = model_dir / "samples_int8.png"
     _save_grid(y.numpy()[:, 0], path)
     return path.name

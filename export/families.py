@@ -25,6 +25,7 @@ class FamilyData:
     float_input_range: tuple[float, float]
     manifest_extra: dict = field(default_factory=dict)
     test_images: np.ndarray | None = None   # the raw test images, when test_x is derived from them
+    test_t: np.ndarray | None = None        # denoiser: the step of each test input
 
 
 @dataclass(frozen=True)

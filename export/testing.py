@@ -6,6 +6,7 @@ so every test module of a pytest session shares one export.
 """
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
 
@@ -49,9 +50,10 @@ def _tiny_denoiser(run: Path, splits) -> None:
 
     cfg = DenoiserRunConfig(epochs=DENOISER_EPOCHS, ema=0.0)
     update_config(run, "denoiser", {**cfg.to_dict(), "splits": splits.sizes()})
-    model = build_denoiser(cfg.arch, cfg.seed)
-    history = train_loop(model, splits.train.x, cfg)
     marg = marginal_logits(binarize(splits.train.x))
+    wants_marginal = "marginal_logits" in inspect.signature(build_denoiser).parameters
+    model = build_denoiser(cfg.arch, cfg.seed, marg) if wants_marginal else build_denoiser(cfg.arch, cfg.seed)
+    history = train_loop(model, splits.train.x, cfg)
     save_denoiser(run / "checkpoints" / "denoiser.pt", model, cfg, marg, [cfg.arch.num_exits - 1] * cfg.arch.T,
                   history)
 
