@@ -32,6 +32,7 @@ def verify_run(run_dir, cfg: VerifyConfig = VerifyConfig(), progress=print) -> d
     for name, d in dirs.items():
         progress(f"verify: {name}: running torch, ONNX Runtime, LiteRT and TFLite Micro on the test split")
         results[name] = verify_model(run, d, manifests[name], cfg)
+    results = {**_still_valid(run, set(results)), **results}
     out = {"config": cfg.to_dict(), "models": results, "passed": all(r["passed"] for r in results.values())}
     write_json(run / "export" / "verify.json", out)
     table = verify_report.markdown(out)
@@ -40,6 +41,24 @@ def verify_run(run_dir, cfg: VerifyConfig = VerifyConfig(), progress=print) -> d
     progress(table)
     progress(f"verify: {'PASSED' if out['passed'] else 'FAILED'} -> {run / 'export' / 'verify.json'}")
     return out
+
+
+def _still_valid(run: Path, fresh: set) -> dict:
+    """Earlier results of models not verified this time, kept while their export is unchanged."""
+    path = run / "export" / "verify.json"
+    if not path.is_file():
+        return {}
+    try:
+        old = read_json(path).get("models", {})
+    except UserError:
+        return {}
+    keep = {}
+    for name, res in old.items():
+        mpath = run / "export" / name / "manifest.json"
+        if name not in fresh and isinstance(res, dict) and mpath.is_file() and \
+                read_json(mpath).get("artifact_hash") == res.get("artifact_hash"):
+            keep[name] = res
+    return keep
 
 
 def _exported(run: Path, wanted: tuple[str, ...]) -> dict[str, Path]:
@@ -90,6 +109,7 @@ def verify_model(run: Path, model_dir: Path, man: dict, cfg: VerifyConfig) -> di
     singles = [(model_dir / s["files"]["tflm"]["path"]).read_bytes() for s in man["segments"]]
     same = boundary.boundaries_identical((model_dir / man["files"]["tflite"]["path"]).read_bytes(), singles)
     result.update({
+        "artifact_hash": man["artifact_hash"],
         "samples": int(n),
         "boundary_quant_identical": all(same),
         "boundaries": [{"boundary": k, "identical": s} for k, s in enumerate(same)],

@@ -76,3 +76,5 @@ def test_thresholds_are_flags_and_decide_the_exit_code(verified, capsys):
                  "--max-drop", "100"])
     assert code == 0
     assert "PASSED" in capsys.readouterr().out
+    # a run verified for one model keeps the other model's results while its export is unchanged
+    assert set(json.loads((run / "export" / "verify.json").read_text())["models"]) == {"classifier", "denoiser"}
