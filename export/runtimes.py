@@ -71,7 +71,10 @@ def ort_chain(paths: list[Path], x_nchw: np.ndarray) -> ChainResult:
 
 
 def litert_interpreter(buf: bytes, label: str, reference: bool = False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:  # ai-edge-litert needs numpy >= 2 wheels; old boards may only have tflite_runtime
+        from tflite_runtime.interpreter import Interpreter, OpResolverType
 
     kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
     try:

@@ -110,7 +110,8 @@ def read_model(buf: bytes, label: str = "model") -> list[SubgraphInfo]:
     except UserError:
         raise
     except Exception as exc:  # flatbuffers raises struct/index/unicode errors on damaged bytes
-        raise UserError(f"{label}: corrupt or truncated TFLite file ({type(exc).__name__}); "
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:80]
+        raise UserError(f"{label}: corrupt or truncated TFLite file ({len(buf)} bytes; {detail}); "
                         "re-run 'tinyexit export'") from None
     if not subgraphs:
         raise UserError(f"{label}: TFLite file has no subgraph; re-run 'tinyexit export'")

@@ -39,6 +39,9 @@ def markdown(verify: dict) -> str:
     for name, res in verify.get("models", {}).items():
         lines += [f"### {name} ({res.get('samples')} test samples) — {'passed' if res.get('passed') else 'FAILED'}", ""]
         if "per_exit" in res and res["per_exit"] and "accuracy_float" in res["per_exit"][0]:
+            if "metric" in res["per_exit"][0]:
+                lines += [f"Accuracy here: {res['per_exit'][0]['metric']}; agreement: same sign of the x0-logit "
+                          "as torch float, per pixel.", ""]
             lines += _exit_table(res)
         for key, label in (("bits_per_dim_float", "bits/dim float"), ("bits_per_dim_int8", "bits/dim int8")):
             if key in res:
