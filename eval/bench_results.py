@@ -53,16 +53,32 @@ def read_results(path: Path) -> tuple[list[dict], bool]:
             continue
         try:
             obj = json.loads(text)
-            if not isinstance(obj, dict):
-                raise ValueError("not an object")
+            if not _well_formed(obj):
+                raise ValueError("not a result record")
         except ValueError:
             if i == len(texts) and not raw.endswith("\n"):
                 torn = True
                 continue
-            raise UserError(f"{path}: line {i} is not a JSON object; repair or delete the file and "
-                            "re-run 'tinyexit bench --resume'") from None
+            raise UserError(f"{path}: line {i} is not a result record (JSON object with sample, mode, numeric "
+                            "ticks); repair or delete the file and re-run 'tinyexit bench'") from None
         rows.append(obj)
     return rows, torn
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _well_formed(r) -> bool:
+    """The fields the report computes with have the documented types (a bit flip can keep JSON valid)."""
+    if not isinstance(r, dict) or not isinstance(r.get("mode"), str) or not _num(r.get("sample")):
+        return False
+    ticks = r.get("ticks", [])
+    if not isinstance(ticks, list) or not all(_num(t) and t >= 0 for t in ticks):
+        return False
+    if any(k in r and r[k] is not None and not _num(r[k]) for k in ("tick_hz", "runs", "decision_ticks", "exit")):
+        return False
+    return not (r.get("mode") == "early_exit" and not _num(r.get("exit")))
 
 
 def load_target(target_dir: Path) -> TargetRun:
@@ -78,19 +94,21 @@ def model_of(line: dict, summary: dict) -> str:
 
 
 def timing_of(run: TargetRun) -> Timing:
+    """Seconds, or instructions on QEMU: `instructions_per_tick` when the bench states it, 1 when its
+    ticks are instructions (`tick_unit`), else derived from the timer rate and `-icount shift`
+    (0 unless stated: the only setting tinyexit runs QEMU with)."""
     s = run.summary
     if s.get("instructions_per_tick") is not None:
         return Timing("instructions", float(s["instructions_per_tick"]), True)
-    if s.get("tick_unit") == "instructions" or s.get("latency_unit") == "instructions":
+    if s.get("tick_unit") == "instructions":
         return Timing("instructions", 1.0, True)
-    shift = s.get("icount_shift")
-    if shift is None and run.name.startswith("qemu"):
-        shift = 0
-    if shift is not None:
+    specs = {str(d.get("spec")) for d in s.get("devices") or [] if isinstance(d, dict)}
+    if (s.get("latency_unit") == "instructions" or s.get("icount_shift") is not None or "qemu" in specs
+            or (not specs and run.name.startswith("qemu"))):
         hz = s.get("tick_hz") or next((r.get("tick_hz") for r in run.lines if r.get("tick_hz")), None)
         if not hz:
             raise UserError(f"{run.path}: QEMU results without tick_hz; re-run 'tinyexit bench --target qemu'")
-        return Timing("instructions", 1e9 / (float(hz) * 2 ** int(shift)), True)
+        return Timing("instructions", 1e9 / (float(hz) * 2 ** int(s.get("icount_shift") or 0)), True)
     return Timing("s", None, False)
 
 

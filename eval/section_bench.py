@@ -71,7 +71,7 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
     man = manifests[primary]
     s = run.summary
     out = {"device": _device_name(s), "device_info": s.get("device") if isinstance(s.get("device"), dict) else None,
-           "simulated_or_real": s.get("simulated_or_real") or _simulated_or_real(run.name),
+           "simulated_or_real": s.get("simulated_or_real") or _simulated_or_real(run),
            "model": primary, "models": run.models, "latency_unit": timing.unit,
            "deterministic": timing.deterministic, "tick_instructions": timing.instructions_per_tick,
            "discarded_torn_line": run.discarded_torn_line}
@@ -131,7 +131,9 @@ def _device_name(s: dict) -> str | None:
     return (d.get("name") or d.get("device")) if isinstance(d, dict) else d
 
 
-def _simulated_or_real(target: str) -> str:
+def _simulated_or_real(run: br.TargetRun) -> str:
+    specs = [str(d.get("spec")) for d in run.summary.get("devices") or [] if isinstance(d, dict)]
+    target = specs[0] if specs else run.name
     if target.startswith("qemu"):
         return "simulated (QEMU mps2-an386, instruction counts)"
     if target.startswith("agent"):
@@ -183,17 +185,25 @@ def _early_exit(run, timing, man, model, ref, per_exit) -> dict:
     labelled = [r for r in lines if r.get("label") is not None]
     per_sample = br.per_sample_latency(run, timing, all_lines)
     mean_lat = float(np.mean(list(per_sample.values()))) if per_sample else None
+    # Expected latency = sum over exits of (share leaving there) x (median latency of the early-exit runs
+    # that left there, exit tests included): a mean over samples that a few preempted runs cannot move.
+    frac = np.bincount(exits, minlength=len(cum)) / len(exits)
+    medians = [br.stats([v for r in all_lines if r.get("exit") == k
+                         if (v := br.line_latency(r, timing, run)) is not None])["median"] for k in range(len(cum))]
+    expected = sum(f * m for f, m in zip(frac, medians) if f > 0) if all(
+        m is not None for f, m in zip(frac, medians) if f > 0) else None
     decision = [br.line_latency(r | {"ticks": [0]}, timing, run) for r in all_lines if r.get("ticks")]
     e = [p["energy_j"] for p in per_exit]
     return {"samples": len(lines),
             "accuracy": br.fraction(r["top1"] == r["label"] for r in labelled) if labelled else None,
             "mac_ratio": float(cum[exits].mean() / man["full_macs"]),
-            "latency_mean": mean_lat, "latency_unit": timing.unit,
-            "latency_ratio": mean_lat / ref if mean_lat is not None and ref else None,
+            "latency_mean": mean_lat, "latency_expected": expected, "latency_unit": timing.unit,
+            "latency_ratio": expected / ref if expected is not None and ref else None,
+            "latency_mean_ratio": mean_lat / ref if mean_lat is not None and ref else None,
             "decision_latency_mean": float(np.mean(decision)) if decision else None,
             "energy_j": float(np.mean([e[x] for x in exits])) if all(v is not None for v in e) else None,
             "energy_kind": per_exit[0]["energy_kind"] if per_exit else None,
-            "exit_fractions": (np.bincount(exits, minlength=len(cum)) / len(exits)).tolist(),
+            "exit_fractions": frac.tolist(),
             "policy": run.summary.get("policy") or man.get("policy")}
 
 

@@ -162,11 +162,14 @@ def test_markdown_labels_and_plots(tmp_path):
         assert (run / "report" / p).stat().st_size > 5000
 
 
-def test_qemu_target_reports_instructions(tmp_path):
+@pytest.mark.parametrize("name, summary", [
+    ("qemu", {"device": "mps2-an386", "icount_shift": 0}),
+    ("emulated", {"device": "mps2-an386", "latency_unit": "s", "devices": [{"spec": "qemu", "info": {}}]}),
+])
+def test_qemu_target_reports_instructions(tmp_path, name, summary):
     layers = [{"name": "conv0", "macs": 4608, "instructions": 5000}, {"name": "mean", "macs": 0, "instructions": 640}]
-    run = make_run(tmp_path, target="qemu", scale=40, tick_hz=25_000_000,
-                   summary={"device": "mps2-an386", "icount_shift": 0, "per_layer": layers})
-    t = section_bench.build(run, run / "report").data["qemu"]
+    run = make_run(tmp_path, target=name, scale=40, tick_hz=25_000_000, summary=summary | {"per_layer": layers})
+    t = section_bench.build(run, run / "report").data[name]
     assert t["latency_unit"] == "instructions" and t["deterministic"] and t["tick_instructions"] == 40.0
     assert t["simulated_or_real"].startswith("simulated")
     full_instr = ns(*CLS_FULL) // 40 * 40
@@ -189,8 +192,14 @@ def test_bad_files_give_one_line_errors(tmp_path):
     res = run / "bench" / "agent" / "results.jsonl"
     text = res.read_text().splitlines()
     res.write_text("\n".join(text[:3] + ["{garbage"] + text[3:]) + "\n")
-    with pytest.raises(UserError, match=r"results.jsonl: line 4 is not a JSON object; repair or delete"):
+    with pytest.raises(UserError, match=r"results.jsonl: line 4 is not a result record \(JSON object with sample, "):
         section_bench.build(run, run / "report")
+    # valid JSON with a flipped type is caught the same way
+    bad = json.loads(text[5])
+    for field, value in (("ticks", ["12", 3]), ("tick_hz", "1e9"), ("mode", 7), ("sample", None), ("ticks", [-1])):
+        res.write_text("\n".join(text[:5] + [json.dumps(bad | {field: value})] + text[6:]) + "\n")
+        with pytest.raises(UserError, match=r"line 6 is not a result record"):
+            section_bench.build(run, run / "report")
     res.write_text("\n".join(text) + "\n")
     (run / "export" / "denoiser" / "manifest.json").unlink()
     with pytest.raises(UserError, match=r"denoiser/manifest.json: missing but bench results name model 'denoiser'"):
@@ -246,3 +255,17 @@ def test_measured_energy_from_the_harness_passes_through(tmp_path):
     assert [e["energy_ratio"] for e in t["per_exit"]] == pytest.approx([0.25, 0.5, 1.1])
     assert {e["energy_kind"] for e in t["per_exit"]} == {"measured"}
     assert t["per_exit"][0]["energy_source"] == "measured: PPK2 on /dev/ttyACM1"
+
+
+def test_report_json_exposes_the_documented_keys(tmp_path):
+    t = section_bench.build(make_run(tmp_path), tmp_path / "run" / "report").data["agent"]
+    for key in ("device", "simulated_or_real", "samples", "payload_efficiency", "agreement_top1", "agreement_exit",
+                "segment_overhead", "per_exit", "latency_model", "early_exit", "link"):
+        assert key in t, key
+    for e in t["per_exit"]:
+        assert {"macs", "mac_ratio", "latency_median", "latency_unit", "latency_ratio", "energy_j", "energy_ratio",
+                "energy_source"} <= set(e)
+    assert {"coefficients", "loo_max_abs_error", "mac_only_max_abs_ratio_error"} <= set(t["latency_model"])
+    assert {"accuracy", "mac_ratio", "latency_ratio"} <= set(t["early_exit"])
+    assert {"frames", "retries", "crc_errors", "resyncs", "timeouts"} <= set(t["link"])
+    json.dumps(t, allow_nan=False)
