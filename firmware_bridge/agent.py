@@ -77,6 +77,7 @@ class DeviceCore:
     def info(self) -> m.Info:
         caps = pc.CAP_CHAIN | pc.CAP_EARLY_EXIT | pc.CAP_SEGMENT | pc.CAP_RESET
         caps |= pc.CAP_FULL if self.backend.has_full else 0
+        caps |= pc.CAP_FULL_ALL_EXITS if self.backend.has_all_exits else 0
         name = self.cfg.name or f"agent@{platform.node() or 'host'} {platform.machine()}".strip()
         return m.Info(self.backend.runtime_id, self.art.n_segments, caps, self.cfg.max_payload,
                       self.art.num_classes, TICK_HZ, self.art.input.nbytes, self.capacity, self.session,
@@ -138,8 +139,12 @@ class DeviceCore:
         n = self.art.n_segments
         if req.mode in (pc.MODE_CHAIN, pc.MODE_SEGMENT) and req.segment >= n:
             raise ProtocolError(S.REQ_BAD_SEGMENT, f"segment {req.segment} of {n}")
-        if req.mode == pc.MODE_FULL and not self.backend.has_full:
-            raise ProtocolError(S.REQ_UNSUPPORTED, "no monolithic model on this device")
+        if req.mode == pc.MODE_FULL:
+            if req.segment not in (pc.FULL_DEPTH, pc.FULL_ALL_EXITS):
+                raise ProtocolError(S.REQ_BAD_SEGMENT, f"monolithic variant {req.segment}")
+            have = self.backend.has_full if req.segment == pc.FULL_DEPTH else self.backend.has_all_exits
+            if not have:
+                raise ProtocolError(S.REQ_UNSUPPORTED, "that monolithic model is not on this device")
         policy = _policy(req) if req.mode == pc.MODE_EARLY_EXIT else None
         seg_in = req.segment if req.mode == pc.MODE_SEGMENT else 0
         x = self._input(req.slot, seg_in)
@@ -170,7 +175,7 @@ class DeviceCore:
         clock = time.perf_counter_ns
         if req.mode == pc.MODE_FULL:
             t0 = clock()
-            logits = self.backend.full(x)
+            logits = self.backend.full(x, req.segment)
             ticks[0] += clock() - t0
             return self.art.n_segments - 1, logits, 1, 0
         if req.mode == pc.MODE_SEGMENT:

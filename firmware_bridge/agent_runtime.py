@@ -16,40 +16,44 @@ RUNTIMES = ("litert", "onnxruntime")
 
 
 class _SignatureCall:
-    """Call one signature with fixed shapes.
+    """Call one signature with fixed shapes, through zero-copy views of its input and output tensors.
 
-    The public SignatureRunner resizes and re-allocates its subgraph on every
-    call; with fixed shapes that is pure overhead that would be charged to the
-    segments (the monolithic model pays it once, a chain once per segment), so
-    the tensors are set directly when the runner exposes its wrapper.
+    The public SignatureRunner resizes, re-allocates and copies on every call;
+    with fixed shapes that is pure overhead, and it would be charged to the
+    segments (a chain pays it once per segment, the monolithic model once).
+    When the runner exposes its wrapper, the input is copied into the tensor's
+    own buffer and the outputs are returned as views, valid until this
+    signature runs again; otherwise the public runner is used.
     """
 
-    def __init__(self, interpreter, key: str | None, out_names: tuple[str, ...]):
+    def __init__(self, interpreter, key: str | None, out_names: tuple[str, ...] | None):
         self._runner = interpreter.get_signature_runner(key) if key else interpreter.get_signature_runner()
         ins = self._runner.get_input_details()
         outs = self._runner.get_output_details()
+        out_names = tuple(outs) if out_names is None else out_names
         missing = [n for n in out_names if n not in outs]
         if len(ins) != 1 or missing:
             raise UserError(f"signature '{key}': expected one input and outputs {list(out_names)}, found inputs "
                             f"{sorted(ins)} and outputs {sorted(outs)}; re-run 'tinyexit export'")
         (self._in_name, detail), = ins.items()
-        self._in_index = detail["index"]
         self.input_shape = tuple(int(v) for v in detail["shape"])
-        self._out = [(n, outs[n]["index"]) for n in out_names]
-        self.out_quant = {n: tuple(outs[n]["quantization"]) for n in out_names}
+        self.out_names = out_names
         self._runner(**{self._in_name: np.zeros(self.input_shape, np.int8)})  # allocates the subgraph once
-        wrapper = getattr(self._runner, "_interpreter_wrapper", None)
+        w = getattr(self._runner, "_interpreter_wrapper", None)
         sub = getattr(self._runner, "_subgraph_index", None)
-        self._fast = wrapper is not None and sub is not None
-        self._w, self._sub = wrapper, sub
+        self._fast = w is not None and sub is not None and hasattr(w, "tensor")
+        if self._fast:
+            self._w, self._sub = w, sub
+            self._in_view = w.tensor(w, detail["index"], sub)
+            self._out_views = [w.tensor(w, outs[n]["index"], sub) for n in out_names]
 
     def __call__(self, x: np.ndarray) -> list[np.ndarray]:
         if self._fast:
-            self._w.SetTensor(self._in_index, x, self._sub)
+            np.copyto(self._in_view, x.reshape(self.input_shape))
             self._w.Invoke(self._sub)
-            return [self._w.GetTensor(i, self._sub) for _, i in self._out]
+            return self._out_views
         res = self._runner(**{self._in_name: x})
-        return [res[n] for n, _ in self._out]
+        return [res[n] for n in self.out_names]
 
 
 class LiteRTBackend:
@@ -64,6 +68,7 @@ class LiteRTBackend:
         self.name = f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '')}".strip()
         # Built-in kernels without the default XNNPACK delegate: the int8 kernels TFLite keeps bit-exact.
         opts = {"num_threads": threads, "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+        self._art, self._keep = art, []
         path = art.file(art.manifest.get("files", {}).get("tflite"), "multi-signature int8 TFLite")
         self._interp = _interpreter(Interpreter, path, opts)
         sigs = self._interp.get_signature_list()
@@ -73,40 +78,48 @@ class LiteRTBackend:
                 raise UserError(f"{path}: signature '{seg.signature}' missing (has {sorted(sigs)}); re-run 'tinyexit export'")
             last = seg.index == art.n_segments - 1
             self._segments.append(_SignatureCall(self._interp, seg.signature, ("logits",) if last else ("logits", "features")))
-        self._full = None
-        entry = art.manifest.get("files", {}).get("full_tflite")
-        if full and entry:
-            fpath = art.file(entry, "full-depth int8 TFLite")
-            self._full_interp = _interpreter(Interpreter, fpath, opts)
-            fsigs = self._full_interp.get_signature_list()
-            key = next(iter(fsigs)) if len(fsigs) == 1 else None
-            self._full = _SignatureCall(self._full_interp, key, ("logits",)) if key else _PlainCall(self._full_interp)
+        files = art.manifest.get("files", {})
+        self._full = self._monolithic(Interpreter, opts, files.get("full_tflite"), "full-depth int8 TFLite",
+                                      ("logits",)) if full else None
+        # Optional: every exit in one subgraph, the fair baseline for the cost of splitting into segments.
+        self._all_exits = self._monolithic(Interpreter, opts, files.get("all_exits_tflite"),
+                                           "all-exits int8 TFLite", None) if full else None
+
+    def _monolithic(self, cls, opts, entry, what, out_names):
+        if not entry:
+            return None
+        path = self._art.file(entry, what)
+        interp = _interpreter(cls, path, opts)
+        self._keep.append(interp)
+        sigs = interp.get_signature_list()
+        if len(sigs) != 1:
+            raise UserError(f"{path}: expected one signature, found {sorted(sigs)}; re-run 'tinyexit export'")
+        call = _SignatureCall(interp, next(iter(sigs)), out_names)
+        if "logits" not in call.out_names:
+            raise UserError(f"{path}: no output named 'logits'; re-run 'tinyexit export'")
+        return call
 
     @property
     def has_full(self) -> bool:
         return self._full is not None
 
+    @property
+    def has_all_exits(self) -> bool:
+        return self._all_exits is not None
+
     def segment(self, k: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits copy, features) of segment k; features may be a view valid until segment k runs again."""
         outs = self._segments[k](x)
-        return outs[0], (outs[1] if len(outs) > 1 else None)
+        return outs[0].copy(), (outs[1] if len(outs) > 1 else None)
 
-    def full(self, x: np.ndarray) -> np.ndarray:
-        return self._full(x)[0]
-
-
-class _PlainCall:
-    """A single-subgraph model without signatures: input 0 -> output 0."""
-
-    def __init__(self, interp):
-        interp.allocate_tensors()
-        self._i = interp
-        self._in = interp.get_input_details()[0]["index"]
-        self._out = interp.get_output_details()[0]["index"]
-
-    def __call__(self, x):
-        self._i.set_tensor(self._in, x)
-        self._i.invoke()
-        return [self._i.get_tensor(self._out)]
+    def full(self, x: np.ndarray, variant: int = 0) -> np.ndarray:
+        """Logits of the monolithic model: 0 = full depth (last head only), 1 = every exit in one subgraph."""
+        call = self._full if variant == 0 else self._all_exits
+        outs = call(x)
+        logits = outs[call.out_names.index("logits")].copy()
+        for other in outs[1:]:  # every exit's logits leave the model, as they do from a chain
+            other.copy()
+        return logits
 
 
 def _interpreter(cls, path, opts):
@@ -142,6 +155,7 @@ class OnnxBackend:
             names = [o.name for o in sess.get_outputs()]
             self._sessions.append((sess, inp.name, inp.type == "tensor(int8)", names))
         self.has_full = False
+        self.has_all_exits = False
 
     def segment(self, k: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         sess, in_name, int_in, names = self._sessions[k]
@@ -154,7 +168,7 @@ class OnnxBackend:
         feats = None if feats is None or k == self._art.n_segments - 1 else _as_int8(feats, seg.outputs["features"])
         return logits, feats
 
-    def full(self, x: np.ndarray) -> np.ndarray:
+    def full(self, x: np.ndarray, variant: int = 0) -> np.ndarray:
         raise UserError("the onnxruntime agent has no monolithic full-depth model; use --runtime litert")
 
 

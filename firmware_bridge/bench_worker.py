@@ -44,6 +44,8 @@ class BenchContext:
         for mode in self.cfg.modes:
             if mode == "segments":
                 self.modes += [f"segment:{k}" for k in range(self.art.n_segments)]
+            elif mode == "full" and self.art.manifest.get("files", {}).get("all_exits_tflite"):
+                self.modes += ["full", "full:all_exits"]
             else:
                 self.modes.append(mode)
         self._refs: dict = {}
@@ -125,7 +127,11 @@ class Worker:
     # --- session -------------------------------------------------------------------
     def _connect(self, session: DeviceSession) -> None:
         art, url = self.ctx.art, self.target.url
-        info = session.handshake()
+        # A device we started (or one that just rebooted) may take a while to boot; a device that
+        # should already be running gets the ordinary retry budget, so a dead port fails fast.
+        scfg = self.ctx.cfg.session
+        booting = self.target.kind in ("agent", "qemu") or self.info is not None
+        info = session.handshake(None if booting else scfg.reply_timeout_s * (scfg.max_retries + 1))
         if info.hash_hex != art.artifact_hash:
             raise UserError(f"device at {url} runs artifact {info.hash_hex[:16]}, but {art.dir}/manifest.json is "
                             f"{art.artifact_hash[:16]}; refusing to benchmark a model this host did not export: "
@@ -139,7 +145,7 @@ class Worker:
                             f"({art.input.nbytes} bytes)")
         if art.policy and "early_exit" in self.ctx.modes and not info.policies >> art.policy.policy_id & 1:
             raise UserError(f"device at {url} does not implement exit policy '{art.policy.name}'")
-        needed = {"early_exit": pc.CAP_EARLY_EXIT, "full": pc.CAP_FULL}
+        needed = {"early_exit": pc.CAP_EARLY_EXIT, "full": pc.CAP_FULL, "full:all_exits": pc.CAP_FULL_ALL_EXITS}
         self.unsupported = [mode for mode in self.ctx.modes
                             if not info.capabilities & needed.get(mode, pc.CAP_CHAIN)]
         if self.unsupported and self.info is None:
@@ -203,7 +209,9 @@ class Worker:
             p = wire_policy(self.ctx.art.policy)
             return m.Run(pc.MODE_EARLY_EXIT, 0, p.policy_id, p.params, repeat, slot)
         if mode == "full":
-            return m.Run(pc.MODE_FULL, 0, 0, (), repeat, slot)
+            return m.Run(pc.MODE_FULL, pc.FULL_DEPTH, 0, (), repeat, slot)
+        if mode == "full:all_exits":
+            return m.Run(pc.MODE_FULL, pc.FULL_ALL_EXITS, 0, (), repeat, slot)
         return m.Run(pc.MODE_CHAIN, int(mode.split(":")[1]), 0, (), repeat, slot)
 
     def _record(self, sample: int, mode: str, r: int, res: m.Result, ref: HostReference, rtt: float) -> dict:

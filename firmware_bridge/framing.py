@@ -52,21 +52,32 @@ def crc32(data: bytes) -> int:
 
 
 def cobs_encode(data: bytes) -> bytes:
+    """Consistent Overhead Byte Stuffing (Cheshire & Baker), canonical form.
+
+    Each block is a code byte n followed by n-1 non-zero bytes; n < 255 means a
+    zero followed (except at the very end), n == 255 means 254 bytes and no zero.
+    Data ending exactly on a full 254-byte block gets no trailing 0x01 block.
+    """
     out = bytearray()
     block = bytearray()
+    full_block_last = False
     for byte in data:
         if byte == 0:
             out.append(len(block) + 1)
             out += block
             block.clear()
+            full_block_last = False
             continue
         block.append(byte)
+        full_block_last = False
         if len(block) == 254:
             out.append(255)
             out += block
             block.clear()
-    out.append(len(block) + 1)
-    out += block
+            full_block_last = True
+    if block or not full_block_last:
+        out.append(len(block) + 1)
+        out += block
     return bytes(out)
 
 

@@ -43,7 +43,9 @@ MESSAGE_NAMES = {MSG_HELLO: "HELLO", MSG_LOAD_INPUT: "LOAD_INPUT", MSG_RUN: "RUN
 EXPECTED_REPLY = {MSG_HELLO: MSG_INFO, MSG_RESET: MSG_INFO, MSG_LOAD_INPUT: MSG_ACK, MSG_RUN: MSG_RESULT}
 
 # --- RUN modes --------------------------------------------------------------
-MODE_FULL = 0               # the monolithic full-depth model (one subgraph), no exit test
+MODE_FULL = 0               # a monolithic model (one subgraph), no exit test; RUN.segment picks the variant:
+FULL_DEPTH = 0              #   the full-depth network with only the last exit head
+FULL_ALL_EXITS = 1          #   every exit head computed in one subgraph (baseline for the cost of splitting)
 MODE_CHAIN = 1              # segments 0..k chained, no exit test
 MODE_EARLY_EXIT = 2         # segments in order; the device applies the exit policy after each
 MODE_SEGMENT = 3            # segment k alone, its input (features of k-1) loaded by the host
@@ -56,8 +58,9 @@ CAP_EARLY_EXIT = 1 << 2
 CAP_SEGMENT = 1 << 3
 CAP_ENERGY_GPIO = 1 << 4    # the device raises a GPIO during each RUN; RESULT.window numbers the pulse
 CAP_RESET = 1 << 5
+CAP_FULL_ALL_EXITS = 1 << 6  # MODE_FULL variant FULL_ALL_EXITS available
 CAPABILITY_NAMES = {CAP_FULL: "full", CAP_CHAIN: "chain", CAP_EARLY_EXIT: "early_exit", CAP_SEGMENT: "segment",
-                    CAP_ENERGY_GPIO: "energy_gpio", CAP_RESET: "reset"}
+                    CAP_ENERGY_GPIO: "energy_gpio", CAP_RESET: "reset", CAP_FULL_ALL_EXITS: "full_all_exits"}
 MODE_CAPABILITY = {MODE_FULL: CAP_FULL, MODE_CHAIN: CAP_CHAIN, MODE_EARLY_EXIT: CAP_EARLY_EXIT,
                    MODE_SEGMENT: CAP_SEGMENT}
 
@@ -129,6 +132,7 @@ ERRORS = (
     ("DEV_OUT_OF_MEMORY", 0x0303, "out of memory"),
     ("DEV_INTERNAL", 0x0304, "internal error"),
 )
+ERROR_CODES = {name: code for name, code, _ in ERRORS}
 ERROR_NAMES = {code: name for name, code, _ in ERRORS}
 ERROR_TEXT = {code: text for _, code, text in ERRORS}
 # The Python twin of the C status enum: Status.FRAME_CRC == 0x0103.

@@ -22,10 +22,13 @@ class HostReference:
     exit_logits: np.ndarray          # (E, N, C) int8
     full_logits: np.ndarray | None   # (N, C) int8
     early_exit: np.ndarray | None    # (N,) exit index per sample
+    all_exits_logits: np.ndarray | None = None  # (N, C) int8, last exit of the all-exits monolithic model
 
     def logits_for(self, mode: str, sample: int, exit_k: int) -> np.ndarray | None:
         if mode == "full":
             return None if self.full_logits is None else self.full_logits[sample]
+        if mode == "full:all_exits":
+            return None if self.all_exits_logits is None else self.all_exits_logits[sample]
         return self.exit_logits[exit_k, sample]
 
     def exit_for(self, mode: str, sample: int) -> int:
@@ -51,16 +54,18 @@ def compute_reference(art: Artifact, x: np.ndarray, policy: ExitPolicy | None, r
         for k in range(e):
             logits, h = backend.segment(k, h)
             exit_logits[k, i] = logits.reshape(-1)
-    full_logits = None
+    full_logits = all_logits = None
     if full and backend.has_full:
         full_logits = np.stack([backend.full(x[i][None]).reshape(-1) for i in range(n)]).astype(np.int8)
+    if full and getattr(backend, "has_all_exits", False):
+        all_logits = np.stack([backend.full(x[i][None], 1).reshape(-1) for i in range(n)]).astype(np.int8)
     early = None
     if policy is not None:
         p = wire_policy(policy)
         specs = [s.outputs["logits"] for s in art.segments]
         deq = [dequantize(exit_logits[k], specs[k]) for k in range(e)]
         early = np.array([_decide(p, [d[i] for d in deq]) for i in range(n)], dtype=np.int64)
-    return HostReference(runtime, exit_logits, full_logits, early)
+    return HostReference(runtime, exit_logits, full_logits, early, all_logits)
 
 
 def _decide(policy: ExitPolicy, per_exit: list[np.ndarray]) -> int:

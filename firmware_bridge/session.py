@@ -20,6 +20,8 @@ from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, ProtocolError, encode_frame
 from tinyexit.firmware_bridge.link import LinkClosed
 
+MIN_LOAD_CHUNK = 64  # bytes; LOAD_INPUT chunks are never halved below this
+
 
 class DeviceError(UserError):
     """The device refused a request with an ERROR reply."""
@@ -27,6 +29,10 @@ class DeviceError(UserError):
     def __init__(self, port: str, request: str, error: m.Error):
         self.error = error
         super().__init__(f"device at {port} refused {request}: {error.describe()}")
+
+
+class NoReply(UserError):
+    """A request went unanswered through every retry."""
 
 
 class DeviceReset(Exception):
@@ -72,6 +78,7 @@ class LinkStats:
     nacks: int = 0
     stale_replies: int = 0
     resets: int = 0
+    load_shrinks: int = 0            # LOAD_INPUT chunks halved after failing on a noisy line
     payload_bytes_received: int = 0
     decoder: Counter = field(default_factory=Counter)
 
@@ -90,11 +97,11 @@ class LinkStats:
                 "retries": self.retries, "crc_errors": d["FRAME_CRC"], "corrupt_frames": sum(frame_errors.values()),
                 "frame_errors": frame_errors, "resyncs": d["resyncs"], "discarded_bytes": d["discarded_bytes"],
                 "timeouts": self.timeouts, "nacks": self.nacks, "stale_replies": self.stale_replies,
-                "resets": self.resets}
+                "resets": self.resets, "load_shrinks": self.load_shrinks}
 
     def merge(self, other: "LinkStats") -> None:
         for name in ("frames_sent", "bytes_sent", "payload_bytes_sent", "input_bytes", "input_wire_bytes", "retries",
-                     "timeouts", "nacks", "stale_replies", "resets", "payload_bytes_received"):
+                     "timeouts", "nacks", "stale_replies", "resets", "load_shrinks", "payload_bytes_received"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.decoder.update(other.decoder)
 
@@ -116,6 +123,8 @@ class DeviceSession:
         self.stats.decoder = self._decoder.counts
         self._events: deque = deque()
         self._seq = 0
+        self._load_limit: int | None = None   # LOAD_INPUT chunk cap after failures on a noisy line
+        self._load_ok = 0
         self.info: m.Info | None = None
 
     # --- the three requests a benchmark needs ---------------------------------------
@@ -137,16 +146,35 @@ class DeviceSession:
                 self._dead("HELLO", tries, budget)
 
     def load(self, offset: int, data: bytes, chunk: int) -> int:
-        """Write `data` into the device's input buffer at `offset`; returns the device's valid byte count."""
-        valid = 0
-        for start in range(0, len(data), chunk):
-            part = data[start:start + chunk]
-            body = m.LoadInput(offset + start, part).pack()
+        """Write `data` into the device's input buffer at `offset`; returns the device's valid byte count.
+
+        On a noisy line a long frame rarely arrives whole: a chunk that fails a few
+        tries is halved (down to MIN_LOAD_CHUNK), and the size creeps back up after
+        a run of successes.
+        """
+        valid, pos = 0, 0
+        while pos < len(data):
+            size = min(chunk, self._load_limit or chunk)
+            part = data[pos:pos + size]
             wire_before = self.stats.bytes_sent
-            reply = self.request(pc.MSG_LOAD_INPUT, body)
+            small = size <= MIN_LOAD_CHUNK
+            try:
+                reply = self.request(pc.MSG_LOAD_INPUT, m.LoadInput(offset + pos, part).pack(),
+                                     tries=None if small else min(3, self.cfg.max_retries + 1))
+            except NoReply:
+                if small:
+                    raise
+                self._load_limit, self._load_ok = max(MIN_LOAD_CHUNK, size // 2), 0
+                self.stats.load_shrinks += 1
+                continue
+            finally:
+                self.stats.input_wire_bytes += self.stats.bytes_sent - wire_before
             self.stats.input_bytes += len(part)
-            self.stats.input_wire_bytes += self.stats.bytes_sent - wire_before
             valid = m.Ack.unpack(reply.payload).valid_bytes
+            pos += len(part)
+            self._load_ok += 1
+            if self._load_limit and self._load_ok >= 8:
+                self._load_limit, self._load_ok = (None if self._load_limit * 2 >= chunk else self._load_limit * 2), 0
         return valid
 
     def run(self, run: m.Run, expected_s: float = 0.0) -> m.Result:
@@ -159,19 +187,20 @@ class DeviceSession:
         return self.info
 
     # --- the machinery ---------------------------------------------------------------
-    def request(self, msg_type: int, payload: bytes, extra_timeout_s: float = 0.0) -> Frame:
+    def request(self, msg_type: int, payload: bytes, extra_timeout_s: float = 0.0, tries: int | None = None) -> Frame:
         seq = self._next_seq()
         frame = Frame(msg_type, seq, payload)
         name = pc.MESSAGE_NAMES[msg_type]
         timeout = self.cfg.reply_timeout_s + extra_timeout_s
-        for attempt in range(self.cfg.max_retries + 1):
+        tries = tries or self.cfg.max_retries + 1
+        for attempt in range(tries):
             if attempt:
                 self.stats.retries += 1
             self._send(frame, lead=attempt > 0)
             reply = self._await(seq, msg_type, timeout)
             if reply is not None:
                 return reply
-        self._dead(name, self.cfg.max_retries + 1, timeout * (self.cfg.max_retries + 1))
+        self._dead(name, tries, timeout * tries)
 
     def _await(self, seq: int, msg_type: int, timeout: float, boot_ok: bool = False) -> Frame | None:
         """The reply to `seq`, or None when the request should be retransmitted."""
@@ -229,6 +258,6 @@ class DeviceSession:
         return seq
 
     def _dead(self, request: str, tries: int, seconds: float):
-        raise UserError(f"no answer from the device at {self.link.name} to {request} after {tries} tries "
+        raise NoReply(f"no answer from the device at {self.link.name} to {request} after {tries} tries "
                         f"({seconds:.1f} s); check that it runs the tinyexit agent or firmware, the port, "
                         "and the baud rate (--baud)")

@@ -130,13 +130,17 @@ def build_artifact(run_dir: Path) -> Path:
 
 
 def _convert(tf, funcs, module, rep):
+    import warnings
+
     conv = tf.lite.TFLiteConverter.from_concrete_functions(funcs, module)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
-    return conv.convert()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the converter's calibrator still uses the deprecated tf.lite.Interpreter
+        return conv.convert()
 
 
 def _tensor(name, d):
@@ -206,3 +210,26 @@ def fixture_run(fixture_run_template, tmp_path) -> Path:
 @pytest.fixture
 def artifact_dir(fixture_run) -> Path:
     return fixture_run / "export" / "classifier"
+
+
+@pytest.fixture
+def spawn_agent(tmp_path):
+    """Start `tinyexit agent` processes on given ports; every one is stopped at the end of the test."""
+    import subprocess
+    import sys
+
+    procs = []
+
+    def start(port: str, artifact: Path, *extra: str):
+        log = open(tmp_path / f"agent-{len(procs)}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "tinyexit", "agent", "--port", port, "--artifact",
+                                 str(artifact), *extra], stdout=log, stderr=log)
+        procs.append((proc, log))
+        return proc
+
+    yield start
+    for proc, log in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        log.close()
