@@ -117,15 +117,17 @@ def _segment_roles(graphs: list[Graph], k: int) -> dict:
     last = k == len(graphs) - 1
     if len(g.inputs) != 1:
         raise UserError(f"{g.name}: has {len(g.inputs)} inputs; a segment takes exactly one")
-    if last:
-        if len(g.outputs) != 1:
-            raise UserError(f"{g.name}: the last segment must return only its logits, found {len(g.outputs)} outputs")
+    if last and len(g.outputs) == 1:
         return {"logits": g.outputs[0], "features": None}
-    if len(g.outputs) != 2:
-        raise UserError(f"{g.name}: segment {k} must return (logits, features), found {len(g.outputs)} outputs")
-    nxt = graphs[k + 1].tensors[graphs[k + 1].inputs[0]]
+    if len(g.outputs) != 2 or (last and len(graphs) > 1):
+        want = "only its logits" if last else "(logits, features)"
+        raise UserError(f"{g.name}: segment {k} must return {want}, found {len(g.outputs)} outputs")
     by_name = {g.tensors[i].name.split(":")[0].split(";")[0]: i for i in g.outputs}
     feat = by_name.get("features")
+    if last:  # a single-file model with a second output: kept in the arena like features
+        feat = feat if feat is not None else max(g.outputs, key=lambda i: len(g.tensors[i].shape))
+        return {"logits": next(i for i in g.outputs if i != feat), "features": feat}
+    nxt = graphs[k + 1].tensors[graphs[k + 1].inputs[0]]
     if feat is None:
         cands = [i for i in g.outputs if g.tensors[i].shape == nxt.shape]
         feat = cands[-1] if cands else g.outputs[1]

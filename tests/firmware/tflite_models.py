@@ -1,7 +1,7 @@
 """Small full-int8 .tflite files for the int8/codegen/kernel/firmware tests, built with TensorFlow.
 
-Not a test module: test files load it with `load()` below so one cache serves a
-whole pytest session.  Weights and calibration data use fixed seeds.  Models:
+Not a test module: test files import it under one sys.modules key
+("tinyexit_tests_tflite_models") so one cache serves a whole pytest session.  Weights and calibration data use fixed seeds.  Models:
   op graphs  - every kernel at least once (per-channel CONV_2D with SAME/VALID,
                stride 2, dilation, explicit PAD, DEPTHWISE with multiplier 2,
                FULLY_CONNECTED per-channel and per-tensor, ADD with rescaling,
@@ -11,25 +11,10 @@ whole pytest session.  Weights and calibration data use fixed seeds.  Models:
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
-_KEY = "tinyexit_tests_tflite_models"
-
-
-def load():
-    """This module, imported once per session (pytest's importlib mode has no package)."""
-    if _KEY not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_KEY, Path(__file__))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[_KEY] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[_KEY]
-
 
 def _tf():
     import os
@@ -81,7 +66,7 @@ def op_models() -> dict[str, bytes]:
     def dw_pool(x):
         y = tf.nn.relu(tf.nn.depthwise_conv2d(x, dw, [1, 2, 2, 1], "SAME") + dwb)
         p = tf.nn.avg_pool2d(y, 3, 2, "SAME")
-        return {"a_pool": p, "b_sigmoid": tf.sigmoid(p), "c_mean": tf.reduce_mean(y, [1, 2], keepdims=True)}
+        return {"a_pool": p, "b_sigmoid": tf.sigmoid(tf.reduce_mean(y, [1, 2], keepdims=True))}
 
     out["dw_pool"] = _convert(dw_pool, [rng.normal(0, 1, (1, 9, 9, 4)).astype(np.float32) for _ in range(40)])
     f1, f1b, f2 = _w(rng, (24, 12)), _w(rng, (12,), 0.1), _w(rng, (12, 5))
@@ -191,3 +176,22 @@ def tflm_run(blob: bytes, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
 def random_inputs(shape, n: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(-128, 128, shape, dtype=np.int64).astype(np.int8) for _ in range(n)]
+
+
+def host_runner(tmp: Path, blobs: list[bytes], kernels: str, name: str = "tm"):
+    """generate_c + the host tier build for `blobs` -> (HostRunner, CSources)."""
+    from tinyexit.export.codegen import CodegenConfig, generate_c
+    from tinyexit.firmware_bridge.firmware_host import HostRunner, build_host_runner
+
+    src = generate_c(blobs, CodegenConfig(model_name=name))
+    c_dir = src.write(Path(tmp) / f"c_{name}")
+    flags = ("-DTE_EMULATE_DSP",) if kernels == "arm_dsp" else ()
+    exe = build_host_runner(c_dir, name, Path(tmp) / f"runner_{name}_{kernels}", kernels, extra_flags=flags)
+    return HostRunner(exe, src.segments), src
+
+
+def split_outputs(outs: list[np.ndarray], seg: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """(logits, features) of one TFLM invocation, matched by shape to the codegen segment row."""
+    logits = next(o for o in outs if list(o.shape) == seg["logits_shape"])
+    rest = [o for o in outs if o is not logits]
+    return logits.ravel(), (rest[0].ravel() if rest else None)
