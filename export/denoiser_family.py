@@ -17,6 +17,13 @@ from tinyexit.rundir import load_config
 CALIB_SEED, TEST_SEED, BPD_SEED, SAMPLE_SEED = 11, 12, 13, 14
 
 
+def _process(cfg):
+    """The forward process as a Schedule, rebuilt from the recorded δ values (the one stable field)."""
+    from tinyexit.models.diffusion import Schedule
+
+    return Schedule(tuple(cfg.delta))
+
+
 def load(path: Path):
     from tinyexit.models.train_denoiser import load_denoiser
 
@@ -32,7 +39,7 @@ def _encoded(model, x01: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray,
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.from_numpy(binarize(x01))
     t = torch.randint(1, model.cfg.T + 1, (len(x0),), generator=gen)
-    xt = sample_xt(x0, t, model.cfg.schedule, gen)
+    xt = sample_xt(x0, t, _process(model.cfg), gen)
     with torch.no_grad():
         return model.encode(xt, t).numpy(), x0.numpy(), t.numpy()
 
@@ -141,7 +148,7 @@ def bits_per_dim(model, man: dict, model_dir: Path, images01: np.ndarray) -> dic
     from tinyexit.models.diffusion import LN2, binarize, kl_terms, posterior_table, prior_term, sample_xt
 
     cfg = model.cfg
-    table = torch.tensor(posterior_table(cfg.schedule), dtype=torch.float32)
+    table = torch.tensor(posterior_table(_process(cfg)), dtype=torch.float32)
     x0 = torch.from_numpy(binarize(images01))
     m = x0[0].numel()
     gen = torch.Generator().manual_seed(BPD_SEED)
@@ -149,14 +156,14 @@ def bits_per_dim(model, man: dict, model_dir: Path, images01: np.ndarray) -> dic
     total = {"float": 0.0, "int8": 0.0}
     for t in range(1, cfg.T + 1):
         tt = torch.full((len(x0),), t, dtype=torch.long)
-        xt = sample_xt(x0, tt, cfg.schedule, gen)
+        xt = sample_xt(x0, tt, _process(cfg), gen)
         inp = model.encode(xt, tt)
         with torch.no_grad():
             z_float = _with_prior(model, xt, tt, model(inp)[-1])
         z_int8 = _with_prior(model, xt, tt, torch.from_numpy(np.transpose(run_int8(inp.numpy()), (0, 3, 1, 2)).copy()))
         total["float"] += float(kl_terms(z_float, x0, xt, tt, table).mean())
         total["int8"] += float(kl_terms(z_int8, x0, xt, tt, table).mean())
-    lt = prior_term(cfg.schedule, m)
+    lt = prior_term(_process(cfg), m)
     f, q = ((lt + total[k]) / (m * LN2) for k in ("float", "int8"))
     return {"bits_per_dim_float": f, "bits_per_dim_int8": q, "bits_per_dim_increase": q / f - 1,
             "bits_per_dim_runtime": "litert_int8", "bits_per_dim_images": int(len(x0)),
@@ -170,7 +177,7 @@ def write_int8_samples(model, man: dict, model_dir: Path, n: int = 64) -> str:
     from tinyexit.models.diffusion import posterior_table, reverse_step
 
     cfg = model.cfg
-    table = torch.tensor(posterior_table(cfg.schedule), dtype=torch.float32)
+    table = torch.tensor(posterior_table(_process(cfg)), dtype=torch.float32)
     gen = torch.Generator().manual_seed(SAMPLE_SEED)
     run_int8 = _litert_full_depth(man, model_dir)
     y = torch.where(torch.rand((n, 1, *cfg.in_hw), generator=gen) < 0.5, 1.0, -1.0)
