@@ -21,10 +21,11 @@ from torch import nn
 
 from tinyexit.errors import UserError
 from tinyexit.models.blocks import BasicBlock, ConvBN
-from tinyexit.models.diffusion import Schedule, observation_log_odds, posterior_table
+from tinyexit.models.diffusion import Schedule, observation_log_odds, posterior_table, prior_x0_logits
 
 ARCH = "binary_denoiser"
 ENCODINGS = ("t_over_T", "alpha_bar")
+SCHEDULES = ("power", "cosine", "constant")
 PRIOR_EXIT = -1  # exit index of the zero-compute exit in an exit schedule
 
 
@@ -33,19 +34,24 @@ class DenoiserConfig:
     """Architecture and diffusion process of the denoiser (everything needed to rebuild and run it)."""
 
     in_hw: tuple[int, int] = (8, 8)
-    stem_width: int = 16
-    widths: tuple[int, ...] = (16, 16, 16)   # one BasicBlock each, an exit head after each
+    stem_width: int = 8
+    widths: tuple[int, ...] = (8, 16, 16, 16)  # one BasicBlock each, an exit head after each
     head_hidden: int = 16
     T: int = 50
-    residual: float = 0.01                    # ∏(1 − 2δ_s) at t = T
-    delta: tuple[float, ...] = ()             # empty: constant δ from T and residual
-    timestep_encoding: str = "t_over_T"       # value of the constant input plane: t/T or a_t
+    residual: float = 0.01                     # ∏(1 − 2δ_s) at t = T: Y_T within 1 % of fair coins
+    schedule: str = "power"                    # how δ_t is spread over the steps (Schedule.<name>)
+    schedule_power: float = 2.0                # p of the power schedule
+    delta: tuple[float, ...] = ()              # δ_1..δ_T; empty: computed from schedule, T, residual
+    timestep_encoding: str = "t_over_T"        # value of the constant input plane: t/T or a_t
+    prior_residual: bool = True                # x0-logit = zero-compute prior logit + network output
 
     def __post_init__(self):
         object.__setattr__(self, "in_hw", tuple(int(v) for v in self.in_hw))
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"denoiser schedule '{self.schedule}': choose one of {', '.join(SCHEDULES)}")
         if not self.delta:
-            object.__setattr__(self, "delta", Schedule.constant(self.T, self.residual).delta)
+            object.__setattr__(self, "delta", self._make_schedule().delta)
         schedule = Schedule(self.delta)  # validates the δ values
         object.__setattr__(self, "delta", schedule.delta)
         if len(self.delta) != self.T:
@@ -56,8 +62,14 @@ class DenoiserConfig:
         if self.timestep_encoding not in ENCODINGS:
             raise UserError(f"timestep_encoding '{self.timestep_encoding}': choose one of {', '.join(ENCODINGS)}")
 
+    def _make_schedule(self) -> Schedule:
+        if self.schedule == "power":
+            return Schedule.power(self.T, self.residual, self.schedule_power)
+        return getattr(Schedule, self.schedule)(self.T, self.residual)
+
     @property
-    def schedule(self) -> Schedule:
+    def process(self) -> Schedule:
+        """The forward process's flip probabilities δ_1..δ_T."""
         return Schedule(self.delta)
 
     @property
@@ -76,7 +88,7 @@ class DenoiserConfig:
 def timestep_plane_values(cfg: DenoiserConfig) -> np.ndarray:
     """Value of input channel 1 at steps t = 1..T (float64, length T)."""
     if cfg.timestep_encoding == "alpha_bar":
-        return cfg.schedule.alpha_bar()[1:]
+        return cfg.process.alpha_bar()[1:]
     return np.arange(1, cfg.T + 1) / cfg.T
 
 
@@ -118,6 +130,8 @@ class BinaryDenoiser(nn.Module):
                                             last=(k == cfg.num_exits - 1)))
         self.segments = nn.ModuleList(segments)
         self.register_buffer("plane", torch.tensor(timestep_plane_values(cfg), dtype=torch.float32))
+        # per-pixel logit of P(x0=+1) on the training data: the zero-compute exit (set by training)
+        self.register_buffer("marginal", torch.zeros(1, 1, *cfg.in_hw))
 
     @property
     def num_exits(self) -> int:
@@ -128,8 +142,21 @@ class BinaryDenoiser(nn.Module):
         plane = self.plane[t - 1].reshape(-1, 1, 1, 1).expand_as(y)
         return torch.cat([y, plane], dim=1)
 
+    def prior_logits(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x0-logits of the zero-compute exit: the per-pixel marginal updated by the pixel's own y_t."""
+        return prior_x0_logits(self.marginal, y, t, self.cfg.process)
+
+    def x0_logits(self, y: torch.Tensor, t: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
+        """x0-logits of exits 0..upto for ±1 images y at steps t: the network's output, plus the
+        zero-compute prior when cfg.prior_residual (the network then learns a correction)."""
+        outs = self(self.encode(y, t), upto)
+        if not self.cfg.prior_residual:
+            return outs
+        base = self.prior_logits(y, t)
+        return [base + z for z in outs]
+
     def forward(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
-        """x0-logits of exits 0..upto (all by default) for an encoded input x (N,2,H,W)."""
+        """Raw network outputs of exits 0..upto (all by default) for an encoded input x (N,2,H,W)."""
         outs, last = [], self.num_exits - 1 if upto is None else upto
         for k, seg in enumerate(self.segments[:last + 1]):
             if seg.last:
@@ -140,41 +167,49 @@ class BinaryDenoiser(nn.Module):
         return outs
 
 
-def build_denoiser(cfg: DenoiserConfig, seed: int) -> BinaryDenoiser:
+def build_denoiser(cfg: DenoiserConfig, seed: int, marginal_logits: np.ndarray | None = None) -> BinaryDenoiser:
     torch.manual_seed(seed)
-    return BinaryDenoiser(cfg)
+    model = BinaryDenoiser(cfg)
+    if marginal_logits is not None:
+        model.marginal.copy_(torch.tensor(np.asarray(marginal_logits), dtype=torch.float32).reshape(model.marginal.shape))
+    return model
 
 
-def device_constants(cfg: DenoiserConfig, marginal_logits: np.ndarray | None = None,
+def device_constants(cfg: DenoiserConfig, marginal_logits: np.ndarray,
                      exit_schedule: list[int] | None = None) -> dict:
-    """Per-step constants a device needs to turn x0-logits into P(Y_{t-1}=+1 | y_t), for the manifest.
+    """Per-step constants a device needs to turn network outputs into P(Y_{t-1}=+1 | y_t) (for the manifest).
 
-    For step t (index t−1) and pixel j with current value y = y_t[j] and network logit z:
-        p  = sigmoid(z)
-        P(Y_{t-1}[j] = +1 | y_t) = p·A[t−1][y] + (1 − p)·B[t−1][y]
-    with A = posterior if x0[j] = +1, B = posterior if x0[j] = −1, and [y] selecting the column
-    `y_neg` (y = −1) or `y_pos` (y = +1).  Then Y_{t-1}[j] = +1 iff a uniform draw u < P.
-    The zero-compute exit (schedule entry −1) uses z = marginal_logits[j] + y·observation_log_odds[t−1]
-    instead of a network.  Sampling runs t = T..1 from fair coins; the input plane holds
-    timestep_encoding.values[t−1].
+    Step t (index i = t − 1), pixel j, current value y = y_t[j] ∈ {−1, +1}, network output r[j] of
+    the exit taken (dequantized to float):
+        z = r[j] + marginal_logits[j] + y·observation_log_odds[i]   if prior_residual (else z = r[j])
+        z = marginal_logits[j] + y·observation_log_odds[i]          for the zero-compute exit (−1)
+        p = sigmoid(z)                                               = P_θ(x0[j] = +1 | y_t)
+        P = p·A[i] + (1 − p)·B[i],  A, B = A_y_pos, B_y_pos if y = +1 else A_y_neg, B_y_neg
+        Y_{t-1}[j] = +1 iff a uniform draw u < P, else −1.
+    A and B are the closed-form posteriors P(Y_{t-1}=+1 | y_t, x0 = +1 / −1).  Sampling starts from
+    fair coins at t = T and runs to t = 1; input channel 1 holds timestep_encoding.values[i] everywhere.
     """
-    post = posterior_table(cfg.schedule)
+    post = posterior_table(cfg.process)
     d = {
         "T": cfg.T,
         "delta": list(cfg.delta),
-        "alpha_bar": cfg.schedule.alpha_bar().tolist(),
+        "schedule": cfg.schedule,
+        "alpha_bar": cfg.process.alpha_bar().tolist(),
         "timestep_encoding": {"kind": "constant_plane", "channel": 1, "code": cfg.timestep_encoding,
                               "values": timestep_plane_values(cfg).tolist()},
-        "mixing": {"formula": "P = sigmoid(z)*A[t-1][y] + (1-sigmoid(z))*B[t-1][y]",
+        "logits": {"prior_residual": cfg.prior_residual,
+                   "formula": ("z = r + marginal_logits[j] + y*observation_log_odds[t-1]" if cfg.prior_residual
+                               else "z = r"),
+                   "zero_compute_formula": "z = marginal_logits[j] + y*observation_log_odds[t-1]",
+                   "marginal_logits": np.asarray(marginal_logits, dtype=np.float64).ravel().tolist(),
+                   "observation_log_odds": observation_log_odds(cfg.process).tolist()},
+        "mixing": {"formula": "P = sigmoid(z)*A[t-1] + (1-sigmoid(z))*B[t-1], A/B chosen by y_t[j]",
                    "A_y_neg": post[:, 0, 1].tolist(), "A_y_pos": post[:, 1, 1].tolist(),
                    "B_y_neg": post[:, 0, 0].tolist(), "B_y_pos": post[:, 1, 0].tolist()},
-        "prior_exit": {"index": PRIOR_EXIT, "formula": "z = marginal_logits[j] + y*observation_log_odds[t-1]",
-                       "observation_log_odds": observation_log_odds(cfg.schedule).tolist(),
-                       "marginal_logits": None if marginal_logits is None else
-                       np.asarray(marginal_logits, dtype=np.float64).ravel().tolist()},
     }
     if exit_schedule is not None:
-        d["exit_schedule"] = {"per_step": list(exit_schedule), "note": "entry t-1 = exit used at step t; -1 = zero-compute"}
+        d["exit_schedule"] = {"per_step": list(exit_schedule), "zero_compute_exit": PRIOR_EXIT,
+                              "note": "entry t-1 is the exit used at step t"}
     return d
 
 
@@ -222,19 +257,18 @@ def _fill_slack(choice: np.ndarray, kl: np.ndarray, cost: np.ndarray, budget: fl
 # ---------------------------------------------------------------- evaluation and sampling (float model)
 
 @torch.no_grad()
-def kl_table(model: BinaryDenoiser, x0: torch.Tensor, marginal_logits: torch.Tensor, draws: int,
-             seed: int, batch: int = 2048) -> np.ndarray:
+def kl_table(model: BinaryDenoiser, x0: torch.Tensor, draws: int, seed: int, batch: int = 2048) -> np.ndarray:
     """Mean step-t KL term in bits/dim, every exit, every step: array (E + 1, T).
 
     Row 0 is the zero-compute exit, row k+1 network exit k.  Each (image, t) pair gets `draws`
     fresh draws of x_t (seeded), so the sum over t is estimated at every t, not by sampling t.
     Row sums plus L_T are the negative ELBO; the t = 1 column is the reconstruction term −log p(x0|x1).
     """
-    from tinyexit.models.diffusion import LN2, kl_terms, prior_x0_logits, sample_xt
+    from tinyexit.models.diffusion import LN2, kl_terms, sample_xt
 
     model.eval()
     cfg, gen = model.cfg, torch.Generator().manual_seed(seed)
-    schedule, table = cfg.schedule, torch.tensor(posterior_table(cfg.schedule), dtype=torch.float32)
+    schedule, table = cfg.process, torch.tensor(posterior_table(cfg.process), dtype=torch.float32)
     m = x0[0].numel()
     out = np.zeros((model.num_exits + 1, cfg.T))
     reps = x0.repeat(draws, 1, 1, 1)
@@ -243,33 +277,31 @@ def kl_table(model: BinaryDenoiser, x0: torch.Tensor, marginal_logits: torch.Ten
             xb = reps[i:i + batch]
             tt = torch.full((len(xb),), t, dtype=torch.long)
             xt = sample_xt(xb, tt, schedule, gen)
-            logits = [prior_x0_logits(marginal_logits, xt, tt, schedule)] + model(model.encode(xt, tt))
+            logits = [model.prior_logits(xt, tt)] + model.x0_logits(xt, tt)
             for k, z in enumerate(logits):
                 out[k, t - 1] += float(kl_terms(z, xb, xt, tt, table).sum())
     return out / (len(reps) * m * LN2)
 
 
 @torch.no_grad()
-def sample(model: BinaryDenoiser, n: int, seed: int, marginal_logits: torch.Tensor,
-           exit_schedule: list[int] | None = None, keep: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict]:
+def sample(model: BinaryDenoiser, n: int, seed: int, exit_schedule: list[int] | None = None, keep: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict]:
     """Generate n ±1 images: m fair coins, then the learned reverse step for t = T..1 (seeded).
 
     exit_schedule[t-1] picks the exit at step t (−1 = zero-compute); default full depth.
     Returns the images and {t: images at step t} for the steps listed in `keep`.
     """
-    from tinyexit.models.diffusion import prior_x0_logits, reverse_step
+    from tinyexit.models.diffusion import reverse_step
 
     model.eval()
     cfg, gen = model.cfg, torch.Generator().manual_seed(seed)
-    table = torch.tensor(posterior_table(cfg.schedule), dtype=torch.float32)
+    table = torch.tensor(posterior_table(cfg.process), dtype=torch.float32)
     exits = exit_schedule or [model.num_exits - 1] * cfg.T
     y = torch.where(torch.rand((n, 1, *cfg.in_hw), generator=gen) < 0.5, 1.0, -1.0)
     kept = {cfg.T: y} if cfg.T in keep else {}
     for t in range(cfg.T, 0, -1):
         tt = torch.full((n,), t, dtype=torch.long)
         k = exits[t - 1]
-        z = (prior_x0_logits(marginal_logits, y, tt, cfg.schedule) if k == PRIOR_EXIT
-             else model(model.encode(y, tt), upto=k)[k])
+        z = model.prior_logits(y, tt) if k == PRIOR_EXIT else model.x0_logits(y, tt, upto=k)[k]
         y = reverse_step(z, y, t, table, gen)
         if t - 1 in keep:
             kept[t - 1] = y

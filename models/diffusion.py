@@ -59,6 +59,14 @@ class Schedule:
         a = residual + (1.0 - residual) * np.cos(0.5 * np.pi * s) ** 2
         return cls(tuple(0.5 * (1.0 - a[1:] / a[:-1])))
 
+    @classmethod
+    def power(cls, T: int, residual: float = 0.01, p: float = 2.0) -> "Schedule":
+        """log a_t = log(residual)·(t/T)^p: p = 1 is constant δ, p > 1 starts gently and ends faster."""
+        if T < 1 or not 0.0 < residual < 1.0 or p <= 0:
+            raise UserError(f"power schedule: need T >= 1, residual in (0, 1), p > 0; got {T}, {residual}, {p}")
+        a = residual ** ((np.arange(T + 1) / T) ** p)
+        return cls(tuple(0.5 * (1.0 - a[1:] / a[:-1])))
+
     @property
     def T(self) -> int:
         return len(self.delta)
