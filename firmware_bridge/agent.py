@@ -168,7 +168,8 @@ class DeviceCore:
         if start + size > self.capacity:
             raise ProtocolError(S.REQ_BAD_SLOT, f"slot {slot} of {size} bytes beyond capacity {self.capacity}")
         if start + size > self.valid:
-            raise ProtocolError(S.REQ_INPUT_MISSING, f"slot {slot} needs bytes up to {start + size}, loaded {self.valid}")
+            raise ProtocolError(S.REQ_INPUT_MISSING,
+                                f"slot {slot} needs bytes up to {start + size}, loaded {self.valid}")
         return np.frombuffer(bytes(self.buffer[start:start + size]), np.int8).reshape(spec.shape)
 
     def _once(self, req: m.Run, x: np.ndarray, policy, ticks: list) -> tuple:

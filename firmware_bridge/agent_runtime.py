@@ -67,7 +67,8 @@ class LiteRTBackend:
             raise UserError("ai-edge-litert is not installed; pip install 'tinyexit[agent]'") from None
         self.name = f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '')}".strip()
         # Built-in kernels without the default XNNPACK delegate: the int8 kernels TFLite keeps bit-exact.
-        opts = {"num_threads": threads, "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+        opts = {"num_threads": threads,
+                "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
         self._art, self._keep = art, []
         path = art.file(art.manifest.get("files", {}).get("tflite"), "multi-signature int8 TFLite")
         self._interp = _interpreter(Interpreter, path, opts)
@@ -75,9 +76,11 @@ class LiteRTBackend:
         self._segments = []
         for seg in art.segments:
             if seg.signature not in sigs:
-                raise UserError(f"{path}: signature '{seg.signature}' missing (has {sorted(sigs)}); re-run 'tinyexit export'")
+                raise UserError(f"{path}: signature '{seg.signature}' missing (has {sorted(sigs)}); "
+                                "re-run 'tinyexit export'")
             last = seg.index == art.n_segments - 1
-            self._segments.append(_SignatureCall(self._interp, seg.signature, ("logits",) if last else ("logits", "features")))
+            outs = ("logits",) if last else ("logits", "features")
+            self._segments.append(_SignatureCall(self._interp, seg.signature, outs))
         files = art.manifest.get("files", {})
         self._full = self._monolithic(Interpreter, opts, files.get("full_tflite"), "full-depth int8 TFLite",
                                       ("logits",)) if full else None
@@ -126,11 +129,18 @@ def _interpreter(cls, path, opts):
     try:
         return cls(model_path=str(path), **opts)
     except (ValueError, RuntimeError) as exc:
-        raise UserError(f"{path}: LiteRT cannot load it ({str(exc).splitlines()[0]}); re-run 'tinyexit export'") from None
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: LiteRT cannot load it ({reason}); re-run 'tinyexit export'") from None
 
 
 class OnnxBackend:
-    """Per-segment int8 ONNX files; float-interface (QDQ) models are fed and read through the manifest quantization."""
+    """Per-segment int8 ONNX files (QDQ, exported from PyTorch: NCHW, float interface).
+
+    The device buffers and the protocol carry int8 NHWC as in the manifest, so
+    inputs are dequantized and transposed on the way in, and outputs transposed
+    and quantized with the manifest's parameters on the way out.  A file with an
+    int8 interface is fed int8 directly.  `manifest["onnx_layout"]` may say "NHWC".
+    """
 
     runtime_id = pc.RUNTIME_ONNXRUNTIME
 
@@ -141,6 +151,7 @@ class OnnxBackend:
             raise UserError("onnxruntime is not installed; pip install onnxruntime, or use --runtime litert") from None
         self.name = f"onnxruntime {ort.__version__}"
         self._art = art
+        self._nchw = art.manifest.get("onnx_layout", "NCHW") == "NCHW"
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -150,22 +161,32 @@ class OnnxBackend:
             try:
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime raises its own exception types for bad files
-                raise UserError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}); re-run 'tinyexit export'") from None
+                raise UserError(f"{path}: ONNX Runtime cannot load it ({type(exc).__name__}); "
+                                "re-run 'tinyexit export'") from None
             inp = sess.get_inputs()[0]
             names = [o.name for o in sess.get_outputs()]
-            self._sessions.append((sess, inp.name, inp.type == "tensor(int8)", names))
+            if "logits" not in names or (seg.index + 1 < art.n_segments and "features" not in names):
+                raise UserError(f"{path}: outputs {names}; need 'logits' (and 'features'); re-run 'tinyexit export'")
+            self._sessions.append((sess, inp.name, inp.type == "tensor(int8)"))
         self.has_full = False
         self.has_all_exits = False
 
     def segment(self, k: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        sess, in_name, int_in, names = self._sessions[k]
+        sess, in_name, int_in = self._sessions[k]
         seg = self._art.segments[k]
-        feed = x if int_in else dequantize(x, seg.inputs[0]).astype(np.float32)
-        outs = dict(zip(names, sess.run(None, {in_name: feed})))
-        logits = outs.get("logits", list(outs.values())[0])
-        feats = outs.get("features", list(outs.values())[1] if len(outs) > 1 else None)
-        logits = _as_int8(logits, seg.outputs["logits"])
-        feats = None if feats is None or k == self._art.n_segments - 1 else _as_int8(feats, seg.outputs["features"])
+        feed = np.asarray(x).reshape(seg.inputs[0].shape)
+        if not int_in:
+            feed = dequantize(feed, seg.inputs[0]).astype(np.float32)
+        if self._nchw and feed.ndim == 4:
+            feed = np.ascontiguousarray(feed.transpose(0, 3, 1, 2))
+        wanted = ["logits"] if k == self._art.n_segments - 1 else ["logits", "features"]
+        outs = dict(zip(wanted, sess.run(wanted, {in_name: feed})))
+        logits = _as_int8(outs["logits"], seg.outputs["logits"])
+        feats = outs.get("features")
+        if feats is not None:
+            if self._nchw and feats.ndim == 4:
+                feats = np.ascontiguousarray(feats.transpose(0, 2, 3, 1))
+            feats = _as_int8(feats, seg.outputs["features"])
         return logits, feats
 
     def full(self, x: np.ndarray, variant: int = 0) -> np.ndarray:

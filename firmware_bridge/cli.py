@@ -35,7 +35,8 @@ def register(sub) -> None:
     b.add_argument("--model", default="classifier", help="exported model to benchmark (default classifier)")
     b.add_argument("--modes", default="early_exit,full,segments",
                    help="comma list of early_exit, full, segments (default all three)")
-    b.add_argument("--resume", action="store_true", help="continue an interrupted run, skipping results already written")
+    b.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run, skipping results already written")
     b.add_argument("--repeats", type=int, default=1, help="timed runs per sample and mode (default 1)")
     b.add_argument("--warmup", type=int, default=3, help="untimed runs per mode before measuring (default 3)")
     b.add_argument("--limit", type=int, default=None, help="only the first N test samples")

@@ -78,8 +78,9 @@ def _start_agent(spec: str, artifact_dir: Path, cfg, log_dir: Path, index: int) 
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"agent-{index}.log"
     log = open(log_path, "ab")
+    name = HOST_AGENT + (f" {index}" if index else "")
     cmd = [sys.executable, "-m", "tinyexit", "agent", "--port", pair.slave_path, "--artifact", str(artifact_dir),
-           "--runtime", cfg.runtime, "--baud", str(cfg.baud), "--name", f"{HOST_AGENT} {index}"]
+           "--runtime", cfg.runtime, "--baud", str(cfg.baud), "--name", name]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
     def alive() -> str | None:

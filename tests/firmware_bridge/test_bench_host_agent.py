@@ -76,7 +76,8 @@ def test_two_devices_share_the_test_split(fixture_run):
     summary = run_benchmark(fixture_run, ["agent", "agent"], cfg, log=lambda msg: None)
     records, _ = read_results(fixture_run / "bench" / "host-agent" / "results.jsonl")
     assert len(records) == 60 and len({record_key(r) for r in records}) == 60
-    by_device = {d: sorted({r["sample"] for r in records if r["device"] == d}) for d in ("host-agent#0", "host-agent#1")}
+    by_device = {d: sorted({r["sample"] for r in records if r["device"] == d})
+                 for d in ("host-agent#0", "host-agent#1")}
     assert by_device["host-agent#0"] == list(range(0, 30, 2)) and by_device["host-agent#1"] == list(range(1, 30, 2))
     assert [d["samples"] for d in summary["devices"]] == [15, 15]
     assert summary["agreement_exit"] == 1.0 and summary["link"]["frames_sent"] == sum(

@@ -89,3 +89,24 @@ def test_error_text_is_bounded_ascii():
     err = m.Error(pc.Status.DEV_RUNTIME, "é" + "x" * 100)
     back = m.Error.unpack(err.pack())
     assert len(back.text) == pc.MAX_ERROR_TEXT and back.describe().startswith("DEV_RUNTIME (0x0302)")
+
+
+def test_the_spec_example_exchange_decodes():
+    """docs/protocol.md's hex example must stay what the code sends."""
+    from pathlib import Path
+
+    from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, cobs_decode
+
+    text = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    blocks = re.findall(r"  raw  (.*?)\n  wire (.*?)(?:\n(?=\S)|\n```)", text, re.S)
+    checked = 0
+    for raw, wire in blocks:
+        if ".." in raw:  # abbreviated in the page
+            continue
+        r = bytes.fromhex(raw.replace("|", " "))
+        w = bytes.fromhex(re.sub(r"\(.*?\)", "", wire))
+        body = w[1:-1] if w[0] == 0 else w[:-1]
+        assert cobs_decode(body) == r
+        assert isinstance(FrameDecoder().feed(w)[-1], Frame)
+        checked += 1
+    assert checked == 6

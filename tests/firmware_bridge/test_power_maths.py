@@ -1,0 +1,87 @@
+"""Energy maths on recorded meter data (synthetic recordings in the drivers' raw formats) and spec parsing."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyexit.errors import UserError
+from tinyexit.firmware_bridge.energy import PROFILES, EnergyProfile, modelled_energy_j, profile_for
+from tinyexit.firmware_bridge.power import (PPK2_RATE_HZ, PowerSpec, PowerTrace, gpio_windows, ina_power_w,
+                                            parse_power_spec, ppk2_trace, swap16, timed_window_energy_j,
+                                            window_energies_j)
+
+DATA = Path(__file__).parent / "power_data"
+
+
+def test_ppk2_windows_cut_at_the_gpio_edges():
+    rec = np.load(DATA / "ppk2_trace.npz")
+    trace = ppk2_trace(rec["current_ua"], float(rec["voltage_mv"]), rec["logic"])
+    windows = gpio_windows(trace.logic)
+    assert windows == [(1000, 3000), (4500, 7500), (8500, 11000)]
+    energies = window_energies_j(trace.power_w, PPK2_RATE_HZ, windows)
+    # 12 mA at 3.3 V for 20, 30, 25 ms; noise of 50 µA averages out to well under 0.1 %.
+    for e, ms in zip(energies, (20, 30, 25)):
+        assert e == pytest.approx(0.012 * 3.3 * ms / 1000, rel=1e-3)
+
+
+def test_gpio_windows_edge_cases():
+    assert gpio_windows(np.array([1, 1, 0, 1])) == [(0, 2), (3, 4)]
+    assert gpio_windows(np.zeros(5)) == [] and gpio_windows(np.array([], dtype=bool)) == []
+
+
+@pytest.mark.parametrize("chip", ["ina219", "ina226"])
+def test_ina_register_words_to_power(chip):
+    rec = json.loads((DATA / "ina_reads.json").read_text())[chip]
+    t = np.array([r["t_s"] for r in rec["reads"]])
+    p = np.array([ina_power_w(chip, swap16(r["shunt_word"]), swap16(r["bus_word"]), rec["shunt_ohm"])
+                  for r in rec["reads"]])
+    assert p[0] == pytest.approx(5.0 * 0.2) and p[-1] == pytest.approx(5.0 * 0.08)
+    energy, mean = timed_window_energy_j(PowerTrace(t, p), 0.0, 0.05)
+    assert energy == pytest.approx(1.0 * 0.049) and mean == pytest.approx(1.0)
+
+
+def test_ina_datasheet_values_and_sign():
+    # INA219: 0x0FA0 = 40 mV across 0.1 ohm = 400 mA; bus 0x1F40 >> 3 = 1000 x 4 mV = 4 V.
+    assert ina_power_w("ina219", 0x0FA0, 0x1F40, 0.1) == pytest.approx(1.6)
+    assert ina_power_w("ina219", 0xF060, 0x1F40, 0.1) == pytest.approx(-1.6)   # reverse current
+    # INA226: bus 0x2580 = 9600 x 1.25 mV = 12 V; shunt 0x0FA0 = 4000 x 2.5 µV = 10 mV -> 100 mA.
+    assert ina_power_w("ina226", 0x0FA0, 0x2580, 0.1) == pytest.approx(1.2)
+    assert swap16(0x3412) == 0x1234
+
+
+def test_too_short_a_window_is_refused():
+    with pytest.raises(UserError, match="raise --repeats"):
+        timed_window_energy_j(PowerTrace(np.array([0.0, 1.0]), np.array([1.0, 1.0])), 0.2, 0.4)
+
+
+@pytest.mark.parametrize("spec, parsed", [
+    ("ppk2:/dev/ttyACM1", PowerSpec("ppk2", port="/dev/ttyACM1")),
+    ("ppk2:/dev/ttyACM1:1800:3", PowerSpec("ppk2", port="/dev/ttyACM1", voltage_mv=1800, channel=3)),
+    ("ina219:1:0x40", PowerSpec("ina219", bus=1, address=0x40)),
+    ("ina226:3:65:0.01", PowerSpec("ina226", bus=3, address=65, shunt_ohm=0.01)),
+])
+def test_power_spec_parsing(spec, parsed):
+    assert parse_power_spec(spec) == parsed
+    assert PowerSpec.from_dict(parsed.to_dict()) == parsed
+
+
+@pytest.mark.parametrize("spec", ["ppk2", "ppk2:", "ppk2:/dev/x:9000", "ina219:1", "ina219:x:0x40", "ina219:1:0x99",
+                                  "joulescope:1", "ina226:1:0x40:-1"])
+def test_bad_power_specs_say_the_format(spec):
+    with pytest.raises(UserError, match=r"expected ppk2:PORT\[:MV\[:CHANNEL\]\]"):
+        parse_power_spec(spec)
+
+
+def test_modelled_energy_profiles_are_labelled_with_their_source():
+    assert profile_for("agent") is PROFILES["host-agent"]
+    assert profile_for("url", device="agent@raspberrypi aarch64") is PROFILES["raspberry-pi-4"]
+    assert profile_for("qemu") is PROFILES["cortex-m4"] and profile_for("url", runtime="tflm").name == "cortex-m4"
+    for p in PROFILES.values():
+        assert p.source and p.active_power_w > 0
+        assert EnergyProfile.from_dict(p.to_dict()) == p
+    assert "not a measurement" in PROFILES["host-agent"].source
+    assert modelled_energy_j(2e-3, PROFILES["raspberry-pi-4"]) == pytest.approx(5.4 * 2e-3)
+    assert modelled_energy_j(None, PROFILES["host-agent"]) is None
+    with pytest.raises(UserError):
+        EnergyProfile("x", 0.0, "nothing")
