@@ -24,6 +24,7 @@ def tiny_run(base: Path) -> Path:
     import torch
 
     from tinyexit.export.families import FAMILIES
+    from tinyexit.models.classifier import ResNetConfig, StageSpec
     from tinyexit.models.data import load_digits
     from tinyexit.models.train_classifier import TrainConfig, fit_and_save
     from tinyexit.models.train_run import ClassifierRunConfig
@@ -33,7 +34,10 @@ def tiny_run(base: Path) -> Path:
     run = Path(base) / "tiny_run"
     (run / "predictions").mkdir(parents=True, exist_ok=True)
     splits = load_digits()
-    cfg = ClassifierRunConfig(train=TrainConfig(epochs=CLASSIFIER_EPOCHS, seed=0))
+    # pinned (today's default), so the tests' exact op and MAC counts do not follow later default changes
+    arch = ResNetConfig(stem_width=12, stages=(StageSpec(12, 1, 1), StageSpec(32, 1, 2), StageSpec(64, 1, 2)),
+                        exits=(0, 1, 2), head_hidden=(32, 0, 0))
+    cfg = ClassifierRunConfig(arch=arch, train=TrainConfig(epochs=CLASSIFIER_EPOCHS, seed=0))
     update_config(run, "classifier", {**cfg.to_dict(), "splits": splits.sizes()})
     fit_and_save("early_exit", cfg.arch, splits, cfg.train, run)
     if FAMILIES["denoiser"].available():
