@@ -23,14 +23,15 @@ SAME_SCALE_OPS = {"PAD", "PADV2", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "MAX_POOL
 
 
 def name_io(buf: bytearray) -> None:
-    """Name each signature's I/O tensors after its signature names; outputs ordered logits, features."""
+    """Name each signature's I/O tensors after its signature names; outputs: logits, features, then the rest."""
     for sg in tg.read_model(bytes(buf)):
         if not sg.signature:
             raise InternalError(f"subgraph {sg.index}: converter left no signature")
         for name, idx in {**sg.sig_inputs, **sg.sig_outputs}.items():
             tg.rename_tensor(buf, sg.index, idx, name)
-        order = [sg.sig_outputs[n] for n in ("logits", "features") if n in sg.sig_outputs]
-        tg.set_outputs_order(buf, sg.index, order)
+        names = [n for n in ("logits", "features") if n in sg.sig_outputs]
+        names += sorted(n for n in sg.sig_outputs if n not in names)
+        tg.set_outputs_order(buf, sg.index, [sg.sig_outputs[n] for n in names])
 
 
 def _features(sg: tg.SubgraphInfo) -> tg.TensorInfo:

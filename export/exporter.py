@@ -104,27 +104,31 @@ def _write_artifacts(out: Path, fam, model, segments, data, cfg: ExportConfig, r
     inputs = tflite_convert.calibration_features(segments, calib_nhwc)
     bundle = tflite_convert.convert(segments, inputs, progress)
     multi, singles = bytearray(bundle.multi), [bytearray(b) for b in bundle.segments]
-    full = bytearray(bundle.full)
-    for buf in (multi, full, *singles):
+    full, every = bytearray(bundle.full), bytearray(bundle.all_exits)
+    for buf in (multi, full, every, *singles):
         boundary.name_io(buf)
     adjustments = boundary.unify(multi, singles)
     identical = boundary.boundaries_identical(bytes(multi), [bytes(b) for b in singles])
 
     (out / "tflm").mkdir()
     tflite_name, full_name = f"{fam.name}.int8.tflite", f"{fam.name}.full.int8.tflite"
+    every_name = f"{fam.name}.all_exits.int8.tflite"
     (out / tflite_name).write_bytes(multi)
     (out / full_name).write_bytes(full)
+    (out / every_name).write_bytes(every)
     seg_files = [{} for _ in segments]
     for k, buf in enumerate(singles):
         (out / f"tflm/segment_{k}.int8.tflite").write_bytes(buf)
     # The TFLite files are always written: the manifest's shapes, quantization and MACs come from them.
-    files = {"tflite": mf.file_record(out, tflite_name), "full_tflite": mf.file_record(out, full_name)}
+    files = {"tflite": mf.file_record(out, tflite_name), "full_tflite": mf.file_record(out, full_name),
+             "all_exits_tflite": mf.file_record(out, every_name)}
     for k in range(len(segments)):
         seg_files[k]["tflm"] = mf.file_record(out, f"tflm/segment_{k}.int8.tflite")
     onnx_bounds = _write_onnx(out, model, data, seg_files, progress) if "onnx" in formats else []
 
     seg_infos = [tg.read_model(bytes(b))[0] for b in singles]
-    _check_int8_io(seg_infos + tg.read_model(bytes(multi)) + tg.read_model(bytes(full)))
+    _check_int8_io(seg_infos + tg.read_model(bytes(multi)) + tg.read_model(bytes(full)) +
+                   tg.read_model(bytes(every)))
     seg_recs = [mf.segment_record(k, sg, seg_files[k]) for k, sg in enumerate(seg_infos)]
     full_macs = tg.read_model(bytes(full))[0].macs
     bounds = [{**a, "identical": same, **({"onnx_identical": onnx_bounds[i]} if onnx_bounds else {})}

@@ -64,3 +64,19 @@ def segment_function(seg: SegmentIR):
         return {"logits": logits} if seg.last else {"logits": logits, "features": feats}
 
     return run
+
+
+def all_exits_function(segments: list[SegmentIR]):
+    """Every segment chained in one function, every exit's logits an output: the last exit's as `logits`,
+    earlier ones as `logits_<k>` (the monolithic baseline for what splitting into segments costs)."""
+    import tensorflow as tf
+
+    def run(x):
+        outs = {}
+        for k, seg in enumerate(segments):
+            feats = apply_ops(tf, x, seg.body)
+            outs["logits" if seg.last else f"logits_{k}"] = apply_ops(tf, feats, seg.head)
+            x = feats
+        return outs
+
+    return run

@@ -27,6 +27,7 @@ class TFLiteBundle:
     multi: bytes                 # one signature per segment
     segments: list[bytes]        # single-subgraph files for TFLite Micro
     full: bytes                  # the whole network, one subgraph
+    all_exits: bytes             # every exit head in one subgraph
     float_logits_max_err: list[float]   # TF float vs torch float, per segment (a lowering check)
 
 
@@ -52,7 +53,7 @@ def calibration_features(segments: list[SegmentIR], x0: np.ndarray) -> list[np.n
 
 def convert(segments: list[SegmentIR], calib_inputs: list[np.ndarray], progress=print) -> TFLiteBundle:
     """Build the SavedModel once and convert the three views of it."""
-    from tinyexit.export.tf_mirror import segment_function
+    from tinyexit.export.tf_mirror import all_exits_function, segment_function
 
     tf = _tf()
     full = full_network(segments)
@@ -65,17 +66,21 @@ def convert(segments: list[SegmentIR], calib_inputs: list[np.ndarray], progress=
                                                                                tf.float32, name="x")])
         setattr(module, key, fn)
         signatures[key] = fn.get_concrete_function()
+    fn = tf.function(all_exits_function(segments), input_signature=[tf.TensorSpec(shapes[0], tf.float32, name="x")])
+    module.all_exits = fn
+    signatures["all_exits"] = fn.get_concrete_function()
     data = {f"exit{k}": a for k, a in enumerate(calib_inputs)}
-    data["full"] = calib_inputs[0]
+    data["full"] = data["all_exits"] = calib_inputs[0]
     with tempfile.TemporaryDirectory(prefix="tinyexit-savedmodel-") as tmp:
         tf.saved_model.save(module, tmp, signatures=signatures)
         keys = [f"exit{k}" for k in range(len(segments))]
         progress(f"export: converting {len(keys)} signatures to one int8 TFLite file")
         multi = _convert(tf, tmp, keys, data)
-        progress("export: converting per-segment TFLite Micro files and the full network")
+        progress("export: converting per-segment TFLite Micro files, the full network and the all-exits network")
         singles = [_convert(tf, tmp, [key], data) for key in keys]
         whole = _convert(tf, tmp, ["full"], data)
-    return TFLiteBundle(multi, singles, whole, [])
+        every = _convert(tf, tmp, ["all_exits"], data)
+    return TFLiteBundle(multi, singles, whole, every, [])
 
 
 def _convert(tf, saved_model: str, keys: list[str], data: dict[str, np.ndarray]) -> bytes:

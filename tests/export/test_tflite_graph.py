@@ -82,3 +82,14 @@ def test_manifest_segment_records_match_the_files(model_dir, manifest):
         assert seg["inputs"][0]["scale"] == sg.input_tensors()[0].scale[0]
     assert manifest["input"] == manifest["segments"][0]["inputs"][0]
     assert manifest["input"]["zero_point"] == -128   # [0, 1] images: the full int8 range from 0 up
+
+
+def test_all_exits_file_is_one_subgraph_with_every_exit(model_dir, manifest):
+    """The monolithic baseline with every head: logits (last exit) first, then logits_0, logits_1."""
+    (sg,) = tg.read_file(model_dir / manifest["files"]["all_exits_tflite"]["path"])[1]
+    assert sg.signature == "all_exits"
+    assert [t.name for t in sg.output_tensors()] == ["logits", "logits_0", "logits_1"]
+    assert [t.dtype for t in sg.input_tensors() + sg.output_tensors()] == ["int8"] * 4
+    assert sg.macs == manifest["all_exits_macs"] == sum(s["macs"] for s in manifest["segments"])
+    assert Counter(op.type for op in sg.ops) == sum(
+        (Counter(o["type"] for o in s["ops"]) for s in manifest["segments"]), Counter())
