@@ -83,7 +83,7 @@ def _pixel_acc(z: np.ndarray, x0_nhwc: np.ndarray) -> float:
     return float((np.where(z >= 0, 1.0, -1.0) == x0_nhwc).mean())
 
 
-def score(run: Path, man: dict, chains: dict, model, fam_data, cfg) -> dict:
+def score(run: Path, man: dict, chains: dict, model, fam_data, cfg, progress=print) -> dict:
     """Per exit: x0 pixel accuracy on each runtime; full depth: bits/dim float vs int8; int8 samples (PNG)."""
     from tinyexit.export.runtimes import to_nhwc
 
@@ -110,10 +110,13 @@ def score(run: Path, man: dict, chains: dict, model, fam_data, cfg) -> dict:
             failures.append(f"exit {k}: int8 x0 pixel accuracy drops {row['max_drop_points']:.2f} points")
         per_exit.append(row)
     model_dir = run / "export" / "denoiser"
+    images = len(fam_data.test_images[:cfg.samples or None])
+    progress(f"verify: denoiser bits/dim, {images} test images x {model.cfg.T} steps, torch float vs LiteRT int8")
     bpd = bits_per_dim(model, man, model_dir, fam_data.test_images[:cfg.samples or None])
     if bpd["bits_per_dim_int8"] > bpd["bits_per_dim_float"] * (1 + cfg.max_bits_per_dim_increase):
         failures.append(f"bits/dim int8 {bpd['bits_per_dim_int8']:.4f} exceeds float {bpd['bits_per_dim_float']:.4f}"
                         f" by more than {100 * cfg.max_bits_per_dim_increase:g} %")
+    progress("verify: denoiser: sampling 64 digits with the int8 network")
     png = write_int8_samples(model, man, model_dir)
     return {"per_exit": per_exit, **bpd, "samples_png": png, "failures": failures, "passed": not failures}
 

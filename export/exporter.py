@@ -39,7 +39,8 @@ def export_run(run_dir, cfg: ExportConfig = ExportConfig(), progress=print) -> d
             progress(f"export: {fam.name} done in {seconds:.1f} s -> {run / 'export' / fam.name}")
         if "c" in formats:
             _generate_c(run, fam.name, explicit=(formats == {"c"}), progress=progress)
-    update_config(run, "export", cfg.to_dict())
+    if formats - {"c"}:
+        update_config(run, "export", cfg.to_dict())
     return manifests
 
 

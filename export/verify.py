@@ -31,7 +31,7 @@ def verify_run(run_dir, cfg: VerifyConfig = VerifyConfig(), progress=print) -> d
     results = {}
     for name, d in dirs.items():
         progress(f"verify: {name}: running torch, ONNX Runtime, LiteRT and TFLite Micro on the test split")
-        results[name] = verify_model(run, d, manifests[name], cfg)
+        results[name] = verify_model(run, d, manifests[name], cfg, progress)
     results = {**_still_valid(run, set(results)), **results}
     out = {"config": cfg.to_dict(), "models": results, "passed": all(r["passed"] for r in results.values())}
     write_json(run / "export" / "verify.json", out)
@@ -89,7 +89,7 @@ def check_artifacts(model_dir: Path) -> dict:
     return mf.load_checked(model_dir)
 
 
-def verify_model(run: Path, model_dir: Path, man: dict, cfg: VerifyConfig) -> dict:
+def verify_model(run: Path, model_dir: Path, man: dict, cfg: VerifyConfig, progress=print) -> dict:
     fam = FAMILIES[man["model"]]
     ckpt = run / man["source_checkpoint"]["path"]
     if not ckpt.is_file() or sha256_file(ckpt) != man["source_checkpoint"]["sha256"]:
@@ -105,7 +105,7 @@ def verify_model(run: Path, model_dir: Path, man: dict, cfg: VerifyConfig) -> di
         result = score_classifier(man, chains, y, cfg)
     else:
         from tinyexit.export import denoiser_family
-        result = denoiser_family.score(run, man, chains, model, data, cfg)
+        result = denoiser_family.score(run, man, chains, model, data, cfg, progress)
     singles = [(model_dir / s["files"]["tflm"]["path"]).read_bytes() for s in man["segments"]]
     same = boundary.boundaries_identical((model_dir / man["files"]["tflite"]["path"]).read_bytes(), singles)
     result.update({
