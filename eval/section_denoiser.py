@@ -33,6 +33,12 @@ def build(run_dir: Path, report_dir: Path) -> Section | None:
     return Section("denoiser", data, _markdown(data, plots), plots)
 
 
+def delta_fields(delta: list[float]) -> dict:
+    """`delta` is the scalar δ for a constant schedule, else the list δ_1..δ_T."""
+    return {"delta": delta[0] if len(set(delta)) == 1 else list(delta), "delta_range": [min(delta), max(delta)],
+            "residual_at_T": float(np.prod(1 - 2 * np.asarray(delta)))}
+
+
 def _binary_splits(cfg: dict):
     from tinyexit.models.data import load_dataset
 
@@ -55,11 +61,8 @@ def _scores(preds: dict, binary) -> dict:
     score_sched = ds.classifier_score(scorer, samples["schedule"])
     score_real = ds.classifier_score(scorer, pm["test"])
     adaptive = ds.adaptive_summary(kl["test"], preds["exit_schedule"], macs, lt)
-    delta = preds["delta"]
     data = {
-        "T": preds["T"], "delta": delta[0] if len(set(delta)) == 1 else delta,
-        "schedule": preds.get("schedule"), "delta_range": [min(delta), max(delta)],
-        "residual_at_T": float(np.prod(1 - 2 * np.asarray(delta))),
+        "T": preds["T"], **delta_fields(preds["delta"]), "schedule": preds.get("schedule"),
         "macs_per_step": preds["macs_per_step"], "exit_macs": macs,
         "bits_per_dim": float(per_exit[-1]), "split": "test",
         "bits_per_dim_val": float(ds.elbo_bits_per_dim(kl["val"][-1], lt)),
