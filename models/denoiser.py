@@ -2,9 +2,10 @@
 
 Input (N, 2, H, W): channel 0 is the noisy ±1 image y_t, channel 1 a constant plane holding the
 timestep code (`timestep_plane_values`), so the timestep enters through the first CONV_2D only —
-no embedding lookup, nothing TFLite Micro lacks.  Output of every exit: x0-logits (N, 1, H, W),
-z with P_θ(Y_0[j]=+1 | y_t) = σ(z[j]).  Probability arithmetic stays out of the network: a device
-applies the closed-form mixing with the per-step constants from `device_constants` in float.
+no embedding lookup, nothing TFLite Micro lacks.  Output of every exit: r (N, 1, H, W); the
+x0-logit is z = r + (zero-compute prior logit) when cfg.prior_residual (default), else z = r, and
+P_θ(Y_0[j]=+1 | y_t) = σ(z[j]).  Probability arithmetic stays out of the network: a device adds
+the prior and applies the closed-form mixing in float with the constants from `device_constants`.
 
 Architecture (block vocabulary of tinyexit.models.blocks): stem ConvBN 3x3 (2 → stem_width), then
 one BasicBlock per entry of `widths`, each followed by an exit head made of 1x1 convs:
@@ -203,6 +204,9 @@ def device_constants(cfg: DenoiserConfig, marginal_logits: np.ndarray,
                    "zero_compute_formula": "z = marginal_logits[j] + y*observation_log_odds[t-1]",
                    "marginal_logits": np.asarray(marginal_logits, dtype=np.float64).ravel().tolist(),
                    "observation_log_odds": observation_log_odds(cfg.process).tolist()},
+        "prior_exit": {"index": PRIOR_EXIT, "formula": "z = marginal_logits[j] + y*observation_log_odds[t-1]",
+                       "observation_log_odds": observation_log_odds(cfg.process).tolist(),
+                       "marginal_logits": np.asarray(marginal_logits, dtype=np.float64).ravel().tolist()},
         "mixing": {"formula": "P = sigmoid(z)*A[t-1] + (1-sigmoid(z))*B[t-1], A/B chosen by y_t[j]",
                    "A_y_neg": post[:, 0, 1].tolist(), "A_y_pos": post[:, 1, 1].tolist(),
                    "B_y_neg": post[:, 0, 0].tolist(), "B_y_pos": post[:, 1, 0].tolist()},
