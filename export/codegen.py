@@ -27,6 +27,7 @@ from tinyexit.export.codegen_lower import Layer, lower
 from tinyexit.export.codegen_plan import collect_buffers, plan_arena, scratch_bytes
 
 _HEX = re.compile(r"^[0-9a-f]*$")
+MONOLITHIC = {"full_tflite": "full", "all_exits_tflite": "all_exits"}  # manifest files key -> C name suffix
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,16 @@ class CSources:
     def summary(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "files"}
 
-    def write(self, out_dir: str | Path) -> Path:
+    def write(self, out_dir: str | Path, primary: bool = True) -> Path:
+        """Write the sources and `<model>_codegen.json`; the segmented model (primary) also as `codegen.json`."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         for name, text in self.files.items():
             (out / name).write_text(text)
-        (out / "codegen.json").write_text(json.dumps({"tinyexit_version": __version__, **self.summary()},
-                                                     indent=2) + "\n")
+        meta = json.dumps({"tinyexit_version": __version__, **self.summary()}, indent=2) + "\n"
+        (out / f"{self.model_name}_codegen.json").write_text(meta)
+        if primary:
+            (out / "codegen.json").write_text(meta)
         return out
 
 
@@ -119,10 +123,14 @@ def _segment_roles(graphs: list[Graph], k: int) -> dict:
         raise UserError(f"{g.name}: has {len(g.inputs)} inputs; a segment takes exactly one")
     if last and len(g.outputs) == 1:
         return {"logits": g.outputs[0], "features": None}
+    by_name = {g.tensors[i].name.split(":")[0].split(";")[0]: i for i in g.outputs}
+    if len(graphs) == 1 and len(g.outputs) > 2:  # e.g. every exit head in one subgraph: keep 'logits'
+        if "logits" not in by_name:
+            raise UserError(f"{g.name}: {len(g.outputs)} outputs and none named 'logits'; re-run 'tinyexit export'")
+        return {"logits": by_name["logits"], "features": None}
     if len(g.outputs) != 2 or (last and len(graphs) > 1):
         want = "only its logits" if last else "(logits, features)"
         raise UserError(f"{g.name}: segment {k} must return {want}, found {len(g.outputs)} outputs")
-    by_name = {g.tensors[i].name.split(":")[0].split(";")[0]: i for i in g.outputs}
     feat = by_name.get("features")
     if last:  # a single-file model with a second output: kept in the arena like features
         feat = feat if feat is not None else max(g.outputs, key=lambda i: len(g.tensors[i].shape))
@@ -257,4 +265,14 @@ def generate_c_for_run(run_dir: str | Path, model_name: str, cfg: CodegenConfig 
     out = sources.write(mdir / "c")
     print(f"codegen: {model_name}: {len(sources.layers)} layers in {len(sources.segments)} segments, "
           f"arena {sources.arena_bytes} B, weights {sources.weight_bytes} B -> {out}")
+    for key, suffix in MONOLITHIC.items():  # the one-subgraph models RUN mode FULL compares against
+        entry = manifest.get("files", {}).get(key)
+        if not entry:
+            continue
+        path = mdir / entry["path"]
+        if not path.is_file() or (entry.get("sha256") and sha256_file(path) != entry["sha256"]):
+            raise UserError(f"{path}: missing or changed since export; re-run 'tinyexit export {run}'")
+        mono = generate_c([path], CodegenConfig(**{**cfg.to_dict(), "model_name": f"{model_name}_{suffix}"}))
+        mono.write(out, primary=False)
+        print(f"codegen: {model_name}_{suffix}: {len(mono.layers)} layers, arena {mono.arena_bytes} B -> {out}")
     return out

@@ -23,8 +23,9 @@ def scratch_bytes(layer: Layer) -> int:
 
     if layer.kind == "conv":
         k_h, k_w = layer.p["k"]
-        k = round4(k_h * k_w * layer.p["in_shape"][2])
-        return 4 * k + k + 8 * layer.p["out_shape"][2]
+        c_in = layer.p["in_shape"][2]
+        k = round4(k_h * k_w * c_in)
+        return 4 * k + 8 * layer.p["out_shape"][2] + (k if c_in % 4 else 0)
     if layer.kind == "fc":
         return 2 * round4(layer.p["k"])
     return 0

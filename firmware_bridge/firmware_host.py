@@ -52,6 +52,37 @@ def build_host_runner(c_dir: str | Path, model_name: str, out: str | Path, kerne
     return Path(out).resolve()
 
 
+def _cc(cmd: list[str], what: str) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise UserError(f"host build of {what} failed:\n{res.stderr.strip()[:4000]}")
+
+
+def build_frame_dump(out: str | Path, cc: str = "gcc") -> Path:
+    """tools/frame_dump.c: the C frame decoder as a stdin -> event-lines filter."""
+    core = FIRMWARE_DIR / "core"
+    _cc([cc, "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
+         f"-I{core}", str(FIRMWARE_DIR / "tools" / "frame_dump.c"), str(core / "te_frame.c"),
+         str(core / "te_status.c"), "-o", str(out)], "frame_dump")
+    return Path(out).resolve()
+
+
+def build_host_firmware(c_dir: str | Path, model: str, models_c: str | Path, out: str | Path,
+                        kernels: str = "reference", cc: str = "gcc", sanitize: bool = True) -> Path:
+    """The whole firmware (core + protocol + models) on the host port: stdin/stdout is the UART."""
+    core = FIRMWARE_DIR / "core"
+    c_dir = Path(c_dir)
+    extra = ["-DTE_EMULATE_DSP"] if kernels == "arm_dsp" else []
+    mono = [p for p in (c_dir / f"{model}_full_model.c", c_dir / f"{model}_all_exits_model.c") if p.is_file()]
+    srcs = [*sorted(core.glob("*.c")), FIRMWARE_DIR / "ports" / "host" / "port.c", Path(models_c),
+            c_dir / f"{model}_model.c", *mono, *kernel_sources(kernels)]
+    flags = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"] if sanitize else []
+    _cc([cc, "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", *flags, *extra, f"-I{core}",
+         f"-I{FIRMWARE_DIR / 'kernels'}", f"-I{FIRMWARE_DIR / 'ports'}", f"-I{c_dir}", *map(str, srcs), "-lm",
+         "-o", str(out)], "the host firmware")
+    return Path(out).resolve()
+
+
 class HostRunner:
     """Drive a built host runner; `segments` is the `segments` list of the codegen summary."""
 

@@ -147,7 +147,7 @@ def test_generate_c_for_run_writes_the_c_folder_and_checks_hashes(tmp_path, caps
     run = _fake_run(tmp_path)
     out = generate_c_for_run(run, "tm")
     assert out == run / "export" / "tm" / "c"
-    assert {p.name for p in out.iterdir()} == {"tm_model.c", "tm_model.h", "codegen.json"}
+    assert {p.name for p in out.iterdir()} == {"tm_model.c", "tm_model.h", "codegen.json", "tm_codegen.json"}
     text = (out / "tm_model.c").read_text()
     assert '"' + "12" * 32 + '"' in text and "34" * 32 in text  # artifact hash reported by the device
     assert "codegen: tm: 21 layers in 3 segments" in capsys.readouterr().out

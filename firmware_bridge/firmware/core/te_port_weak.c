@@ -14,6 +14,8 @@ __attribute__((weak)) void port_watchdog_feed(void) {}
 
 __attribute__((weak)) void port_uart_flush(void) {}
 
+__attribute__((weak)) void port_idle(void) {}
+
 #if defined(__arm__)
 __attribute__((weak)) void port_reset(void)
 {

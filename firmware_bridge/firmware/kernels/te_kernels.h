@@ -108,8 +108,8 @@ typedef struct {
  * generator reserves the same amounts: export/codegen_plan.py scratch_bytes(). */
 #define TE_ROUND4(n) ((((uint32_t)(n)) + 3u) & ~3u)
 #define TE_CONV_SCRATCH_BYTES(k_h, k_w, c_in, c_out) \
-    (4u * TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) + TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) + \
-     8u * (uint32_t)(c_out))
+    (4u * TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) + 8u * (uint32_t)(c_out) + \
+     (((c_in) & 3u) ? TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) : 0u))
 #define TE_FC_SCRATCH_BYTES(k) (2u * TE_ROUND4(k))
 
 void te_conv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *scratch);

@@ -53,6 +53,11 @@ void port_exit(int status);
 /* Flush pending UART output (default: nothing). */
 void port_uart_flush(void);
 
+/* Nothing received: wait for the next byte or interrupt, e.g. with WFI
+ * (default: return at once, i.e. busy polling).  Called only between
+ * requests, never inside a timed region. */
+void port_idle(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,9 +8,9 @@
  *
  * Scratch (TE_CONV_SCRATCH_BYTES): for K = KH*KW*C taps and Kp = K rounded
  * up to a multiple of 4, Kp/4 groups of [col0 (x0,x2), col0 (x1,x3),
- * col1 (x0,x2), col1 (x1,x3)] as int32 words (taps beyond K are zero), Kp
- * bytes to gather one column when C is not a multiple of 4, then the raw
- * accumulators acc[2*oc + col] of every output channel.  A weight row's last
+ * col1 (x0,x2), col1 (x1,x3)] as int32 words (taps beyond K are zero), the
+ * raw accumulators acc[2*oc + col] of every output channel, and, only when C
+ * is not a multiple of 4, Kp bytes to gather one column.  A weight row's last
  * word may run into the next row (or TE_WEIGHT_PAD): it meets zero taps. */
 #include "te_kernels.h"
 #include "te_dsp.h"
@@ -267,8 +267,8 @@ void te_conv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *
     const int k = p->k_h * p->k_w * p->in_c, kp = (k + 3) & ~3, groups = kp >> 2;
     const int n_pix = p->out_h * p->out_w, oc_n = p->out_c;
     int32_t *cols = (int32_t *)scratch;
-    int8_t *stage = (int8_t *)(cols + kp);
-    int32_t *acc = (int32_t *)(stage + kp);
+    int32_t *acc = cols + kp;
+    int8_t *stage = (int8_t *)(acc + 2 * oc_n);
     const int fast = fast_ok(p, k);
     for (int pix = 0; pix < n_pix; pix += 2) {
         const int two = pix + 1 < n_pix;

@@ -2,7 +2,8 @@
  * `qemu-system-arm -M mps2-an386`.  No vendor SDK and no CMSIS: the few
  * registers used are written out below from the CMSDK and MPS2 documents.
  *
- *   UART0     CMSDK APB UART at 0x40004000, polled, 115200 8N1 (QEMU ignores the rate)
+ *   UART0     CMSDK APB UART at 0x40004000, polled, 115200 8N1 (QEMU ignores the rate);
+ *             its RX interrupt (IRQ 0) only wakes the core from WFI between requests
  *   TIMER0    CMSDK APB timer at 0x40000000, 25 MHz down-counter, IRQ 8 on wrap
  *   watchdog  CMSDK APB watchdog at 0x40008000, interrupt on NMI
  *   exit      semihosting SYS_EXIT_EXTENDED (needs -semihosting-config enable=on)
@@ -20,7 +21,9 @@
 #define UART0_DATA REG(0x40004000u)
 #define UART0_STATE REG(0x40004004u)
 #define UART0_CTRL REG(0x40004008u)
+#define UART0_INT REG(0x4000400Cu)
 #define UART0_BAUDDIV REG(0x40004010u)
+#define UART0_RX_IRQ 0u
 #define UART_STATE_TXFULL (1u << 0)
 #define UART_STATE_RXFULL (1u << 1)
 
@@ -43,23 +46,29 @@
 
 static volatile uint32_t timer_wraps;
 
-void TIMER0_Handler(void)
+void IRQ8_Handler(void) /* TIMER0 */
 {
     TIMER0_INT = 1u;
     timer_wraps++;
 }
 
+/* Only wakes the core; the byte stays in DATA until port_uart_getc reads it. */
+void IRQ0_Handler(void) /* UART0 RX */
+{
+    UART0_INT = 1u << 1;
+}
+
 void port_init(void)
 {
     UART0_BAUDDIV = SYSCLK_HZ / BAUD;
-    UART0_CTRL = 0x3u; /* TX and RX enabled, no interrupts */
+    UART0_CTRL = 0x3u | (1u << 3); /* TX and RX enabled, RX interrupt */
 
     TIMER0_CTRL = 0u;
     TIMER0_RELOAD = 0xFFFFFFFFu;
     TIMER0_VALUE = 0xFFFFFFFFu;
     TIMER0_INT = 1u;
     TIMER0_CTRL = (1u << 0) | (1u << 3); /* enable, interrupt on wrap */
-    NVIC_ISER0 = 1u << TIMER0_IRQ;
+    NVIC_ISER0 = (1u << TIMER0_IRQ) | (1u << UART0_RX_IRQ);
     __asm__ volatile("cpsie i" ::: "memory");
 
     WDOG_LOCK = WDOG_UNLOCK_KEY;
@@ -101,6 +110,25 @@ void port_watchdog_feed(void)
 {
     WDOG_LOCK = WDOG_UNLOCK_KEY;
     WDOG_INTCLR = 1u; /* clearing the interrupt reloads the counter */
+    WDOG_LOCK = 0u;
+}
+
+/* Sleep until the next byte.  The watchdog is stopped meanwhile: an idle
+ * device waits for its host as long as it takes (under QEMU, virtual time
+ * runs at wall-clock speed while the core sleeps). */
+void port_idle(void)
+{
+    WDOG_LOCK = WDOG_UNLOCK_KEY;
+    WDOG_CTRL = 0u;
+    WDOG_LOCK = 0u;
+    /* Masked, so a byte arriving after the test still ends the WFI (as a
+     * pending interrupt) instead of being serviced just before it. */
+    __asm__ volatile("cpsid i" ::: "memory");
+    if (!(UART0_STATE & UART_STATE_RXFULL)) __asm__ volatile("dsb\n wfi" ::: "memory");
+    __asm__ volatile("cpsie i" ::: "memory");
+    WDOG_LOCK = WDOG_UNLOCK_KEY;
+    WDOG_INTCLR = 1u;
+    WDOG_CTRL = 1u;
     WDOG_LOCK = 0u;
 }
 

@@ -1,18 +1,20 @@
-/* Reset and exception vectors for the mps2-an386 port (Cortex-M4F), in C. */
+/* Reset and exception vectors shared by the Cortex-M ports, in C: enable the
+ * FPU, copy .data, zero .bss, call main.  External interrupt n is dispatched
+ * to IRQn_Handler, a weak alias of the fault path that a port overrides by
+ * defining the function (mps2-an386 defines IRQ8_Handler for TIMER0). */
 #include <stdint.h>
 
 #include "port.h"
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 extern int main(void);
-void TIMER0_Handler(void);
 
-/* Exit statuses QEMU reports when the firmware stops on a fault. */
+/* Exit statuses (QEMU's own exit status under semihosting). */
 #define EXIT_HARDFAULT 3
 #define EXIT_WATCHDOG 4
 #define EXIT_MAIN_RETURNED 5
 
-/* Called by the core's fatal path before port_exit; weak so a port works alone. */
+/* Called before a fault exit; the firmware core sends an ERROR frame. */
 __attribute__((weak)) void te_fatal_report(int status, const char *what)
 {
     (void)status;
@@ -21,18 +23,21 @@ __attribute__((weak)) void te_fatal_report(int status, const char *what)
 
 void Reset_Handler(void)
 {
-    /* Enable CP10/CP11 (the FPU) before any floating-point instruction runs. */
+#if defined(__ARM_FP)
+    /* CP10/CP11 full access (the FPU) before any floating-point instruction runs. */
     *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20;
     __asm__ volatile("dsb\n isb" ::: "memory");
+#endif
     for (uint32_t *src = &_sidata, *dst = &_sdata; dst < &_edata;) *dst++ = *src++;
     for (uint32_t *dst = &_sbss; dst < &_ebss;) *dst++ = 0;
     main();
     port_exit(EXIT_MAIN_RETURNED);
 }
 
-void NMI_Handler(void)
+/* The watchdog interrupt is wired to NMI on the boards we know. */
+__attribute__((weak)) void NMI_Handler(void)
 {
-    te_fatal_report(EXIT_WATCHDOG, "watchdog");
+    te_fatal_report(EXIT_WATCHDOG, "watchdog: no progress, stopping");
     port_exit(EXIT_WATCHDOG);
 }
 
@@ -42,11 +47,17 @@ void HardFault_Handler(void)
     port_exit(EXIT_HARDFAULT);
 }
 
-static void Default_Handler(void)
+void Default_Handler(void)
 {
-    te_fatal_report(EXIT_HARDFAULT, "unexpected interrupt");
+    te_fatal_report(EXIT_HARDFAULT, "unexpected exception");
     port_exit(EXIT_HARDFAULT);
 }
+
+#define TE_WEAK_IRQ(n) void IRQ##n##_Handler(void) __attribute__((weak, alias("Default_Handler")));
+#define TE_IRQS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) \
+    X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23) X(24) X(25) X(26) X(27) X(28) X(29) X(30) X(31)
+TE_IRQS(TE_WEAK_IRQ)
+#define TE_IRQ_ENTRY(n) IRQ##n##_Handler,
 
 __attribute__((section(".isr_vector"), used)) static void (*const vectors[16 + 32])(void) = {
     (void (*)(void))(&_estack),
@@ -62,13 +73,5 @@ __attribute__((section(".isr_vector"), used)) static void (*const vectors[16 + 3
     0,
     Default_Handler, /* PendSV */
     Default_Handler, /* SysTick */
-    /* external interrupts 0..31; only TIMER0 (IRQ 8) is used */
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    TIMER0_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler,
-    Default_Handler, Default_Handler, Default_Handler, Default_Handler,
+    TE_IRQS(TE_IRQ_ENTRY)
 };

@@ -1,0 +1,81 @@
+/* Exit policies, evaluated on the device after each segment (see te_policy.h). */
+#include "te_policy.h"
+
+#include <math.h>
+
+te_status_t te_policy_check(const te_policy_t *p)
+{
+    TE_CHECK(p->id <= TX_POLICY_CALIBRATED, TE_REQ_BAD_POLICY);
+    TE_CHECK(p->n_params >= 1 && p->n_params <= TX_MAX_POLICY_PARAMS, TE_REQ_BAD_PARAMS);
+    for (int i = 0; i < p->n_params; ++i) {
+        const float v = p->params[i];
+        TE_CHECK(isfinite(v), TE_REQ_BAD_PARAMS);
+        if (p->id == TX_POLICY_PATIENCE) {
+            if (i == 0) TE_CHECK(v >= 1.0f && v == floorf(v) && v <= 65535.0f, TE_REQ_BAD_PARAMS);
+        } else {
+            TE_CHECK(v >= 0.0f && v <= 1.0f, TE_REQ_BAD_PARAMS);
+        }
+    }
+    return TE_OK;
+}
+
+int te_argmax(const int8_t *logits, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; ++i)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
+/* exp(z_i - z_max) for every logit; returns their sum. */
+static float exp_shifted(const int8_t *q, int n, float scale, float *e)
+{
+    const int top = te_argmax(q, n);
+    float sum = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        e[i] = expf((float)(q[i] - q[top]) * scale);
+        sum += e[i];
+    }
+    return sum;
+}
+
+static float max_softmax(const int8_t *q, int n, float scale)
+{
+    float e[TX_MAX_LOGITS];
+    return 1.0f / exp_shifted(q, n, scale, e);
+}
+
+static float normalized_entropy(const int8_t *q, int n, float scale)
+{
+    float e[TX_MAX_LOGITS];
+    const float sum = exp_shifted(q, n, scale, e);
+    float h = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float pi = e[i] / sum;
+        if (pi > 0.0f) h -= pi * logf(pi);
+    }
+    return n > 1 ? h / logf((float)n) : 0.0f;
+}
+
+int te_policy_passes(const te_policy_t *p, int k, const int8_t *logits, int n, float scale, int32_t zp,
+                     const uint8_t *top1)
+{
+    (void)zp; /* softmax is shift-invariant: only differences of logits matter */
+    switch (p->id) {
+    case TX_POLICY_MAX_SOFTMAX:
+        return max_softmax(logits, n, scale) >= p->params[0];
+    case TX_POLICY_ENTROPY:
+        return normalized_entropy(logits, n, scale) <= p->params[0];
+    case TX_POLICY_CALIBRATED:
+        return max_softmax(logits, n, scale) >= p->params[k < p->n_params ? k : p->n_params - 1];
+    case TX_POLICY_PATIENCE: {
+        const int need = (int)p->params[0];
+        if (k + 1 < need) return 0;
+        for (int j = k + 1 - need; j < k; ++j)
+            if (top1[j] != top1[k]) return 0;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
