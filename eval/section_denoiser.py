@@ -86,7 +86,8 @@ def _scores(preds: dict, binary) -> dict:
         "bits_ratio": {"target": BITS_RATIO_TARGET, "measured": data["ratio_to_bernoulli"],
                        "met": data["ratio_to_bernoulli"] <= BITS_RATIO_TARGET},
         "adaptive": {"target_saving": SAVING_TARGET, "target_increase": INCREASE_TARGET,
-                     "met": adaptive["mac_saving"] >= SAVING_TARGET and adaptive["bits_per_dim_increase"] <= INCREASE_TARGET},
+                     "met": (adaptive["mac_saving"] >= SAVING_TARGET
+                             and adaptive["bits_per_dim_increase"] <= INCREASE_TARGET)},
     }
     return data
 
@@ -165,7 +166,8 @@ def _markdown(d: dict, plots: list[str]) -> str:
             ["denoiser, exit schedule", a["bits_per_dim_schedule"], a["bits_per_dim_schedule"] / bern],
         ]), "",
         f"Target ≤ {BITS_RATIO_TARGET} × Bernoulli: **{'met' if d['targets']['bits_ratio']['met'] else 'not met'}** "
-        f"({d['ratio_to_bernoulli']:.3f}). Same bound on val: {d['bits_per_dim_val']:.4f}; on {d['train_subset_size']} train images "
+        f"({d['ratio_to_bernoulli']:.3f}). Same bound on val: {d['bits_per_dim_val']:.4f}; "
+        f"on {d['train_subset_size']} train images "
         f"(1 draw): {d['bits_per_dim_train_subset']:.4f} — the gap is the generalization gap. Per exit (test): "
         + ", ".join(f"exit {k}: {v:.4f}" for k, v in enumerate(d["bits_per_dim_per_exit"])) + ".", "",
         "### Sample quality", "",

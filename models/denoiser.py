@@ -172,7 +172,8 @@ def build_denoiser(cfg: DenoiserConfig, seed: int, marginal_logits: np.ndarray |
     torch.manual_seed(seed)
     model = BinaryDenoiser(cfg)
     if marginal_logits is not None:
-        model.marginal.copy_(torch.tensor(np.asarray(marginal_logits), dtype=torch.float32).reshape(model.marginal.shape))
+        marg = torch.tensor(np.asarray(marginal_logits), dtype=torch.float32)
+        model.marginal.copy_(marg.reshape(model.marginal.shape))
     return model
 
 
@@ -288,7 +289,8 @@ def kl_table(model: BinaryDenoiser, x0: torch.Tensor, draws: int, seed: int, bat
 
 
 @torch.no_grad()
-def sample(model: BinaryDenoiser, n: int, seed: int, exit_schedule: list[int] | None = None, keep: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict]:
+def sample(model: BinaryDenoiser, n: int, seed: int, exit_schedule: list[int] | None = None,
+           keep: tuple[int, ...] = ()) -> tuple[torch.Tensor, dict]:
     """Generate n ±1 images: m fair coins, then the learned reverse step for t = T..1 (seeded).
 
     exit_schedule[t-1] picks the exit at step t (−1 = zero-compute); default full depth.

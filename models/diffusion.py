@@ -210,7 +210,7 @@ def binarize(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 def observation_log_odds(schedule: Schedule) -> np.ndarray:
-    """L_t = log((1 + a_t)/(1 − a_t)), t = 1..T: what one observed pixel y_t says about x0 (log-odds of y·x0 = +1)."""
+    """L_t = log((1 + a_t)/(1 − a_t)), t = 1..T: the log-odds that x0[j] = y_t[j], from that pixel alone."""
     a = schedule.alpha_bar()[1:]
     return np.log1p(a) - np.log1p(-a)
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from tinyexit.errors import UserError
+from tinyexit.errors import InternalError, UserError
 from tinyexit.models.data import Splits
 from tinyexit.models.denoiser import (ARCH, BinaryDenoiser, DenoiserConfig, build_denoiser, choose_exit_schedule,
                                       device_constants, kl_table, sample)
@@ -36,6 +36,7 @@ class DenoiserRunConfig:
     ema: float = 0.0                   # weight averaging (0 = off; measured no better here)
     exit_weights: tuple[float, ...] = (1.0,)   # per exit, the last value repeats: heads train jointly
     aux_x0_weight: float = 0.05        # hybrid loss: + weight x cross-entropy of the x0 prediction (bits/dim)
+    distill_weight: float = 0.0        # early exits also match the last exit's x0 prediction (cross-entropy)
     threshold_jitter: float = 0.0      # augmentation: binarize train images at 0.5 ± U(jitter)
     shift: int = 0                     # augmentation: random ±pixel translations
     eval_draws: int = 2                # fresh x_t draws per image and step in the ELBO estimate
@@ -96,13 +97,29 @@ def _batch(images: torch.Tensor, idx: torch.Tensor, cfg: DenoiserRunConfig, gen:
     return _shift(x, cfg.shift, gen) if cfg.shift else x
 
 
+def _loss(outs: list[torch.Tensor], x0, xt, t, table, weights, cfg: DenoiserRunConfig):
+    """Weighted per-exit KL terms (bits/dim scale: the average KL term per step and pixel), plus the
+    optional x0 cross-entropy and distillation terms; returns (loss, per-exit KL terms)."""
+    m = x0[0].numel()
+    terms = [kl_terms(z, x0, xt, t, table).mean() / (m * LN2) for z in outs]
+    loss = sum(w * term for w, term in zip(weights, terms))
+    if cfg.aux_x0_weight:
+        target = (x0 > 0).float()
+        loss = loss + cfg.aux_x0_weight * sum(
+            w * F.binary_cross_entropy_with_logits(z, target) / LN2 for w, z in zip(weights, outs))
+    if cfg.distill_weight and len(outs) > 1:
+        teacher = torch.sigmoid(outs[-1].detach())
+        loss = loss + cfg.distill_weight * sum(F.binary_cross_entropy_with_logits(z, teacher) / LN2 for z in outs[:-1])
+    return loss, terms
+
+
 def train_loop(model: BinaryDenoiser, images: np.ndarray, cfg: DenoiserRunConfig) -> list[dict]:
     """Train in place on grayscale images in [0, 1] (N,1,H,W); returns per-epoch history."""
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     x_all = torch.from_numpy(images)
     table = torch.tensor(posterior_table(model.cfg.process), dtype=torch.float32)
-    m, T = x_all[0].numel(), model.cfg.T
+    T = model.cfg.T
     weights = (cfg.exit_weights + (cfg.exit_weights[-1],) * model.num_exits)[:model.num_exits]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     per_epoch = (len(x_all) + cfg.batch_size - 1) // cfg.batch_size
@@ -120,14 +137,7 @@ def train_loop(model: BinaryDenoiser, images: np.ndarray, cfg: DenoiserRunConfig
             x0 = _batch(x_all, order[i:i + cfg.batch_size], cfg, gen)
             t = torch.randint(1, T + 1, (len(x0),), generator=gen)
             xt = sample_xt(x0, t, model.cfg.process, gen)
-            # bits/dim scale: the loss reads as the average KL term per step and pixel
-            outs = model.x0_logits(xt, t)
-            terms = [kl_terms(z, x0, xt, t, table).mean() / (m * LN2) for z in outs]
-            loss = sum(w * term for w, term in zip(weights, terms))
-            if cfg.aux_x0_weight:
-                target = (x0 > 0).float()
-                loss = loss + cfg.aux_x0_weight * sum(
-                    w * F.binary_cross_entropy_with_logits(z, target) / LN2 for w, z in zip(weights, outs))
+            loss, terms = _loss(model.x0_logits(xt, t), x0, xt, t, table, weights, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -158,7 +168,9 @@ def _exit_macs(model: BinaryDenoiser) -> list[int]:
     for seg in model.segments:
         for layer in seg.modules():
             if isinstance(layer, nn.Conv2d):
-                h, w = model.cfg.in_hw  # every conv is stride 1, padding k//2: maps stay H x W
+                if layer.stride != (1, 1):
+                    raise InternalError(f"denoiser conv with stride {layer.stride}: MAC count assumes stride 1")
+                h, w = model.cfg.in_hw  # stride 1, padding k//2: every map stays H x W
                 total += h * w * layer.out_channels * layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
         out.append(total)
     return out

@@ -102,9 +102,10 @@ def test_device_constants_reproduce_the_mixing():
         A = np.where(y > 0, m["A_y_pos"][t - 1], m["A_y_neg"][t - 1])
         B = np.where(y > 0, m["B_y_pos"][t - 1], m["B_y_neg"][t - 1])
         device_p = p * A + (1 - p) * B
-        zt = torch.tensor(r).reshape(1, 64) + d.prior_x0_logits(torch.tensor(marg).reshape(1, 64), torch.tensor(y).reshape(1, 64),
+        yt = torch.tensor(y).reshape(1, 64)
+        zt = torch.tensor(r).reshape(1, 64) + d.prior_x0_logits(torch.tensor(marg).reshape(1, 64), yt,
                                                                 torch.tensor([t]), cfg.process)
-        log_p, _ = d.mixed_log_probs(zt, torch.tensor(y).reshape(1, 64), torch.tensor([t]), table)
+        log_p, _ = d.mixed_log_probs(zt, yt, torch.tensor([t]), table)
         np.testing.assert_allclose(device_p, log_p.exp().numpy().ravel(), rtol=1e-10, atol=1e-12)
 
 
