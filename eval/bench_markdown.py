@@ -58,9 +58,20 @@ def mislead_notes(t: dict) -> list[str]:
     if dec and lat and dec / lat > MISLEAD_REL:
         notes.append(f"exit decisions: {fmt_latency(dec, t['latency_unit'])} per sample on average, "
                      f"{100 * dec / lat:.0f} % of the early-exit latency; MACs count none of it")
-    for row in t.get("per_layer") or []:
-        if row.get("instructions") and not row.get("macs"):
-            notes.append(f"layer {row.get('name', row.get('op', '?'))}: {row['instructions']:,} instructions, 0 MACs")
+    layers = t.get("per_layer") or []
+    total_i = sum(r.get("instructions") or 0 for r in layers)
+    total_m = sum(r.get("macs") or 0 for r in layers)
+    zero = [r for r in layers if r.get("instructions") and not r.get("macs")]
+    if zero and total_i:
+        z = sum(r["instructions"] for r in zero)
+        kinds = ", ".join(sorted({str(r.get("op") or r.get("name")) for r in zero}))
+        notes.append(f"{len(zero)} layers with 0 MACs ({kinds}) execute {z:,} instructions, "
+                     f"{100 * z / total_i:.1f} % of the network")
+    avg = total_i / total_m if total_m else None
+    slow = [r for r in layers if avg and r.get("macs") and (r.get("instructions_per_mac") or 0) > 2 * avg]
+    if slow:
+        notes.append(f"more than twice the network's {avg:.2f} instructions per MAC: " + ", ".join(
+            f"{r.get('name', r.get('op'))} ({r['instructions_per_mac']:.2f})" for r in slow))
     return notes
 
 
@@ -95,12 +106,14 @@ def markdown(name: str, t: dict, pngs: list[str]) -> str:
     notes = t.get("where_macs_mislead") or []
     out += ["### Where MACs mislead", ""] + ([f"- {n}" for n in notes] or ["- nowhere beyond 10 % on this target"])
     if t.get("instructions_per_mac") is not None:
-        out += ["", f"Whole network: {t['instructions_per_mac']:.2f} instructions per MAC (QEMU instruction counts, "
-                "not cycles of a real chip)."]
+        by = ", ".join(f"{k} kernels {v:.2f}" for k, v in (t.get("instructions_per_mac_by_kernels") or {}).items() if v)
+        out += ["", f"Full-depth model on the device: {t['instructions_per_mac']:.2f} instructions per MAC "
+                "(QEMU instruction counts, not cycles of a real chip)" + (f"; selftest profiles: {by}." if by else ".")]
     if t.get("per_layer"):
-        out += ["", md_table(["layer", "MACs", "instructions", "instructions/MAC"],
-                             [[r.get("name", r.get("op")), r.get("macs"), r.get("instructions"),
-                               r.get("instructions_per_mac")] for r in t["per_layer"]])]
+        out += ["", f"Per layer ({t.get('per_layer_kernels') or '?'} kernels, from {t.get('per_layer_source')}):", "",
+                md_table(["layer", "MACs (analytic)", "instructions (measured)", "instructions/MAC"],
+                         [[r.get("name", r.get("op")), r.get("macs"), r.get("instructions"),
+                           r.get("instructions_per_mac")] for r in t["per_layer"]])]
     out += [""] + [f"![{p}]({p})" for p in pngs]
     return "\n".join(out) + "\n"
 

@@ -103,7 +103,7 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
     out["latency_model"]["mac_only_max_abs_ratio_error"] = max(errs) if errs else None
     out["sweep"] = _sweep(run_dir, man, out["per_exit"], ref) if primary == "classifier" else []
     if timing.unit == "instructions":
-        out.update(_qemu_fields(s, man, ref))
+        out.update(_qemu_fields(run_dir, run, primary, man, ref))
     out["where_macs_mislead"] = mislead_notes(out)
     return out
 
@@ -301,11 +301,30 @@ def _sweep(run_dir: Path, man: dict, per_exit: list[dict], ref) -> list[dict]:
     return rows
 
 
-def _qemu_fields(s: dict, man: dict, ref) -> dict:
-    layers = []
-    for row in s.get("per_layer") or []:
+def _qemu_fields(run_dir: Path, run: br.TargetRun, model: str, man: dict, ref) -> dict:
+    """Instructions per MAC of the benched path, and per-layer counts: from the bench summary when it
+    carries them, else from `tinyexit firmware profile`'s profile.json of the kernels the device ran."""
+    s = run.summary
+    profiles = {}
+    for path in sorted((run_dir / "firmware" / model).glob("*-selftest/profile.json")):
+        try:
+            prof = read_json(path)
+        except UserError:
+            continue
+        profiles[str(prof.get("kernels", path.parent.name))] = (path, prof)
+    names = [str((d.get("info") or {}).get("runtime_name", "")) for d in s.get("devices") or [] if isinstance(d, dict)]
+    kernels = next((n.split()[-1] for n in names if n.split() and n.split()[-1] in profiles), None)
+    layers, source = s.get("per_layer"), "bench summary.json" if s.get("per_layer") else None
+    if not layers and profiles:
+        kernels = kernels or ("arm_dsp" if "arm_dsp" in profiles else next(iter(profiles)))
+        layers, source = profiles[kernels][1].get("per_layer"), str(profiles[kernels][0].relative_to(run_dir))
+    rows = []
+    for row in layers or []:
         row = dict(row)
+        row.setdefault("op", str(row.get("name", "")).rpartition(":")[2] or None)
         if row.get("instructions") is not None and row.get("macs"):
             row["instructions_per_mac"] = row["instructions"] / row["macs"]
-        layers.append(row)
-    return {"instructions_per_mac": ref / man["full_macs"] if ref else None, "per_layer": layers or None}
+        rows.append(row)
+    return {"instructions_per_mac": ref / man["full_macs"] if ref else None,
+            "per_layer": rows or None, "per_layer_source": source, "per_layer_kernels": kernels,
+            "instructions_per_mac_by_kernels": {k: p.get("instructions_per_mac") for k, (_, p) in profiles.items()}}

@@ -178,7 +178,7 @@ def test_qemu_target_reports_instructions(tmp_path, name, summary):
     assert t["per_exit"][0]["energy_j"] == pytest.approx(t["per_exit"][0]["latency_median"] * 3.3e-10)
     assert t["per_layer"][0]["instructions_per_mac"] == 5000 / 4608
     assert "instructions_per_mac" not in t["per_layer"][1]
-    assert any("mean: 640 instructions, 0 MACs" in n for n in t["where_macs_mislead"])
+    assert "1 layers with 0 MACs (mean) execute 640 instructions, 11.3 % of the network" in t["where_macs_mislead"]
     assert t["link"] == {k: None for k in ("frames", "retries", "crc_errors", "resyncs", "timeouts")}
 
 
@@ -269,3 +269,22 @@ def test_report_json_exposes_the_documented_keys(tmp_path):
     assert {"accuracy", "mac_ratio", "latency_ratio"} <= set(t["early_exit"])
     assert {"frames", "retries", "crc_errors", "resyncs", "timeouts"} <= set(t["link"])
     json.dumps(t, allow_nan=False)
+
+
+def test_qemu_per_layer_counts_from_the_firmware_profiles(tmp_path):
+    summary = {"device": "qemu-mps2-an386", "devices": [{"spec": "qemu", "info": {"runtime_name": "tinyexit-c arm_dsp"}}]}
+    run = make_run(tmp_path, target="qemu", scale=40, tick_hz=25_000_000, summary=summary)
+    for kernels, ipm, conv in (("arm_dsp", 1.47, 7000), ("reference", 7.6, 40000)):
+        d = run / "firmware" / "classifier" / f"mps2-an386-{kernels}-selftest"
+        d.mkdir(parents=True)
+        (d / "profile.json").write_text(json.dumps({"kernels": kernels, "instructions_per_mac": ipm, "per_layer": [
+            {"name": "seg0/0:CONV_2D", "instructions": conv, "macs": 1000},
+            {"name": "seg0/1:ADD", "instructions": 300, "macs": 0}]}))
+    t = section_bench.build(run, run / "report").data["qemu"]
+    assert t["per_layer_kernels"] == "arm_dsp"
+    assert t["per_layer_source"] == "firmware/classifier/mps2-an386-arm_dsp-selftest/profile.json"
+    assert [(r["op"], r["instructions"], r.get("instructions_per_mac")) for r in t["per_layer"]] == [
+        ("CONV_2D", 7000, 7.0), ("ADD", 300, None)]
+    assert t["instructions_per_mac_by_kernels"] == {"arm_dsp": 1.47, "reference": 7.6}
+    assert "more than twice the network's 7.30 instructions per MAC" not in " ".join(t["where_macs_mislead"])
+    assert "1 layers with 0 MACs (ADD) execute 300 instructions, 4.1 % of the network" in t["where_macs_mislead"]
