@@ -14,7 +14,7 @@ def register(sub) -> None:
                    help="comma-separated subset of onnx,tflite,tflm,c (TFLite files are always written: the "
                         "manifest is read from them; default: all)")
     p.add_argument("--models", default="", help="classifier,denoiser (default: every model the run holds)")
-    p.add_argument("--calibration-samples", type=int, default=500, help="training images used for int8 ranges")
+    p.add_argument("--calibration-samples", type=int, default=300, help="training images used for int8 ranges")
     p.add_argument("--threshold", type=float, default=None,
                    help="exit threshold recorded in the manifest (default: the run's chosen one, else 0.9)")
     p.set_defaults(handler=_export)

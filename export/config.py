@@ -23,7 +23,7 @@ def _tuple(values, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
 class ExportConfig:
     formats: tuple[str, ...] = FORMATS
     models: tuple[str, ...] = ()            # empty: every family the run holds a checkpoint for
-    calibration_samples: int = 500          # training images used to calibrate int8 ranges
+    calibration_samples: int = 300          # training images used to calibrate int8 ranges (min-max)
     threshold: float | None = None          # overrides the run's chosen exit threshold in the manifest
 
     def __post_init__(self):
