@@ -22,7 +22,8 @@ from tinyexit.errors import UserError
 from tinyexit.firmware_bridge import messages as m
 from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.agent_runtime import RUNTIMES, make_backend
-from tinyexit.firmware_bridge.artifact import Artifact, dequantize, load_artifact
+from tinyexit.firmware_bridge.artifact import Artifact, load_artifact
+from tinyexit.firmware_bridge.decide import ExitDecider
 from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, ProtocolError, encode_frame
 from tinyexit.models.exit_policy import POLICY_IDS, ExitPolicy
 
@@ -64,6 +65,7 @@ class DeviceCore:
     def __init__(self, art: Artifact, backend, cfg: AgentConfig):
         self.art, self.backend, self.cfg = art, backend, cfg
         self.capacity = max(cfg.input_capacity, max(art.segment_input_bytes(k) for k in range(art.n_segments)))
+        self._quant = [(s.outputs["logits"].scale, s.outputs["logits"].zero_point) for s in art.segments]
         self.counts = {"executed": 0, "duplicates": 0, "nacks": 0}
         self._new_session()
 
@@ -145,7 +147,7 @@ class DeviceCore:
             have = self.backend.has_full if req.segment == pc.FULL_DEPTH else self.backend.has_all_exits
             if not have:
                 raise ProtocolError(S.REQ_UNSUPPORTED, "that monolithic model is not on this device")
-        policy = _policy(req) if req.mode == pc.MODE_EARLY_EXIT else None
+        policy = ExitDecider(_policy(req), self._quant) if req.mode == pc.MODE_EARLY_EXIT else None
         seg_in = req.segment if req.mode == pc.MODE_SEGMENT else 0
         x = self._input(req.slot, seg_in)
         ticks, decision = [0] * n, 0
@@ -185,7 +187,9 @@ class DeviceCore:
             ticks[req.segment] += clock() - t0
             return req.segment, logits, 1, 0
         last = req.segment if req.mode == pc.MODE_CHAIN else self.art.n_segments - 1
-        history, spent = [], 0
+        spent = 0
+        if policy is not None:
+            policy.reset()
         for k in range(last + 1):
             t0 = clock()
             logits, x = self.backend.segment(k, x)
@@ -193,8 +197,7 @@ class DeviceCore:
             if policy is None or k == last:
                 continue
             t1 = clock()
-            history.append(dequantize(logits.reshape(-1), self.art.segments[k].outputs["logits"]))
-            leave = policy.passes(k, history)
+            leave = policy.passes(k, logits.reshape(-1).tolist())
             spent += clock() - t1
             if leave:
                 return k, logits, k + 1, spent

@@ -6,6 +6,8 @@ agent measures latency, and one thread is what a small device has.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from tinyexit.errors import UserError
@@ -193,13 +195,72 @@ class OnnxBackend:
         raise UserError("the onnxruntime agent has no monolithic full-depth model; use --runtime litert")
 
 
+class TflmBackend:
+    """TensorFlow Lite Micro's Python interpreter on the per-segment files: the host reference for
+    firmware targets (generated C and TFLM are checked byte for byte against it by the firmware's tests)."""
+
+    runtime_id = pc.RUNTIME_TFLM
+
+    def __init__(self, art: Artifact, threads: int = 1, full: bool = True):
+        try:
+            from tflite_micro.python.tflite_micro import runtime
+        except ImportError:
+            raise UserError("the TFLite Micro reference needs the 'tflite-micro' package "
+                            "(pip install 'tinyexit[export]')") from None
+        self.name = "tflite-micro"
+        self._art = art
+        self._segments = []
+        for seg in art.segments:
+            path = art.file(seg.files.get("tflm"), f"TFLite Micro file of segment {seg.index}")
+            # The manifest lists each segment's outputs in subgraph order.
+            order = list(seg.outputs)
+            self._segments.append((_tflm(runtime, path), order.index("logits"),
+                                   order.index("features") if "features" in order else None))
+        files = art.manifest.get("files", {})
+        self._full = self._mono(runtime, files.get("full_tflite"), "full-depth int8 TFLite") if full else None
+        self._all = self._mono(runtime, files.get("all_exits_tflite"), "all-exits int8 TFLite") if full else None
+        self.has_full, self.has_all_exits = self._full is not None, self._all is not None
+
+    def _mono(self, runtime, entry, what):
+        if not entry:
+            return None
+        path = self._art.file(entry, what)
+        from ai_edge_litert.interpreter import Interpreter
+
+        lite = Interpreter(model_path=str(path))  # only to find which subgraph output is "logits"
+        (key,) = lite.get_signature_list()
+        index = lite.get_signature_runner(key).get_output_details()["logits"]["index"]
+        position = [d["index"] for d in lite.get_output_details()].index(index)
+        return _tflm(runtime, path), position
+
+    def segment(self, k: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        interp, li, fi = self._segments[k]
+        interp.set_input(np.asarray(x, np.int8).reshape(self._art.segments[k].inputs[0].shape), 0)
+        interp.invoke()
+        feats = None if fi is None else interp.get_output(fi).copy()
+        return interp.get_output(li).copy(), feats
+
+    def full(self, x: np.ndarray, variant: int = 0) -> np.ndarray:
+        interp, position = self._full if variant == 0 else self._all
+        interp.set_input(np.asarray(x, np.int8).reshape(self._art.input.shape), 0)
+        interp.invoke()
+        return interp.get_output(position).copy()
+
+
+def _tflm(runtime, path):
+    blob = Path(path).read_bytes()
+    return runtime.Interpreter.from_bytes(blob, arena_size=max(256 * 1024, 20 * len(blob)))
+
+
 def _as_int8(values: np.ndarray, spec) -> np.ndarray:
     return values if values.dtype == np.int8 else quantize(values, spec)
 
 
 def make_backend(art: Artifact, runtime: str = "litert", threads: int = 1, full: bool = True):
-    if runtime not in RUNTIMES:
+    """A backend by name; "tflm" is offered for the host reference of firmware targets."""
+    backends = {"litert": LiteRTBackend, "onnxruntime": OnnxBackend, "tflm": TflmBackend}
+    if runtime not in backends:
         raise UserError(f"runtime '{runtime}': choose one of {', '.join(RUNTIMES)}")
     if threads < 1:
         raise UserError(f"threads {threads}: must be >= 1")
-    return (LiteRTBackend if runtime == "litert" else OnnxBackend)(art, threads, full)
+    return backends[runtime](art, threads, full)

@@ -181,5 +181,6 @@ def _device(w) -> dict:
     return {"worker": w.name, "spec": w.spec, "url": w.target.url if w.target else None,
             "simulated_or_real": w.target.simulated_or_real if w.target else None,
             "info": w.info.to_dict() if w.info else None, "samples": len(w.samples),
-            "unsupported_modes": w.unsupported, "link": w.stats.to_dict() if w.stats else None,
+            "unsupported_modes": w.unsupported, "reference_runtime": w.reference_runtime,
+            "link": w.stats.to_dict() if w.stats else None,
             "error": str(w.error) if w.error else None}

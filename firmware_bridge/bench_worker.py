@@ -24,7 +24,9 @@ from tinyexit.firmware_bridge.reference import HostReference, compute_reference,
 from tinyexit.firmware_bridge.session import DeviceReset, DeviceSession
 from tinyexit.firmware_bridge.targets import start_target
 
-_REFERENCE_RUNTIME = {pc.RUNTIME_ONNXRUNTIME: "onnxruntime"}  # everything else compares with LiteRT
+# The host reference runs what the device runs where the host can: ONNX Runtime for an ONNX agent, TFLite
+# Micro for firmware (generated C is checked byte for byte against it), LiteRT otherwise.
+_REFERENCE_RUNTIME = {pc.RUNTIME_ONNXRUNTIME: "onnxruntime", pc.RUNTIME_TFLM: "tflm", pc.RUNTIME_GENERATED_C: "tflm"}
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Worker:
         self.rtt_s: dict[str, float] = {}
         self.unsupported: list[str] = []
         self.energy: dict = {}
+        self.reference_runtime = "litert"
 
     def run(self) -> None:
         try:
@@ -108,7 +111,7 @@ class Worker:
             session = DeviceSession(target.link, ctx.cfg.session, target.alive)
             self.stats = session.stats
             self._connect(session)
-            ref = ctx.reference(_REFERENCE_RUNTIME.get(self.info.runtime, "litert"))
+            ref = ctx.reference(self._reference_runtime())
             modes = [mode for mode in ctx.modes if mode not in self.unsupported]
             todo = [s for s in self.samples if not ctx.all_done(s)]
             warm = ctx.cfg.warmup
@@ -123,6 +126,17 @@ class Worker:
                 self.energy = measure_energy(self, session, modes)
         finally:
             target.close()
+
+    def _reference_runtime(self) -> str:
+        wanted = _REFERENCE_RUNTIME.get(self.info.runtime, "litert")
+        if wanted == "tflm":
+            try:
+                import tflite_micro  # noqa: F401  (host-side only: part of the export extra)
+            except ImportError:
+                self.ctx.log("bench: tflite-micro not installed; comparing the firmware with LiteRT instead")
+                return "litert"
+        self.reference_runtime = wanted
+        return wanted
 
     # --- session -------------------------------------------------------------------
     def _connect(self, session: DeviceSession) -> None:

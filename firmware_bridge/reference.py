@@ -1,9 +1,9 @@
 """The host's int8 reference for a benchmark: the same artifact run on this machine.
 
 For every sample: the int8 logits of every exit (segments chained), of the
-monolithic model, and the exit the policy takes, decided exactly as a device
-does (`ExitPolicy.passes` on dequantized logits, with the policy parameters
-rounded to float32 as they travel on the wire).
+monolithic model, and the exit the policy takes, decided exactly as the agent
+does (decide.ExitDecider on the int8 logits, with the policy parameters rounded
+to float32 as they travel on the wire).
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyexit.firmware_bridge.agent_runtime import make_backend
-from tinyexit.firmware_bridge.artifact import Artifact, dequantize
+from tinyexit.firmware_bridge.artifact import Artifact
+from tinyexit.firmware_bridge.decide import ExitDecider
 from tinyexit.models.exit_policy import ExitPolicy
 
 
@@ -61,17 +62,16 @@ def compute_reference(art: Artifact, x: np.ndarray, policy: ExitPolicy | None, r
         all_logits = np.stack([backend.full(x[i][None], 1).reshape(-1) for i in range(n)]).astype(np.int8)
     early = None
     if policy is not None:
-        p = wire_policy(policy)
-        specs = [s.outputs["logits"] for s in art.segments]
-        deq = [dequantize(exit_logits[k], specs[k]) for k in range(e)]
-        early = np.array([_decide(p, [d[i] for d in deq]) for i in range(n)], dtype=np.int64)
+        decider = ExitDecider(wire_policy(policy), [(s.outputs["logits"].scale, s.outputs["logits"].zero_point)
+                                                    for s in art.segments])
+        early = np.array([_decide(decider, [exit_logits[k, i].tolist() for k in range(e)]) for i in range(n)],
+                         dtype=np.int64)
     return HostReference(runtime, exit_logits, full_logits, early, all_logits)
 
 
-def _decide(policy: ExitPolicy, per_exit: list[np.ndarray]) -> int:
-    history = []
+def _decide(decider: ExitDecider, per_exit: list[list[int]]) -> int:
+    decider.reset()
     for k, logits in enumerate(per_exit[:-1]):
-        history.append(logits)
-        if policy.passes(k, history):
+        if decider.passes(k, logits):
             return k
     return len(per_exit) - 1

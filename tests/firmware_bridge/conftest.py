@@ -2,8 +2,9 @@
 
 Until `tinyexit export` lands, `fixture_run` is a run directory holding what the
 export stage writes for the classifier (docs/artifacts.md): a multi-signature
-int8 TFLite (exit0, exit1, exit2), the monolithic full-depth int8 TFLite,
-manifest.json and inputs.npz.  The network is a small three-segment CNN on
+int8 TFLite (exit0, exit1, exit2), the monolithic full-depth int8 TFLite, the
+all-exits monolithic int8 TFLite (every head in one subgraph), manifest.json and
+inputs.npz.  The network is a small three-segment CNN on
 digits: fixed random convolutions with least-squares exit heads (seeded), so
 exits differ in confidence and early exit sends samples down every path.
 TensorFlow is used here only; firmware_bridge itself never imports it.
@@ -91,6 +92,13 @@ def build_artifact(run_dir: Path) -> Path:
         def exit2(self, x):
             return {"logits": head(2, body(2, x))}
 
+    class AllExits(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec(shapes[0], tf.float32, name="x")])
+        def all_exits(self, x):
+            f0 = body(0, x)
+            f1 = body(1, f0)
+            return {"logits_0": head(0, f0), "logits_1": head(1, f1), "logits": head(2, body(2, f1))}
+
     class Full(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec(shapes[0], tf.float32, name="x")])
         def serving_default(self, x):
@@ -114,10 +122,13 @@ def build_artifact(run_dir: Path) -> Path:
     seg_bytes = _convert(tf, [seg_mod.exit0.get_concrete_function(), seg_mod.exit1.get_concrete_function(),
                               seg_mod.exit2.get_concrete_function()], seg_mod, rep_segments)
     full_bytes = _convert(tf, [full_mod.serving_default.get_concrete_function()], full_mod, rep_full)
+    all_mod = AllExits()
+    all_bytes = _convert(tf, [all_mod.all_exits.get_concrete_function()], all_mod, rep_full)
     out = run_dir / "export" / "classifier"
     out.mkdir(parents=True, exist_ok=True)
     (out / "classifier.int8.tflite").write_bytes(seg_bytes)
     (out / "classifier.full.int8.tflite").write_bytes(full_bytes)
+    (out / "classifier.all_exits.int8.tflite").write_bytes(all_bytes)
     manifest = _manifest(out, x_val)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     from tinyexit.firmware_bridge.artifact import TensorSpec, quantize
@@ -180,7 +191,8 @@ def _manifest(out: Path, x_val: np.ndarray) -> dict:
     conf = [max_softmax(dequantize(r0(x=quantize(v[None], TensorSpec.from_dict(in_spec)))["logits"], lspec))[0]
             for v in x_val]
     threshold = float(np.float32(np.percentile(conf, 40)))
-    files = {"tflite": _file(out, tfl), "full_tflite": _file(out, full)}
+    files = {"tflite": _file(out, tfl), "full_tflite": _file(out, full),
+             "all_exits_tflite": _file(out, out / "classifier.all_exits.int8.tflite")}
     digest = hashlib.sha256((files["tflite"]["sha256"] + files["full_tflite"]["sha256"]).encode()).hexdigest()
     return {"tinyexit_version": "0.1.0", "model": "classifier", "artifact_hash": digest, "layout": "NHWC",
             "input": in_spec, "float_input_range": [0.0, 1.0], "files": files, "segments": segments,

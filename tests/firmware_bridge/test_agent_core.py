@@ -37,7 +37,7 @@ def test_hello_reports_the_artifact(setup):
     info = m.Info.unpack(_ask(_device(setup), pc.MSG_HELLO, 0).payload)
     assert info.hash_hex == art.artifact_hash and info.tick_hz == 10**9
     assert (info.n_segments, info.n_logits, info.input_bytes) == (3, 10, 64)
-    assert info.capabilities & pc.CAP_FULL and not info.capabilities & pc.CAP_FULL_ALL_EXITS
+    assert info.capabilities & pc.CAP_FULL and info.capabilities & pc.CAP_FULL_ALL_EXITS
     assert info.policies == 0b1111 and info.runtime == pc.RUNTIME_LITERT
 
 
@@ -64,6 +64,9 @@ def test_every_mode_matches_the_host_reference(setup):
         res = m.Result.unpack(_ask(dev, pc.MSG_RUN, seq, m.Run(pc.MODE_FULL, slot=i).pack()).payload)
         seq += 1
         assert np.array_equal(res.logits, ref.full_logits[i]) and len(res.ticks) == 1
+        res = m.Result.unpack(_ask(dev, pc.MSG_RUN, seq, m.Run(pc.MODE_FULL, pc.FULL_ALL_EXITS, slot=i).pack()).payload)
+        seq += 1
+        assert np.array_equal(res.logits, ref.all_exits_logits[i]) and res.exit == 2
     assert len(set(exits)) == 3  # the fixture's threshold sends samples down every path
 
 
@@ -102,8 +105,20 @@ def test_hello_is_never_cached_and_reset_starts_a_new_session(setup):
     assert m.Error.unpack(err.payload).code == pc.Status.REQ_INPUT_MISSING
 
 
+def test_a_device_without_the_all_exits_model_says_so(setup):
+    from dataclasses import replace
+
+    art = setup[0]
+    files = {k: v for k, v in art.manifest["files"].items() if k != "all_exits_tflite"}
+    bare = replace(art, manifest={**art.manifest, "files": files})
+    dev = DeviceCore(bare, make_backend(bare), AgentConfig(port="-", artifact=str(art.dir)))
+    assert not m.Info.unpack(_ask(dev, pc.MSG_HELLO, 0).payload).capabilities & pc.CAP_FULL_ALL_EXITS
+    _ask(dev, pc.MSG_LOAD_INPUT, 1, m.LoadInput(0, bytes(64)).pack())
+    err = _ask(dev, pc.MSG_RUN, 2, m.Run(pc.MODE_FULL, pc.FULL_ALL_EXITS).pack())
+    assert m.Error.unpack(err.payload).code == pc.Status.REQ_UNSUPPORTED
+
+
 @pytest.mark.parametrize("run, code", [
-    (m.Run(pc.MODE_FULL, 1), pc.Status.REQ_UNSUPPORTED),     # no all-exits model in this artifact
     (m.Run(pc.MODE_FULL, 2), pc.Status.REQ_BAD_SEGMENT),
     (m.Run(pc.MODE_SEGMENT, 3), pc.Status.REQ_BAD_SEGMENT),
     (m.Run(pc.MODE_EARLY_EXIT, 0, 2, (0.0,)), pc.Status.REQ_BAD_PARAMS),   # patience 0

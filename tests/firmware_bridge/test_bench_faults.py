@@ -55,7 +55,7 @@ def test_noisy_link_benchmark_is_exact_and_counts_retries(fixture_run, spawn_age
     finally:
         bridge.close()
     records, _ = read_results(fixture_run / "bench" / "noisy" / "results.jsonl")
-    assert len(records) == 80 and len({record_key(r) for r in records}) == 80
+    assert len(records) == 120 and len({record_key(r) for r in records}) == 120  # early_exit, full, full:all_exits
     assert all(r["host_logits_equal"] and r["exit"] == r["host_exit"] for r in records)
     assert summary["link"]["retries"] > 0 and summary["simulated_or_real"] == f"device at {bridge.host_path}"
 
@@ -114,7 +114,7 @@ def test_harness_killed_mid_run_resumes_without_losing_or_repeating(fixture_run)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before, _ = read_results(out)
-    assert 300 <= len(before) < 150 * 5 * 2
+    assert 300 <= len(before) < 150 * 6 * 2
     log = out.parent / "agent-0.log"
     deadline = time.monotonic() + 10
     while b"link closed" not in log.read_bytes() and time.monotonic() < deadline:
@@ -123,5 +123,5 @@ def test_harness_killed_mid_run_resumes_without_losing_or_repeating(fixture_run)
     cfg = BenchConfig(limit=150, repeats=2, resume=True, **QUIET)
     summary = run_benchmark(fixture_run, ["agent"], cfg, log=lambda m: None)
     after, torn = read_results(out)
-    assert torn is None and len(after) == 150 * 5 * 2 == len({record_key(r) for r in after})
+    assert torn is None and len(after) == 150 * 6 * 2 == len({record_key(r) for r in after})
     assert after[:len(before)] == before and summary["agreement_exit"] == 1.0

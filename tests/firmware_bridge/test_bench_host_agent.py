@@ -7,7 +7,7 @@ import pytest
 from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
 from tinyexit.firmware_bridge.results import read_results, record_key
 
-MODES = ["early_exit", "full", "segment:0", "segment:1", "segment:2"]
+MODES = ["early_exit", "full", "full:all_exits", "segment:0", "segment:1", "segment:2"]
 
 
 def test_benchmark_matches_the_host_reference_and_writes_documented_files(fixture_run):
@@ -21,7 +21,7 @@ def test_benchmark_matches_the_host_reference_and_writes_documented_files(fixtur
     for r in records:
         assert r["host_logits_equal"] and r["exit"] == r["host_exit"] and r["top1"] == int(np.argmax(r["logits"]))
         assert r["tick_hz"] == 10**9 and r["device"] == "host-agent" and r["runs"] == 1
-        segments_run = 1 if r["mode"] == "full" else r["exit"] + 1
+        segments_run = 1 if r["mode"].startswith("full") else r["exit"] + 1
         assert len(r["ticks"]) == segments_run and (r["mode"] == "early_exit" or r["exit"] == r["host_exit"])
     early = [r for r in records if r["mode"] == "early_exit"]
     assert len({r["exit"] for r in early}) == 3  # the device took every exit somewhere
@@ -35,7 +35,9 @@ def test_benchmark_matches_the_host_reference_and_writes_documented_files(fixtur
     assert summary["energy"]["source"] == "modelled"
     assert [e["energy_source"] for e in summary["per_exit"]] == ["modelled"] * 3
     assert summary["per_exit"][2]["mac_ratio"] == pytest.approx(summary["per_exit"][2]["macs"] / 43680)
-    assert summary["segment_overhead_detail"]["baseline"] == "full"
+    detail = summary["segment_overhead_detail"]
+    assert detail["baseline"] == "full:all_exits"
+    assert summary["segment_overhead"] == detail["chain_vs_all_exits_ratio"] - 1
     assert summary["early_exit"]["exit_fraction"] == [np.mean([r["exit"] == k for r in early if r["repeat"] == 0])
                                                       for k in range(3)]
     assert (out / "bench_config.json").is_file() and (out / "agent-0.log").is_file()
@@ -75,7 +77,7 @@ def test_two_devices_share_the_test_split(fixture_run):
     cfg = BenchConfig(limit=30, modes=("early_exit", "full"), warmup=0, progress=False)
     summary = run_benchmark(fixture_run, ["agent", "agent"], cfg, log=lambda msg: None)
     records, _ = read_results(fixture_run / "bench" / "host-agent" / "results.jsonl")
-    assert len(records) == 60 and len({record_key(r) for r in records}) == 60
+    assert len(records) == 90 and len({record_key(r) for r in records}) == 90
     by_device = {d: sorted({r["sample"] for r in records if r["device"] == d})
                  for d in ("host-agent#0", "host-agent#1")}
     assert by_device["host-agent#0"] == list(range(0, 30, 2)) and by_device["host-agent#1"] == list(range(1, 30, 2))

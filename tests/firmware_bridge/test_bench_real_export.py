@@ -27,7 +27,13 @@ def test_real_export_on_the_host_agent_equals_the_host_reference(real_run, runti
     cfg = BenchConfig(limit=80, modes=modes, warmup=1, progress=False, runtime=runtime, name=f"agent-{runtime}")
     summary = run_benchmark(real_run, ["agent"], cfg, log=lambda msg: None)
     records, _ = read_results(real_run / "bench" / f"agent-{runtime}" / "results.jsonl")
-    assert len(records) == 80 * (len(modes) + 2) == len({record_key(r) for r in records})
+    # full expands to full + full:all_exits (the export writes the all-exits model); segments to 3 chains
+    expanded = {"litert": ["early_exit", "full", "full:all_exits", "segment:0", "segment:1", "segment:2"],
+                "onnxruntime": ["early_exit", "segment:0", "segment:1", "segment:2"]}[runtime]
+    assert summary["modes"] == expanded and {r["mode"] for r in records} == set(expanded)
+    assert len(records) == 80 * len(expanded) == len({record_key(r) for r in records})
+    if runtime == "litert":
+        assert summary["segment_overhead_detail"]["baseline"] == "full:all_exits"
     assert all(r["host_logits_equal"] and r["exit"] == r["host_exit"] for r in records)
     assert summary["devices"][0]["info"]["runtime"] == runtime
     assert summary["payload_efficiency"] >= 0.9
@@ -41,3 +47,21 @@ def test_harness_inputs_match_the_exported_input_quantization(real_run):
     assert x.shape == (447, 8, 8, 1) and x.dtype == np.int8 and len(y) == 447
     # digits pixels are k/16: with scale 1/255 and zero point -128 they map to -128 .. 127 exactly at the ends
     assert x.min() == -128 and x.max() == 127
+
+
+@pytest.mark.qemu
+def test_real_export_on_the_qemu_firmware_equals_tflite_micro(real_run):
+    import shutil
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm or arm-none-eabi-gcc missing")
+    from tinyexit.export import codegen
+
+    codegen.generate_c_for_run(real_run, "classifier")
+    cfg = BenchConfig(limit=40, warmup=1, progress=False)
+    summary = run_benchmark(real_run, ["qemu"], cfg, log=lambda msg: None)
+    assert summary["target"] == "qemu" and summary["simulated_or_real"].startswith("simulated: QEMU")
+    assert summary["devices"][0]["reference_runtime"] == "tflm"
+    assert all(a["logits_equal"] == 1.0 and a["exit"] == 1.0 for a in summary["agreement"].values())
+    # instruction-count ticks are deterministic: the chain costs what the all-exits monolith costs
+    assert summary["segment_overhead"] == pytest.approx(0.0, abs=0.01)

@@ -110,3 +110,12 @@ def test_the_spec_example_exchange_decodes():
         assert isinstance(FrameDecoder().feed(w)[-1], Frame)
         checked += 1
     assert checked == 6
+
+
+def test_the_firmware_header_is_the_rendered_one():
+    from pathlib import Path
+
+    header = Path(__file__).parents[2] / "firmware_bridge" / "firmware" / "core" / "tinyexit_protocol.h"
+    if not header.is_file():
+        pytest.skip("no C firmware in this checkout")
+    assert header.read_text() == pc.c_header(), "re-render it: python -m tinyexit.firmware_bridge.protocol_constants"
