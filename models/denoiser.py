@@ -41,7 +41,7 @@ class DenoiserConfig:
     T: int = 50
     residual: float = 0.01                     # ∏(1 − 2δ_s) at t = T: Y_T within 1 % of fair coins
     schedule: str = "power"                    # how δ_t is spread over the steps (Schedule.<name>)
-    schedule_power: float = 2.0                # p of the power schedule
+    schedule_power: float = 1.5                # p of the power schedule (1 = constant δ)
     delta: tuple[float, ...] = ()              # δ_1..δ_T; empty: computed from schedule, T, residual
     timestep_encoding: str = "t_over_T"        # value of the constant input plane: t/T or a_t
     prior_residual: bool = True                # x0-logit = zero-compute prior logit + network output

@@ -6,6 +6,16 @@ posterior P(Y_{t-1} | Y_t, Y_0) and the model's reverse step, summed over pixels
 tinyexit.models.diffusion), for every exit head at once (the heads train jointly).
 Writes RUN/checkpoints/denoiser.pt, RUN/predictions/denoiser.json (per-step KL tables on val and
 test, the exit schedule chosen on val, samples, a diffusion strip) and config.json["denoiser"].
+
+Why the defaults (development runs on digits, seed 0; val figures, per-pixel Bernoulli on val 0.596):
+  schedule (T = 50, ∏(1−2δ) = 0.01)  constant δ = 0.044: 0.470 bits/dim; power p = 2: 0.447;
+      cosine: 0.437; power p = 1.5: 0.451.  Gentle first steps win clearly (a large first step
+      pays a large t = 1 term), but they spread the information over more steps, so fewer steps
+      can skip the network: at 2 % val tolerance the exit schedule saves 94 % (constant), 85 %
+      (p = 1.5), 77 % (p = 2) of the MACs.  p = 1.5 is the compromise between both targets.
+  x0-logits as a correction of the zero-compute prior, lr 1e-2 and a 0.05 x0 cross-entropy term
+      each gained 1–3 %; 300 vs 100 epochs gained 3 %; weight averaging (EMA) and threshold
+      jitter did not help; self-distillation of early exits moved the MAC trade-off by < 1 point.
 """
 from __future__ import annotations
 
@@ -41,7 +51,7 @@ class DenoiserRunConfig:
     shift: int = 0                     # augmentation: random ±pixel translations
     eval_draws: int = 2                # fresh x_t draws per image and step in the ELBO estimate
     num_samples: int = 400
-    schedule_tolerance: float = 0.02   # allowed val bits/dim increase of the exit schedule vs full depth
+    schedule_tolerance: float = 0.015  # allowed val bits/dim increase vs full depth (target 2 %, minus val noise)
     arch: DenoiserConfig = field(default_factory=DenoiserConfig)
 
     def __post_init__(self):
