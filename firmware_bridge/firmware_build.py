@@ -48,6 +48,7 @@ class FirmwareConfig:
     flash_bytes: int | None = None      # smaller limits than the board's, for a real part
     ram_bytes: int | None = None
     verify: bool = True                 # host-tier bit-exactness against TFLite Micro first
+    extra_cflags: str = ""              # e.g. "-DTE_TEST_FAULTS" (tests only)
 
     def __post_init__(self):
         if self.board not in BOARDS:
@@ -207,6 +208,8 @@ def _make(c_dir: Path, out: Path, model: str, cfg: FirmwareConfig) -> None:
            f"MODEL={model}", f"MODEL_DIR={c_dir}", f"MODELS_C={out / 'te_models.c'}", f"BUILD={out}"]
     if not cfg.monolithic:
         cmd.append("MONO_SRCS=")
+    if cfg.extra_cflags:
+        cmd.append(f"EXTRA_CFLAGS={cfg.extra_cflags}")
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode == 0:
         return

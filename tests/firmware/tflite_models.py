@@ -195,3 +195,40 @@ def split_outputs(outs: list[np.ndarray], seg: dict) -> tuple[np.ndarray, np.nda
     logits = next(o for o in outs if list(o.shape) == seg["logits_shape"])
     rest = [o for o in outs if o is not logits]
     return logits.ravel(), (rest[0].ravel() if rest else None)
+
+
+def fake_run(tmp: Path, blobs: list[bytes], model: str = "tm", n_inputs: int = 40, seed: int = 4) -> Path:
+    """A run directory holding only what the firmware stages read: export/<model>/{tflm/, manifest.json,
+    inputs.npz} for the given per-segment files (no checkpoints, no multi-signature file)."""
+    import hashlib
+    import json
+
+    from tinyexit import __version__
+    from tinyexit.export.codegen_graph import read_tflite
+
+    run = Path(tmp) / "run"
+    mdir = run / "export" / model
+    (mdir / "tflm").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"tinyexit_version": __version__}))
+
+    def spec(t, name):
+        return {"name": name, "shape": list(t.shape), "dtype": t.dtype, "scale": float(t.scale[0]),
+                "zero_point": int(t.zero_point[0])}
+
+    segs = []
+    for k, blob in enumerate(blobs):
+        rel = f"tflm/segment_{k}.int8.tflite"
+        (mdir / rel).write_bytes(blob)
+        g = read_tflite(blob)
+        outs = sorted((g.tensors[i] for i in g.outputs), key=lambda t: len(t.shape))
+        segs.append({"index": k, "signature": f"exit{k}",
+                     "files": {"tflm": {"path": rel, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}},
+                     "inputs": [spec(g.tensors[g.inputs[0]], "x")],
+                     "outputs": [spec(outs[0], "logits")] + ([spec(outs[1], "features")] if len(outs) > 1 else [])})
+    digest = hashlib.sha256("".join(s["files"]["tflm"]["sha256"] for s in segs).encode()).hexdigest()
+    manifest = {"tinyexit_version": __version__, "model": model, "artifact_hash": digest, "layout": "NHWC",
+                "input": segs[0]["inputs"][0], "files": {}, "segments": segs, "policy": None}
+    (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    x = np.stack(random_inputs(segs[0]["inputs"][0]["shape"], n_inputs, seed))[:, 0]
+    np.savez(mdir / "inputs.npz", x=x, y=np.zeros(len(x), np.int64))
+    return run

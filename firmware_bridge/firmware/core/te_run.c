@@ -83,8 +83,24 @@ static te_status_t check(const te_device_t *d, const te_run_request_t *req, te_p
     return TE_OK;
 }
 
+#ifdef TE_TEST_FAULTS
+/* Test builds only (EXTRA_CFLAGS=-DTE_TEST_FAULTS): a RUN with repeat 65535
+ * and slot 0xFFFE hangs, slot 0xFFFD faults, so the tests can watch the
+ * watchdog and the fault handler end QEMU with their exit statuses. */
+static void inject_fault(const te_run_request_t *req)
+{
+    if (req->repeat != 65535u) return;
+    if (req->slot == 0xFFFEu)
+        for (volatile int spin = 1; spin;) {}
+    if (req->slot == 0xFFFDu) (void)*(volatile uint32_t *)0xFFFFFFF0u;
+}
+#endif
+
 te_status_t te_run(te_device_t *d, const te_run_request_t *req, uint8_t *out, size_t capacity, size_t *len)
 {
+#ifdef TE_TEST_FAULTS
+    inject_fault(req);
+#endif
     te_policy_t policy;
     const uint8_t *x = 0;
     te_status_t st = check(d, req, &policy, &x);

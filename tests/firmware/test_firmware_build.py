@@ -1,0 +1,95 @@
+"""`tinyexit firmware build`: cross-compiled ELFs for both boards, the size report, refusals with numbers."""
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinyexit.cli import main
+from tinyexit.errors import UserError
+from tinyexit.firmware_bridge import firmware_build as fb
+from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, build_firmware
+from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR
+
+_KEY = "tinyexit_tests_tflite_models"
+if _KEY not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
+    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules[_KEY])
+TM = sys.modules[_KEY]
+pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs gcc-arm-none-eabi")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return TM.fake_run(tmp_path_factory.mktemp("fw"), TM.chain_models())
+
+
+def test_mps2_build_reports_flash_ram_and_tflm_arena(run, capsys):
+    assert main(["firmware", "build", str(run), "--board", "mps2-an386", "--model", "tm"]) == 0
+    out = run / "firmware" / "tm" / "mps2-an386-arm_dsp"
+    rep = json.loads((out / "firmware.json").read_text())
+    assert (out / "fw.elf").is_file() and (out / "te_models.c").is_file()
+    codegen = json.loads((run / "export" / "tm" / "c" / "codegen.json").read_text())
+    # every constant array of the model is in flash, byte for byte what the generator counted
+    assert rep["flash"]["weights"] == codegen["weight_bytes"]
+    assert rep["flash"]["code"] + rep["flash"]["weights"] == rep["flash_bytes"]
+    s = rep["sections"]
+    assert rep["ram_bytes"] == s[".data"] + s[".bss"] + s[".noinit"] + s[".stack"]
+    assert rep["ram"]["arena"] == rep["peak_arena_bytes"] == codegen["arena_bytes"]
+    assert rep["ram"]["input_buffer"] == 4096 and rep["ram"]["stack"] == 8192
+    assert rep["bit_exact_vs_tflm"] is True and rep["host_tier"]["samples"] == 40
+    tflm = rep["tflm_arena"]["per_segment"]
+    assert len(tflm) == 3 and rep["tflm_arena_bytes"] == max(t["total"] for t in tflm) > rep["peak_arena_bytes"]
+    assert rep["arena_vs_tflm"] == round(rep["peak_arena_bytes"] / rep["tflm_arena_bytes"], 4)
+    text = capsys.readouterr().out
+    assert "bit-exact on every segment" in text and f"flash {rep['flash_bytes']} B" in text
+
+
+def test_generic_cortex_m4_port_compiles_with_both_kernel_sets(run):
+    for kernels in ("reference", "arm_dsp"):
+        rep = build_firmware(run, "tm", FirmwareConfig(board="generic-cortex-m4", kernels=kernels, verify=False),
+                             log=lambda msg: None)
+        assert Path(rep["elf"]).is_file() and rep["limits"] == {"flash_bytes": 512 << 10, "ram_bytes": 128 << 10}
+        nm = subprocess.run(["arm-none-eabi-nm", rep["elf"]], capture_output=True, text=True).stdout
+        assert ("te_conv_pairs" in nm) == (kernels == "arm_dsp")  # the optimized set, never the other
+
+
+def test_too_large_for_the_board_is_refused_with_the_numbers(run):
+    with pytest.raises(UserError, match=r"weights alone need \d+ B of flash, mps2-an386 has 10000 B"):
+        build_firmware(run, "tm", FirmwareConfig(flash_bytes=10_000, verify=False), log=lambda m: None)
+    with pytest.raises(UserError, match=r"arena \d+ B \+ input buffer 4096 B exceed the 5000 B of RAM"):
+        build_firmware(run, "tm", FirmwareConfig(ram_bytes=5000, verify=False), log=lambda m: None)
+    with pytest.raises(UserError, match=r"firmware needs \d+ B flash and \d+ B RAM; the limits are \d+ B and 12000 B"):
+        build_firmware(run, "tm", FirmwareConfig(ram_bytes=12_000, verify=False), log=lambda m: None)
+
+
+def test_missing_toolchain_names_the_install_command(run, monkeypatch):
+    real = shutil.which
+    monkeypatch.setattr(fb.shutil, "which", lambda name: None if name.startswith("arm-none-eabi") else real(name))
+    with pytest.raises(UserError, match="sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi"):
+        build_firmware(run, "tm", FirmwareConfig(verify=False))
+
+
+def test_makefile_refuses_an_incomplete_optimized_set(tmp_path):
+    tree = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE_DIR, tree, ignore=shutil.ignore_patterns("build"))
+    (tree / "kernels" / "arm_dsp" / "te_pad.c").unlink()
+    res = subprocess.run(["make", "-C", str(tree), "KERNELS=arm_dsp", f"MODEL_DIR={tmp_path}"],
+                         capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "kernel set 'arm_dsp' does not provide every kernel (te_pad.c missing)" in res.stderr
+    res = subprocess.run(["make", "-C", str(tree), "BOARD=nucleo", f"MODEL_DIR={tmp_path}"], capture_output=True,
+                         text=True)
+    assert "unknown BOARD 'nucleo'" in res.stderr
+
+
+def test_config_validation():
+    with pytest.raises(UserError, match="--board esp32: unknown"):
+        FirmwareConfig(board="esp32")
+    with pytest.raises(UserError, match="--kernels cmsis: unknown"):
+        FirmwareConfig(kernels="cmsis")
+    assert FirmwareConfig.from_dict(FirmwareConfig(app="mlperf").to_dict()).dir_name == "mps2-an386-arm_dsp-mlperf"

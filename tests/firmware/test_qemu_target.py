@@ -1,0 +1,131 @@
+"""QEMU tier: the firmware on qemu-system-arm -M mps2-an386 over the protocol (loopback TCP).
+
+The same segments as the host tier, bit-exact to TFLite Micro through the serial protocol; instruction
+counts identical on two runs (+-1 tick at the edges); clean stop; watchdog and fault exit statuses.
+"""
+import importlib.util
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyexit.firmware_bridge import messages as m
+from tinyexit.firmware_bridge import protocol_constants as pc
+from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, build_firmware
+from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, encode_frame
+from tinyexit.firmware_bridge.link import SerialLink
+from tinyexit.firmware_bridge.qemu_target import INSTRUCTIONS_PER_TICK, start_qemu, start_qemu_target
+from tinyexit.firmware_bridge.session import DeviceSession
+
+_KEY = "tinyexit_tests_tflite_models"
+if _KEY not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
+    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules[_KEY])
+TM = sys.modules[_KEY]
+pytestmark = [pytest.mark.qemu, pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="needs qemu-system-arm and gcc-arm-none-eabi")]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return TM.fake_run(tmp_path_factory.mktemp("qemu"), TM.chain_models(), n_inputs=64)
+
+
+class _Cfg:
+    kernels = "arm_dsp"
+
+
+def _session(url):
+    link = SerialLink(url, 115200)
+    return link, DeviceSession(link)
+
+
+def _segment_inputs(run):
+    x0 = np.load(run / "export" / "tm" / "inputs.npz")["x"]
+    blobs, cur, want = TM.chain_models(), [x[None] for x in x0], []
+    for k, blob in enumerate(blobs):
+        outs = TM.tflm_run(blob, cur)
+        want.append((np.stack(cur), np.stack([next(o for o in os_ if o.ndim == 2).ravel() for os_ in outs])))
+        cur = [max(os_, key=lambda o: o.ndim) for os_ in outs] if k < 2 else None
+    return want
+
+
+@pytest.mark.parametrize("kernels", ["arm_dsp", "reference"])
+def test_every_segment_over_the_protocol_bit_exact_to_tflite_micro(run, kernels):
+    want = _segment_inputs(run)
+    cfg = _Cfg()
+    cfg.kernels = kernels
+    t0 = time.monotonic()
+    url, handle = start_qemu_target(run, "tm", cfg)
+    try:
+        link, s = _session(url)
+        info = s.handshake(10)
+        assert info.runtime_name == f"tinyexit-c {kernels}" and info.device == "qemu-mps2-an386"
+        assert info.tick_hz == 25_000_000
+        for k, (inputs, logits) in enumerate(want):
+            per = inputs[0].nbytes
+            batch = info.input_capacity // per
+            for start in range(0, len(inputs), batch):
+                chunk = inputs[start:start + batch]
+                assert s.load(0, chunk.tobytes(), 1020) == chunk.nbytes
+                for slot in range(len(chunk)):
+                    res = s.run(m.Run(pc.MODE_SEGMENT, k, 0, (), 1, slot))
+                    assert res.exit == k and len(res.ticks) == 1
+                    np.testing.assert_array_equal(res.logits, logits[start + slot])
+        link.close()
+    finally:
+        status = handle.close()
+    assert status == 0  # the EXIT request ended the firmware, not a signal
+    assert time.monotonic() - t0 < 120
+
+
+def test_instruction_counts_are_identical_on_two_runs(run):
+    elf = Path(build_firmware(run, "tm", FirmwareConfig(verify=False), log=lambda m_: None)["elf"])
+    x = np.load(run / "export" / "tm" / "inputs.npz")["x"][:8]
+    counts = []
+    for attempt in range(2):
+        url, handle = start_qemu(elf, elf.parent / f"det{attempt}.log")
+        try:
+            link, s = _session(url)
+            s.handshake(10)
+            s.load(0, x.tobytes(), 1020)
+            counts.append([s.run(m.Run(pc.MODE_CHAIN, 2, 0, (), 1, slot)).ticks for slot in range(len(x))])
+            link.close()
+        finally:
+            handle.close()
+    a, b = np.array(counts[0]), np.array(counts[1])
+    assert np.abs(a - b).max() <= 1  # ticks of 40 instructions; a segment's phase may differ at the edges
+    assert (a > 0).all()
+    per_inference = a.sum(axis=1) * INSTRUCTIONS_PER_TICK
+    assert np.ptp(per_inference) / per_inference.mean() < 0.01  # data-independent kernels
+
+
+def test_watchdog_and_faults_end_qemu_with_their_status(run):
+    """A hang (watchdog NMI) and a bus fault stop QEMU with statuses 4 and 3 after an ERROR frame."""
+    rep = build_firmware(run, "tm", FirmwareConfig(app="firmware", verify=False, extra_cflags="-DTE_TEST_FAULTS"),
+                         log=lambda m_: None)
+    elf = Path(rep["elf"])
+    for slot, status, words in ((0xFFFE, 4, "watchdog"), (0xFFFD, 3, "hard fault")):
+        url, handle = start_qemu(elf, elf.parent / f"fault{status}.log")
+        port = int(url.rsplit(":", 1)[1])
+        data = b""
+        try:
+            # a plain socket: pyserial drops the bytes of a read that ends at the peer's close
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+                sock.sendall(encode_frame(Frame(pc.MSG_RUN, 7, m.Run(pc.MODE_CHAIN, 0, 0, (), 65535, slot).pack()),
+                                          lead=True))
+                while chunk := sock.recv(4096):
+                    data += chunk
+        finally:
+            code = handle.close()
+        assert code == status
+        events = [e for e in FrameDecoder().feed(data) if isinstance(e, Frame)]
+        assert events[0].type == pc.MSG_INFO  # the boot announcement
+        error = m.Error.unpack(events[-1].payload)
+        assert events[-1].seq == pc.SEQ_UNSOLICITED and error.code == pc.Status.DEV_INTERNAL and words in error.text
