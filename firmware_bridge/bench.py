@@ -19,6 +19,7 @@ from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs
 from tinyexit.firmware_bridge.bench_summary import summarize
 from tinyexit.firmware_bridge.bench_worker import BenchContext, Worker
+from tinyexit.firmware_bridge.power import open_monitor, parse_power_spec
 from tinyexit.firmware_bridge.results import ResultsWriter, read_results
 from tinyexit.firmware_bridge.session import LinkStats, SessionConfig
 from tinyexit.firmware_bridge.targets import bench_name
@@ -60,6 +61,8 @@ class BenchConfig:
             raise UserError("energy_repeats, baud and max_resets out of range")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise UserError(f"--name '{self.name}': use a plain directory name")
+        if self.power:
+            parse_power_spec(self.power)  # a malformed spec fails before anything runs
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -71,12 +74,18 @@ class BenchConfig:
         return cls(**{**d, "modes": tuple(d["modes"]), "session": SessionConfig.from_dict(d["session"])})
 
 
-def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(), log=print) -> dict:
-    """Benchmark RUN/export/<model> on every target; returns the summary also written to summary.json."""
+def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(), log=print, monitor=None) -> dict:
+    """Benchmark RUN/export/<model> on every target; returns the summary also written to summary.json.
+
+    `monitor`: an already open power monitor (start()/stop() -> PowerTrace, a `name`) used with
+    cfg.power's spec for labels, instead of opening the meter cfg.power names.
+    """
     run = require_run_dir(run_dir)
     targets = list(targets)
     if not targets:
         raise UserError("no --target given; use --target agent, --target qemu or a serial URL")
+    if monitor is not None and not cfg.power:
+        raise UserError("a power monitor was given without cfg.power naming its kind (e.g. 'ppk2:PORT')")
     if cfg.power and len(targets) > 1:
         raise UserError("--power measures one device; give a single --target with it")
     art = load_artifact(run / "export" / cfg.model)
@@ -86,11 +95,14 @@ def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(),
     x, y = load_test_inputs(run, art, cfg.limit)
     out = run / "bench" / (cfg.name or bench_name(targets))
     _check_previous(out, art, cfg)
+    # The meter is opened before anything is written or run: a missing package or port fails now.
+    if cfg.power and monitor is None:
+        monitor = open_monitor(parse_power_spec(cfg.power))
     writer = ResultsWriter(out / "results.jsonl", cfg.resume, log)
     write_json(out / "bench_config.json", {"tinyexit_version": __version__, "model": art.model,
                                            "artifact_hash": art.artifact_hash, "targets": targets,
                                            "config": cfg.to_dict()})
-    ctx = BenchContext(run, art, x, y, cfg, writer, multi=len(targets) > 1, log=log)
+    ctx = BenchContext(run, art, x, y, cfg, writer, multi=len(targets) > 1, log=log, monitor=monitor)
     workers = [Worker(i, spec, list(range(i, len(y), len(targets))), ctx) for i, spec in enumerate(targets)]
     log(f"bench: {len(y)} samples x {len(ctx.modes)} modes x {cfg.repeats} repeat(s) of {art.model} on "
         f"{len(targets)} target(s) -> {out}")

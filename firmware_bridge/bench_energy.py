@@ -7,14 +7,13 @@ subtracted: the figure is what the device draws while inferring.
 """
 from __future__ import annotations
 
-from tinyexit.firmware_bridge.power import gpio_windows, open_monitor, parse_power_spec, window_energies_j, \
-    PPK2_RATE_HZ
+from tinyexit.firmware_bridge.power import PPK2_RATE_HZ, gpio_windows, parse_power_spec, window_energies_j
 
 
 def measure_energy(worker, session, modes: list[str]) -> dict:
     cfg = worker.ctx.cfg
     spec = parse_power_spec(cfg.power)
-    monitor = open_monitor(spec)
+    monitor = worker.ctx.monitor
     worker._load(session, [worker.samples[0]])
     runs = cfg.energy_repeats
     per_mode = {}

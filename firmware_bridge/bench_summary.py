@@ -41,7 +41,8 @@ def summarize(records: list[dict], art, ctx, workers, stats, wall_s: float, writ
     kind = first.target.kind if first and first.target else "url"
     info = first.info.to_dict() if first else {}
     profile = profile_for(kind, info.get("device", ""), info.get("runtime", ""))
-    per_exit = _per_exit(art, by_mode, latency, profile)
+    energy = _energy(profile, latency, workers)
+    per_exit = _per_exit(art, by_mode, latency, profile, energy)
     link = stats.to_dict()
     summary = {
         "tinyexit_version": __version__, "target": writer.path.parent.name, "model": art.model,
@@ -61,7 +62,7 @@ def summarize(records: list[dict], art, ctx, workers, stats, wall_s: float, writ
         "per_exit": per_exit,
         "early_exit": _early_exit(art, by_mode, latency),
         "link": link, "payload_efficiency": link["payload_efficiency"],
-        "energy": _energy(profile, latency, workers),
+        "energy": energy,
         "wall_s": round(wall_s, 3),
         "timing": {"wall_s": round(wall_s, 3),
                    "rtt_s_by_mode": {k: round(sum(w.rtt_s.get(k, 0.0) for w in workers), 4) for k in ctx.modes},
@@ -100,21 +101,28 @@ def _reference_latency(art, latency) -> tuple[float | None, str | None]:
     return (latency[last]["median_s"], last) if latency.get(last) else (None, None)
 
 
-def _per_exit(art, by_mode, latency, profile) -> list[dict]:
+def _per_exit(art, by_mode, latency, profile, energy_summary) -> list[dict]:
     ref_s, ref_name = _reference_latency(art, latency)
     exits = {e["index"]: e for e in art.manifest.get("exits", [])}
-    ref_energy = modelled_energy_j(ref_s, profile)
+    measured = energy_summary.get("per_mode") if energy_summary["source"] != "modelled" else None
+
+    def joules(mode: str, seconds):
+        if measured is not None:
+            return (measured.get(mode) or {}).get("energy_j")
+        return modelled_energy_j(seconds, profile)
+
+    ref_energy = joules(ref_name, ref_s) if ref_name else None
     out = []
     for k in range(art.n_segments):
         s = latency.get(f"segment:{k}")
         med = s["median_s"] if s else None
-        energy = modelled_energy_j(med, profile)
+        energy = joules(f"segment:{k}", med)
         out.append({"index": k, "macs": exits.get(k, {}).get("cumulative_macs"),
                     "mac_ratio": exits.get(k, {}).get("mac_ratio"),
                     "latency_median": med, "latency_p90": s["p90_s"] if s else None, "latency_unit": "s",
                     "latency_ratio": med / ref_s if med is not None and ref_s else None, "latency_ratio_to": ref_name,
                     "energy_j": energy, "energy_ratio": energy / ref_energy if energy and ref_energy else None,
-                    "energy_source": "modelled"})
+                    "energy_source": energy_summary["source"]})
     return out
 
 

@@ -39,6 +39,7 @@ class BenchContext:
     writer: object
     multi: bool
     log: object = print
+    monitor: object = None               # an open power monitor (power.py), or None: energy is modelled
     abort: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self):
@@ -120,7 +121,7 @@ class Worker:
                     return
                 self._batch(session, batch, modes, ref, warm)
                 warm = 0
-            if ctx.cfg.power:
+            if ctx.monitor is not None:
                 from tinyexit.firmware_bridge.bench_energy import measure_energy
 
                 self.energy = measure_energy(self, session, modes)

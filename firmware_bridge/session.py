@@ -125,6 +125,7 @@ class DeviceSession:
         self._seq = 0
         self._load_limit: int | None = None   # LOAD_INPUT chunk cap after failures on a noisy line
         self._load_ok = 0
+        self.grace_s = 0.05                    # wait for the real reply after seeing damage, then resend
         self.info: m.Info | None = None
 
     # --- the three requests a benchmark needs ---------------------------------------
@@ -197,28 +198,39 @@ class DeviceSession:
             if attempt:
                 self.stats.retries += 1
             self._send(frame, lead=attempt > 0)
-            reply = self._await(seq, msg_type, timeout)
+            reply = self._await(seq, msg_type, timeout, grace_s=self.grace_s + extra_timeout_s / 2)
             if reply is not None:
                 return reply
         self._dead(name, tries, timeout * tries)
 
-    def _await(self, seq: int, msg_type: int, timeout: float, boot_ok: bool = False) -> Frame | None:
-        """The reply to `seq`, or None when the request should be retransmitted."""
+    def _await(self, seq: int, msg_type: int, timeout: float, boot_ok: bool = False,
+               grace_s: float | None = None) -> Frame | None:
+        """The reply to `seq`, or None when the request should be retransmitted.
+
+        A damaged frame or a NACK probably means our request or its reply was hit:
+        the wait is cut to a short grace period (the real reply may still come, if
+        the damage was stray noise), then the request goes out again.  A burst of
+        noise therefore costs one retransmission, not one per damaged frame.
+        """
         expected = pc.EXPECTED_REPLY[msg_type]
         deadline = time.monotonic() + timeout
+        hit = False
         while True:
             while self._events:
                 event = self._events.popleft()
-                if isinstance(event, ProtocolError):
-                    return None  # probably our reply, damaged: ask again at once
+                if isinstance(event, ProtocolError) or (event.seq == pc.SEQ_UNSOLICITED and
+                                                        event.type == pc.MSG_ERROR):
+                    self.stats.nacks += 0 if isinstance(event, ProtocolError) else 1
+                    hit = True
+                    deadline = min(deadline, time.monotonic() + (grace_s or self.grace_s))
+                    continue
                 if event.seq == pc.SEQ_UNSOLICITED:
                     if event.type == pc.MSG_INFO:
                         if boot_ok:  # the boot announcement of a device we are greeting anyway
                             return None
                         self.stats.resets += 1
                         raise DeviceReset(m.Info.unpack(event.payload))
-                    self.stats.nacks += 1
-                    return None
+                    continue
                 if event.seq != seq:
                     self.stats.stale_replies += 1
                     continue
@@ -231,7 +243,8 @@ class DeviceSession:
                 return event
             left = deadline - time.monotonic()
             if left <= 0:
-                self.stats.timeouts += 0 if boot_ok else 1  # a booting device is not a link fault
+                # A booting device is not a link fault, and a cut-short wait is not a timeout.
+                self.stats.timeouts += 0 if boot_ok or hit else 1
                 return None
             try:
                 data = self.link.read(min(left, 0.25))

@@ -85,3 +85,35 @@ def test_modelled_energy_profiles_are_labelled_with_their_source():
     assert modelled_energy_j(None, PROFILES["host-agent"]) is None
     with pytest.raises(UserError):
         EnergyProfile("x", 0.0, "nothing")
+
+
+class ReplayMonitor:
+    """Plays back the recorded PPK2 stream, one GPIO window per RUN: a stand-in for the meter, not the device."""
+
+    name = "ppk2:replay"
+
+    def __init__(self):
+        rec = np.load(DATA / "ppk2_trace.npz")
+        self.trace = ppk2_trace(rec["current_ua"][:3500], float(rec["voltage_mv"]), rec["logic"][:3500])
+
+    def start(self):
+        pass
+
+    def stop(self):
+        return self.trace
+
+
+def test_measured_energy_is_labelled_measured(fixture_run):
+    from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
+
+    cfg = BenchConfig(limit=4, modes=("early_exit", "segments"), warmup=0, progress=False, power="ppk2:replay",
+                      energy_repeats=10)
+    summary = run_benchmark(fixture_run, ["agent"], cfg, log=lambda m: None, monitor=ReplayMonitor())
+    energy = summary["energy"]
+    assert energy["source"] == "measured:ppk2" and energy["meter"] == "ppk2:replay"
+    # One recorded window: 12 mA x 3.3 V x 20 ms, shared by the RUN's 10 inferences.
+    for mode in ("early_exit", "segment:0", "segment:2"):
+        assert energy["per_mode"][mode]["energy_j"] == pytest.approx(0.012 * 3.3 * 0.020 / 10, rel=2e-3)
+        assert energy["per_mode"][mode]["method"] == "1 GPIO window(s)"
+    assert [e["energy_source"] for e in summary["per_exit"]] == ["measured:ppk2"] * 3
+    assert summary["per_exit"][0]["energy_ratio"] == pytest.approx(1.0)  # same recorded window for every path
