@@ -82,7 +82,11 @@ def markdown(name: str, t: dict, pngs: list[str]) -> str:
     out = [f"## Bench on target `{name}` — {t['simulated_or_real']}", "",
            f"Device: {t['device'] or '–'}. Latency is **measured** on the device "
            f"({'instruction counts' if unit == 'instructions' else 'device clock, seconds'}); MACs are "
-           f"**analytic** (manifest). Ratios are to the {t['latency_reference']}.", "",
+           f"**analytic** (manifest). Ratios are to the {t['latency_reference']}.", ""]
+    if t.get("artifact_matches_export") is False:
+        out += ["**Stale:** these results were measured on another export than the current manifest's "
+                "(artifact hash differs); re-run 'tinyexit bench' before trusting the MAC comparison.", ""]
+    out += [
            md_table(["figure", "value"], [
                ["samples (early exit)", t["samples"]],
                ["device-vs-host agreement: top-1 / exit / int8 logits equal",

@@ -120,7 +120,8 @@ def _bench_metrics(put, pre: str, b: dict) -> None:
                 abs_tol=tick * (e.get("segments_timed") or 1))
     if exact:
         for i, layer in enumerate(b.get("per_layer") or []):
-            put(f"{pre}.per_layer[{i}].instructions", "count", layer.get("instructions"), abs_tol=tick)
+            put(f"{pre}.per_layer[{layer.get('name', i)}].instructions", "count", layer.get("instructions"),
+                abs_tol=tick)
 
 
 def compare(baseline: dict[str, dict], current: dict[str, dict], cfg: CheckConfig) -> list[Row]:
@@ -146,9 +147,9 @@ def _compare_one(name: str, b: dict, c: dict | None, cfg: CheckConfig) -> Row:
         status = "regression" if delta > lim else "improved" if delta < -lim else "ok"
     else:
         atol = max(float(b.get("abs_tol") or 0), float(c.get("abs_tol") or 0))
-        tol = f"±{atol:g} (±1 tick per segment)"
+        tol = f"±{atol:g} (±1 timer tick per timed part)"
         status = "regression" if abs(delta) > atol else "ok"
-    if status == "ok" and delta != 0:
+    if status == "ok" and abs(delta) > 1e-12 * max(1.0, abs(base)):   # float noise is not a move
         status = "moved"
     return Row(name, kind, base, cur, tol, status)
 

@@ -74,7 +74,10 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
            "simulated_or_real": s.get("simulated_or_real") or _simulated_or_real(run),
            "model": primary, "models": run.models, "latency_unit": timing.unit,
            "deterministic": timing.deterministic, "tick_instructions": timing.instructions_per_tick,
-           "discarded_torn_line": run.discarded_torn_line}
+           "discarded_torn_line": run.discarded_torn_line,
+           # MACs come from the current manifest: results measured on an older export do not match them
+           "artifact_matches_export": (s["artifact_hash"] == man.get("artifact_hash")
+                                       if s.get("artifact_hash") and man.get("artifact_hash") else None)}
     ref_vals, ref_name = _reference(run, timing, primary, man)
     ref = br.stats(ref_vals)["median"]
     out["latency_reference"] = ref_name

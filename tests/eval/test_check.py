@@ -53,7 +53,7 @@ def test_extracted_metrics_and_kinds():
     assert m["bench.agent.per_exit[0].latency_ratio"] == {"kind": "ratio", "value": 0.25}
     assert "bench.agent.per_exit[0].latency_median" not in m          # wall time is noisy: not checked
     assert m["bench.qemu.per_exit[1].latency_median"] == {"kind": "count", "value": 72000.0, "abs_tol": 80.0}
-    assert m["bench.qemu.per_layer[0].instructions"] == {"kind": "count", "value": 5000, "abs_tol": 40.0}
+    assert m["bench.qemu.per_layer[conv0].instructions"] == {"kind": "count", "value": 5000, "abs_tol": 40.0}
     assert len(m) == 28
 
 

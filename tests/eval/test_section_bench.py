@@ -288,3 +288,15 @@ def test_qemu_per_layer_counts_from_the_firmware_profiles(tmp_path):
     assert t["instructions_per_mac_by_kernels"] == {"arm_dsp": 1.47, "reference": 7.6}
     assert "more than twice the network's 7.30 instructions per MAC" not in " ".join(t["where_macs_mislead"])
     assert "1 layers with 0 MACs (ADD) execute 300 instructions, 4.1 % of the network" in t["where_macs_mislead"]
+
+
+def test_results_of_an_older_export_are_flagged_stale(tmp_path):
+    run = make_run(tmp_path, summary=harness_summary("classifier", artifact_hash="a" * 64))
+    path = run / "export" / "classifier" / "manifest.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"artifact_hash": "b" * 64}))
+    sec = section_bench.build(run, run / "report")
+    assert sec.data["agent"]["artifact_matches_export"] is False
+    assert "**Stale:** these results were measured on another export" in sec.markdown
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"artifact_hash": "a" * 64}))
+    sec = section_bench.build(run, run / "report")
+    assert sec.data["agent"]["artifact_matches_export"] is True and "Stale" not in sec.markdown
