@@ -103,12 +103,12 @@ def build_firmware(run_dir, model: str = "classifier", cfg: FirmwareConfig = Fir
     out = run / "firmware" / model / cfg.dir_name
     out.mkdir(parents=True, exist_ok=True)
     segments = json.loads((c_dir / "codegen.json").read_text())
-    monos = _monolithic_models(c_dir, model) if cfg.monolithic else []
+    monos = _monolithic_models(c_dir, model) if cfg.monolithic and cfg.app == "firmware" else []
     _precheck(segments, monos, cfg, model)
     host = _verify(run, model, cfg, out, log) if cfg.verify else None
     (out / "te_models.c").write_text(models_c(model, manifest, segments, monos, cfg))
     log(f"firmware: building {model} for {cfg.board} with the {cfg.kernels} kernels ({cfg.app}) -> {out}")
-    _make(c_dir, out, model, cfg)
+    _make(c_dir, out, model, cfg, _app_flags(cfg, manifest))
     report = size_report(out / "fw.elf", model, cfg)
     report.update({"tinyexit_version": __version__, "model": model, "board": cfg.board, "kernels": cfg.kernels,
                    "app": cfg.app, "config": cfg.to_dict(), "elf": str(out / "fw.elf"),
@@ -203,13 +203,24 @@ def models_c(model: str, manifest: dict, segments: dict, monos: list, cfg: Firmw
             + f"    {{{hash_bytes}}},\n    \"tinyexit-c {cfg.kernels}\"\n}};\n")
 
 
-def _make(c_dir: Path, out: Path, model: str, cfg: FirmwareConfig) -> None:
+def _app_flags(cfg: FirmwareConfig, manifest: dict) -> str:
+    """MLPerf mode: the manifest's exit policy is compiled in (one-parameter policies; else full depth)."""
+    policy = manifest.get("policy") or {}
+    if cfg.app != "mlperf" or len(policy.get("params", [])) != 1:
+        return ""
+    from tinyexit.models.exit_policy import POLICY_IDS
+
+    return f"-DTE_MLPERF_POLICY_ID={POLICY_IDS[policy['name']]} -DTE_MLPERF_THRESHOLD={float(policy['params'][0])!r}f"
+
+
+def _make(c_dir: Path, out: Path, model: str, cfg: FirmwareConfig, app_flags: str = "") -> None:
     cmd = ["make", "-s", "-C", str(FIRMWARE_DIR), f"BOARD={cfg.board}", f"KERNELS={cfg.kernels}", f"APP={cfg.app}",
            f"MODEL={model}", f"MODEL_DIR={c_dir}", f"MODELS_C={out / 'te_models.c'}", f"BUILD={out}"]
     if not cfg.monolithic:
         cmd.append("MONO_SRCS=")
-    if cfg.extra_cflags:
-        cmd.append(f"EXTRA_CFLAGS={cfg.extra_cflags}")
+    flags = " ".join(f for f in (cfg.extra_cflags, app_flags) if f)
+    if flags:
+        cmd.append(f"EXTRA_CFLAGS={flags}")
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode == 0:
         return

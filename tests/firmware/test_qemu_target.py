@@ -4,6 +4,7 @@ The same segments as the host tier, bit-exact to TFLite Micro through the serial
 counts identical on two runs (+-1 tick at the edges); clean stop; watchdog and fault exit statuses.
 """
 import importlib.util
+import json
 import shutil
 import socket
 import sys
@@ -129,3 +130,52 @@ def test_watchdog_and_faults_end_qemu_with_their_status(run):
         assert events[0].type == pc.MSG_INFO  # the boot announcement
         error = m.Error.unpack(events[-1].payload)
         assert events[-1].seq == pc.SEQ_UNSOLICITED and error.code == pc.Status.DEV_INTERNAL and words in error.text
+
+
+def test_mlperf_tiny_dut_mode_speaks_the_mlcommons_commands(run):
+    rep = build_firmware(run, "tm", FirmwareConfig(app="mlperf", verify=False), log=lambda m_: None)
+    url, handle = start_qemu(Path(rep["elf"]), Path(rep["elf"]).parent / "mlperf.log")
+    x = np.load(run / "export" / "tm" / "inputs.npz")["x"][3]
+    buf = b""
+    try:
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30) as sock:
+            def command(text: str) -> list[str]:
+                nonlocal buf
+                sock.sendall(text.encode() + b"%")
+                while b"m-ready\r\n" not in buf:
+                    buf += sock.recv(4096)
+                reply, _, buf = buf.partition(b"m-ready\r\n")
+                return reply.decode().splitlines()
+
+            while b"m-ready\r\n" not in buf:
+                buf += sock.recv(4096)
+            assert buf.startswith(b"m-init-done\r\n")
+            buf = buf.partition(b"m-ready\r\n")[2]
+            assert command("name") == ["m-name-dut-[tinyexit]"]
+            assert command("profile")[1].startswith("m-model-[tm ")
+            assert command("db load 64") == ["m-[Expecting 64 bytes]"]
+            assert command("db " + x.tobytes()[:20].hex()) == []
+            assert command("db " + x.tobytes()[20:].hex()) == ["m-load-done"]
+            lines = command("infer 4 1")
+            assert lines[:3] == ["m-warmup-start-1", "m-warmup-done", "m-infer-start-4"]
+            t0, t1 = (int(line.removeprefix("m-lap-us-")) for line in lines[3:5])
+            assert lines[5] == "m-infer-done" and command("results") == [lines[6]]
+            assert command("bogus 1") == ["e-[Unknown command: bogus]"]
+            assert command("db zz") == ["e-[Invalid hex digit]"]
+    finally:
+        assert handle.close() in (0, -15)  # EXIT is not part of this protocol: QEMU gets SIGTERM
+    probs = np.array([float(v) for v in lines[6].removeprefix("m-results-[").removesuffix("]").split(",")])
+    logits = _tflm_chain_logits(x)
+    scale = json.loads((run / "export" / "tm" / "c" / "codegen.json").read_text())["segments"][2]["logits_scale"]
+    want = np.exp((logits - logits.max()) * scale)
+    np.testing.assert_allclose(probs, want / want.sum(), atol=6e-4)
+    # lap timestamps are microseconds of QEMU's virtual clock: 1000 instructions each under -icount shift=0
+    assert 4 * 200 < t1 - t0 < 4 * 5000
+
+
+def _tflm_chain_logits(x):
+    cur = [x[None]]
+    for k, blob in enumerate(TM.chain_models()):
+        outs = TM.tflm_run(blob, cur)[0]
+        cur = [max(outs, key=lambda o: o.ndim)]
+    return next(o for o in outs if o.ndim == 2).ravel().astype(np.float64)
