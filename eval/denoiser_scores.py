@@ -116,7 +116,7 @@ def adaptive_summary(kl_test: np.ndarray, schedule: list[int], exit_macs: list[i
 
 
 def tolerance_frontier(kl_val: np.ndarray, kl_test: np.ndarray, exit_macs: list[int], prior_bits: float,
-                       tolerances=(0.0, 0.005, 0.01, 0.02, 0.05, 0.1)) -> list[dict]:
+                       tolerances=(0.0, 0.005, 0.01, 0.015, 0.02, 0.05, 0.1)) -> list[dict]:
     """Schedules chosen on val at several tolerances, scored on test: the MACs-vs-quality trade-off."""
     from tinyexit.models.denoiser import choose_exit_schedule
 

@@ -132,19 +132,33 @@ def _plot_strip(report_dir: Path, preds: dict) -> str:
 
 
 def _plot_per_step(report_dir: Path, preds: dict, data: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     kl = np.asarray(preds["kl_bits_per_dim"]["test"])
     t = np.arange(1, kl.shape[1] + 1)
-    fig, ax = figure()
-    ax.plot(t, kl[0], "k:", label="zero-compute exit (per-pixel prior)")
-    for k in range(1, len(kl)):
-        ax.plot(t, kl[k], "-", lw=1.2, label=f"exit {k - 1} ({preds['exit_macs'][k - 1]:,} MACs)")
     sched = np.asarray(preds["exit_schedule"]) + 1
-    ax.plot(t, kl[sched, t - 1], "o", ms=3, mfc="none", color="tab:red", label="exit schedule (chosen on val)")
-    ax.set_yscale("log")
-    ax.set_xlabel("step t")
-    ax.set_ylabel("KL term at step t (bits/dim, test)")
-    ax.set_title(f"Where the information is: bits/dim per step (total {data['bits_per_dim']:.4f})")
-    ax.legend(fontsize=7)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), dpi=110, sharex=True)
+    names = ["zero-compute exit (per-pixel prior)"]
+    names += [f"exit {k} ({m:,} MACs)" for k, m in enumerate(preds["exit_macs"])]
+    for k, name in enumerate(names):
+        style = "k:" if k == 0 else "-"
+        top.plot(t, kl[k], style, lw=1.2, label=name)
+        if k < len(kl) - 1:
+            bottom.plot(t, kl[k] - kl[-1], style, lw=1.2, label=name)
+    top.plot(t, kl[sched, t - 1], "o", ms=3, mfc="none", color="tab:red", label="exit schedule (chosen on val)")
+    bottom.plot(t, kl[sched, t - 1] - kl[-1], "o", ms=3, mfc="none", color="tab:red")
+    top.set_yscale("log")
+    top.set_ylabel("KL term at step t (bits/dim)")
+    top.set_title(f"Where the information is (test): bits/dim per step, total {data['bits_per_dim']:.4f}")
+    top.legend(fontsize=7)
+    bottom.axhline(0, color="gray", lw=0.8)
+    bottom.set_ylabel("extra bits/dim vs full depth")
+    bottom.set_xlabel("step t")
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
     return save(fig, report_dir / "denoiser_bits_per_step.png")
 
 
