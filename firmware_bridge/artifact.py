@@ -164,6 +164,14 @@ def load_test_inputs(run_dir: Path, art: Artifact, limit: int | None = None) -> 
     return np.ascontiguousarray(x[:n]), np.asarray(y[:n], dtype=np.int64)
 
 
+def synthetic_inputs(art: Artifact, n: int, seed: int = 0) -> np.ndarray:
+    """Seeded inputs spread over the model's float input range, quantized: enough for timing and
+    device-vs-host agreement when no test split fits the model (labels are then unknown)."""
+    lo, hi = art.manifest.get("float_input_range", [0.0, 1.0])
+    rng = np.random.default_rng(seed)
+    return quantize(rng.uniform(lo, hi, (n, *art.input.shape[1:])), art.input)
+
+
 def _inputs_from_dataset(run_dir: Path, art: Artifact) -> tuple[np.ndarray, np.ndarray]:
     from tinyexit.rundir import load_config
 

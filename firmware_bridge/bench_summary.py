@@ -54,8 +54,8 @@ def summarize(records: list[dict], art, ctx, workers, stats, wall_s: float, writ
         "modes": list(ctx.modes), "repeats": ctx.cfg.repeats, "warmup": ctx.cfg.warmup,
         "counts": {mode: len(rs) for mode, rs in by_mode.items()},
         "policy": art.policy.to_dict() if art.policy else None,
-        "accuracy": {mode: _frac([r["top1"] == r["label"] for r in rs if r.get("repeat", 0) == 0])
-                     for mode, rs in by_mode.items()},
+        "accuracy": {mode: _frac([r["top1"] == r["label"] for r in rs if r.get("repeat", 0) == 0
+                                  and r.get("label", -1) >= 0]) for mode, rs in by_mode.items()},
         "agreement": {mode: _agreement(rs) for mode, rs in by_mode.items()},
         "latency_unit": "s", "latency": latency,
         "per_segment": _per_segment(art, by_mode),
@@ -135,7 +135,7 @@ def _early_exit(art, by_mode, latency) -> dict | None:
     ref_s, ref_name = _reference_latency(art, latency)
     mean_s = latency["early_exit"]["mean_s"]
     mac = [ratios.get(int(e)) for e in exits]
-    return {"accuracy": _frac([r["top1"] == r["label"] for r in rs]),
+    return {"accuracy": _frac([r["top1"] == r["label"] for r in rs if r.get("label", -1) >= 0]),
             "exit_fraction": [float(np.mean(exits == k)) for k in range(art.n_segments)],
             "mac_ratio": float(np.mean(mac)) if None not in mac else None,
             "latency_mean_s": mean_s, "latency_median_s": latency["early_exit"]["median_s"],

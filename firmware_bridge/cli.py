@@ -31,7 +31,8 @@ def register(sub) -> None:
     b.add_argument("run_dir", metavar="RUN_DIR")
     b.add_argument("--target", action="append", required=True, metavar="TARGET",
                    help="agent (spawn the host agent on a pty pair), qemu, or a pyserial URL "
-                        "(/dev/ttyUSB0, socket://HOST:PORT, rfc2217://HOST:PORT); repeat to shard across devices")
+                        "(/dev/ttyUSB0, socket://HOST:PORT, rfc2217://HOST:PORT); repeat to shard across devices, "
+                        "or @FILE for a devices file (one target per line, # comments)")
     b.add_argument("--model", default="classifier", help="exported model to benchmark (default classifier)")
     b.add_argument("--modes", default="early_exit,full,segments",
                    help="comma list of early_exit, full, segments (default all three)")
@@ -43,6 +44,8 @@ def register(sub) -> None:
     b.add_argument("--power", default=None, metavar="SPEC",
                    help="power monitor: ppk2:/dev/ttyACM1 | ina219:BUS:ADDR[:SHUNT_OHM] | ina226:BUS:ADDR[:SHUNT_OHM]; "
                         "without it energy is modelled and labelled so")
+    b.add_argument("--energy-repeats", type=int, default=200,
+                   help="inferences inside each measured energy window (with --power; default 200)")
     b.add_argument("--name", default=None, help="bench directory name (default derived from the targets)")
     b.add_argument("--runtime", choices=["litert", "onnxruntime"], default="litert",
                    help="runtime of a spawned host agent (default litert)")
@@ -68,11 +71,36 @@ def _bench(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(model=args.model, modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
                       repeats=args.repeats, warmup=args.warmup, limit=args.limit, resume=args.resume,
-                      power=args.power, name=args.name, runtime=args.runtime, baud=args.baud,
-                      session=SessionConfig(reply_timeout_s=args.timeout, max_retries=args.retries))
-    summary = run_benchmark(args.run_dir, args.target, cfg)
+                      power=args.power, energy_repeats=args.energy_repeats, name=args.name, runtime=args.runtime,
+                      baud=args.baud, session=SessionConfig(reply_timeout_s=args.timeout, max_retries=args.retries))
+    summary = run_benchmark(args.run_dir, expand_targets(args.target), cfg)
     print(_one_line(summary))
     return 0
+
+
+def expand_targets(specs: list[str]) -> list[str]:
+    """--target values with every @FILE replaced by the targets listed in it."""
+    from pathlib import Path
+
+    from tinyexit.errors import UserError
+
+    out = []
+    for spec in specs:
+        if not spec.startswith("@"):
+            out.append(spec)
+            continue
+        path = Path(spec[1:])
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read the devices file ({exc.strerror}); give one target per line") \
+                from None
+        found = [line.split("#", 1)[0].strip() for line in lines]
+        found = [t for t in found if t]
+        if not found:
+            raise UserError(f"{path}: no targets in the devices file; give one target per line")
+        out += found
+    return out
 
 
 def _one_line(s: dict) -> str:

@@ -125,3 +125,16 @@ def test_harness_killed_mid_run_resumes_without_losing_or_repeating(fixture_run)
     after, torn = read_results(out)
     assert torn is None and len(after) == 150 * 6 * 2 == len({record_key(r) for r in after})
     assert after[:len(before)] == before and summary["agreement_exit"] == 1.0
+
+
+def test_devices_file_expands_to_targets(tmp_path):
+    from tinyexit.firmware_bridge.cli import expand_targets
+
+    f = tmp_path / "devices.txt"
+    f.write_text("# the farm\n/dev/ttyACM0\n\nrfc2217://lab:2217   # bench 2\n")
+    assert expand_targets(["agent", f"@{f}"]) == ["agent", "/dev/ttyACM0", "rfc2217://lab:2217"]
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(UserError, match="no targets in the devices file"):
+        expand_targets([f"@{tmp_path / 'empty.txt'}"])
+    with pytest.raises(UserError, match="cannot read the devices file"):
+        expand_targets([f"@{tmp_path / 'missing.txt'}"])

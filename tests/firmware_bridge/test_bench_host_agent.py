@@ -84,3 +84,21 @@ def test_two_devices_share_the_test_split(fixture_run):
     assert [d["samples"] for d in summary["devices"]] == [15, 15]
     assert summary["agreement_exit"] == 1.0 and summary["link"]["frames_sent"] == sum(
         d["link"]["frames_sent"] for d in summary["devices"])
+
+
+def test_a_model_without_a_fitting_test_split_gets_seeded_synthetic_inputs(fixture_run):
+    from tinyexit.firmware_bridge.artifact import load_artifact
+    from tinyexit.firmware_bridge.bench import _inputs
+
+    art_dir = fixture_run / "export" / "classifier"
+    (art_dir / "inputs.npz").unlink()
+    man = json.loads((art_dir / "manifest.json").read_text())
+    man.update(policy=None, float_input_range=[-1.0, 1.0],
+               input={**man["input"], "shape": [1, 8, 8, 2], "scale": 2 / 255, "zero_point": -1})
+    (art_dir / "manifest.json").write_text(json.dumps(man))
+    art = load_artifact(art_dir)
+    notes = []
+    x, y, source = _inputs(fixture_run, art, 20, notes.append)
+    assert source.startswith("synthetic") and x.shape == (20, 8, 8, 2) and x.dtype == np.int8
+    assert (y == -1).all() and x.min() >= -128 and "20 seeded synthetic inputs" in notes[0]
+    assert np.array_equal(x, _inputs(fixture_run, art, 20, notes.append)[0])  # seeded: the same every run

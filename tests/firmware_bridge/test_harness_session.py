@@ -9,7 +9,7 @@ from tinyexit.firmware_bridge import messages as m
 from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs
 from tinyexit.firmware_bridge.faults import FaultConfig, PtyBridge
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, encode_frame
+from tinyexit.firmware_bridge.framing import Frame, FrameDecoder
 from tinyexit.firmware_bridge.link import PtyPair, SerialLink
 from tinyexit.firmware_bridge.reference import compute_reference
 from tinyexit.firmware_bridge.session import DeviceReset, DeviceSession, SessionConfig
