@@ -32,7 +32,7 @@ def test_report_has_every_issue_key(run):
     rep = json.loads((run / "report" / "report.json").read_text())["denoiser"]
     assert KEYS <= set(rep) and ADAPTIVE <= set(rep["adaptive"])
     assert rep["T"] == 10 and isinstance(rep["delta"], list) and len(rep["delta"]) == 10
-    assert rep["residual_at_T"] == pytest.approx(0.01)
+    assert rep["residual_at_T"] == pytest.approx(0.01) and rep["p_replaced_by_T"] == pytest.approx(0.99)
     assert rep["macs_per_step"] == rep["exit_macs"][-1]
     assert rep["adaptive"]["macs_per_sample_full"] == 10 * rep["macs_per_step"]
     assert rep["fair_coin_bits_per_dim"] == 1.0
