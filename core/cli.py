@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "tinyexit.export.cli",
     "tinyexit.firmware_bridge.cli",
     "tinyexit.firmware_bridge.firmware_cli",
+    "tinyexit.firmware_bridge.reliability_cli",
     "tinyexit.eval.cli",
     "tinyexit.eval.check_cli",
     "tinyexit.pipeline_cli",
