@@ -68,7 +68,7 @@ class QemuHandle:
     target_name: str = "qemu"
     instructions_per_tick: int = INSTRUCTIONS_PER_TICK
     exit_status: int | None = None
-    info: dict = field(default_factory=dict)
+    profile: dict = field(default_factory=dict)     # per-layer instructions (profile.json), when available
 
     def alive(self) -> str | None:
         code = self.proc.poll()
@@ -145,7 +145,26 @@ def start_qemu_target(run_dir, model: str, cfg) -> tuple[str, QemuHandle]:
     run = require_run_dir(run_dir)
     kernels = getattr(cfg, "kernels", "arm_dsp")
     elf = firmware_for(run, model, kernels)
-    return start_qemu(elf, elf.parent / "qemu.log")
+    profile = _profile_for(run, model, kernels)
+    url, handle = start_qemu(elf, elf.parent / "qemu.log")
+    handle.profile = profile
+    return url, handle
+
+
+def _profile_for(run: Path, model: str, kernels: str) -> dict:
+    """profile.json beside the firmware: per-layer instructions, measured once per export."""
+    from tinyexit.rundir import read_json
+
+    path = run / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
+    manifest = read_json(run / "export" / model / "manifest.json")
+    if path.is_file():
+        prof = json.loads(path.read_text())
+        if prof.get("artifact_hash") == manifest.get("artifact_hash"):
+            return prof
+    prof = profile_layers(run, model, kernels, log=lambda msg: None)
+    print(f"qemu: per-layer profile of {model} ({kernels}): {prof['instructions_per_mac']:.3f} instructions/MAC "
+          f"-> {path}")
+    return prof
 
 
 def run_selftest(elf: Path, timeout: float = 120.0) -> str:
@@ -196,8 +215,9 @@ def profile_layers(run_dir, model: str = "classifier", kernels: str = "arm_dsp",
     report = build_firmware(run, model, cfg, log=log)
     res = parse_selftest(run_selftest(Path(report["elf"])))
     res.update({"model": model, "kernels": kernels, "board": MACHINE, "unit": "instructions",
+                "artifact_hash": report.get("artifact_hash", ""),
                 "note": "QEMU -icount shift=0: instructions, not cycles of a real chip"})
-    path = Path(report["elf"]).parent / "profile.json"
+    path = run / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
     write_json(path, res)
     res["path"] = str(path)
     return res

@@ -84,6 +84,11 @@ def test_every_segment_over_the_protocol_bit_exact_to_tflite_micro(run, kernels)
         status = handle.close()
     assert status == 0  # the EXIT request ended the firmware, not a signal
     assert time.monotonic() - t0 < 120
+    prof = handle.profile  # per-layer instructions, measured with the selftest firmware at start
+    assert prof["kernels"] == kernels and len(prof["per_layer"]) == 21 and prof["unit"] == "instructions"
+    assert sum(r["macs"] for r in prof["per_layer"]) == prof["macs"] == sum(s_["macs"] for s_ in prof["segments"])
+    assert abs(sum(r["instructions"] for r in prof["per_layer"]) - prof["instructions"]) < 0.02 * prof["instructions"]
+    assert (1.0 if kernels == "arm_dsp" else 4.0) < prof["instructions_per_mac"] < (2.5 if kernels == "arm_dsp" else 12)
 
 
 def test_instruction_counts_are_identical_on_two_runs(run):
