@@ -41,6 +41,22 @@ def check_qemu() -> None:
         raise UserError(f"{QEMU} not found; install it with: sudo apt-get install -y qemu-system-arm")
 
 
+def qemu_available() -> tuple[bool, str]:
+    """(True, "") when the emulated board can be used, else (False, why and the install command).
+
+    For `tinyexit demo`, which benchmarks on QEMU by default and says why when it
+    falls back to the host agent."""
+    from tinyexit.firmware_bridge.firmware_build import check_toolchain
+
+    if shutil.which(QEMU) is None:
+        return False, f"{QEMU} not found (sudo apt-get install -y qemu-system-arm)"
+    try:
+        check_toolchain()
+    except UserError as exc:
+        return False, str(exc)
+    return True, ""
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
