@@ -220,7 +220,7 @@ def fake_run(tmp: Path, blobs: list[bytes], model: str = "tm", n_inputs: int = 4
         rel = f"tflm/segment_{k}.int8.tflite"
         (mdir / rel).write_bytes(blob)
         g = read_tflite(blob)
-        outs = sorted((g.tensors[i] for i in g.outputs), key=lambda t: len(t.shape))
+        outs = sorted((g.tensors[i] for i in g.outputs), key=lambda t: t.nbytes)  # logits are the smaller
         segs.append({"index": k, "signature": f"exit{k}",
                      "files": {"tflm": {"path": rel, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}},
                      "inputs": [spec(g.tensors[g.inputs[0]], "x")],
@@ -232,3 +232,38 @@ def fake_run(tmp: Path, blobs: list[bytes], model: str = "tm", n_inputs: int = 4
     x = np.stack(random_inputs(segs[0]["inputs"][0]["shape"], n_inputs, seed))[:, 0]
     np.savez(mdir / "inputs.npz", x=x, y=np.zeros(len(x), np.int64))
     return run
+
+
+@lru_cache(maxsize=None)
+def denoiser_models() -> list[bytes]:
+    """Two segments shaped like the denoiser: (1,8,8,2) -> per-pixel logits (1,8,8,1) (+ features)."""
+    tf = _tf()
+    rng = np.random.default_rng(7)
+    w0, h0, w1, h1 = _w(rng, (3, 3, 2, 8)), _w(rng, (1, 1, 8, 1)), _w(rng, (3, 3, 8, 8), 0.2), _w(rng, (1, 1, 8, 1))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 2], tf.float32)])
+    def seg0(x):
+        f = tf.nn.relu(tf.nn.conv2d(x, w0, 1, "SAME"))
+        return {"logits": tf.nn.conv2d(f, h0, 1, "SAME"), "features": f}
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 8], tf.float32)])
+    def seg1(x):
+        return tf.nn.conv2d(tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME")), h1, 1, "SAME")
+
+    xs = [np.concatenate([rng.choice([-1.0, 1.0], (1, 8, 8, 1)), np.full((1, 8, 8, 1), rng.uniform(0, 1))],
+                         axis=-1).astype(np.float32) for _ in range(40)]
+    b0 = _convert(seg0, xs)
+    b1 = _convert(seg1, [seg0(x)["features"].numpy() for x in xs])
+    return [b0, _set_input_qparams(b1, *_output_qparams(b0, "features"))]
+
+
+def denoiser_constants(T: int = 6, seed: int = 3) -> dict:
+    """A manifest "denoiser" section (models/denoiser.py device_constants layout) with made-up numbers."""
+    rng = np.random.default_rng(seed)
+    p = lambda: rng.uniform(0.05, 0.95, T).tolist()  # noqa: E731
+    return {"T": T, "timestep_encoding": {"kind": "constant_plane", "channel": 1, "values": (np.arange(1, T + 1) / T).tolist()},
+            "mixing": {"A_y_neg": p(), "A_y_pos": p(), "B_y_neg": p(), "B_y_pos": p()},
+            "logits": {"prior_residual": True, "marginal_logits": rng.normal(0, 1, 64).tolist(),
+                       "observation_log_odds": rng.uniform(0, 2, T).tolist()},
+            "prior_exit": {"index": -1}, "prior_residual": True,
+            "exit_schedule": {"per_step": [0, 1, -1, 1, 0, 1][:T]}}

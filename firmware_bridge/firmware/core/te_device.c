@@ -133,6 +133,27 @@ static te_status_t parse_run(const te_frame_t *f, te_run_request_t *r)
     return TE_OK;
 }
 
+static te_status_t generate(te_device_t *d, const te_frame_t *f, uint8_t *out, size_t cap, size_t *len)
+{
+    const te_sampler_t *s = d->m->sampler;
+    TE_CHECK(f->length == 4, TE_REQ_PAYLOAD_SIZE);
+    const size_t need = TX_RESULT_FIXED_SIZE + 8u + s->pixels;
+    TE_CHECK(need <= cap && s->pixels <= TX_MAX_LOGITS, TE_DEV_INTERNAL);
+    uint64_t net = 0, math = 0;
+    int8_t *image = (int8_t *)out + TX_RESULT_FIXED_SIZE + 8;
+    te_sampler_generate(s, d->m->segments, d->m->arena, te_get32(f->payload), image, &net, &math);
+    memset(out, 0, TX_RESULT_FIXED_SIZE);
+    out[0] = TE_MODE_GENERATE;
+    out[2] = 1;
+    te_put16(out + 4, 1);
+    te_put16(out + 6, s->pixels);
+    te_put32(out + 8, port_tick_hz());
+    te_put64(out + 16, math);
+    te_put64(out + TX_RESULT_FIXED_SIZE, net);
+    *len = need;
+    return TE_OK;
+}
+
 static te_status_t expect_empty(const te_frame_t *f)
 {
     TE_CHECK(f->length == 0, TE_REQ_PAYLOAD_SIZE);
@@ -162,6 +183,10 @@ static te_status_t dispatch(te_device_t *d, const te_frame_t *f, uint8_t *type, 
         *type = TX_MSG_RESULT;
         return te_run(d, &req, out, cap, len);
     }
+    case TX_MSG_GENERATE:
+        if (!d->m->sampler) return TE_REQ_UNKNOWN_TYPE; /* only a denoiser firmware samples */
+        *type = TX_MSG_RESULT;
+        return generate(d, f, out, cap, len);
     default:
         return TE_REQ_UNKNOWN_TYPE;
     }

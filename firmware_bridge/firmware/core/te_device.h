@@ -19,6 +19,14 @@
 #ifndef TX_MSG_EXIT
 #define TX_MSG_EXIT 0x05u
 #endif
+/* Firmware extension: GENERATE (payload: seed u32) runs the denoiser's whole
+ * reverse process on the device (te_sampler.h) and answers a RESULT with mode
+ * TE_MODE_GENERATE, one tick count (network), decision ticks (sampling
+ * arithmetic) and the final +1/-1 image as its "logits". */
+#ifndef TX_MSG_GENERATE
+#define TX_MSG_GENERATE 0x06u
+#endif
+#define TE_MODE_GENERATE 4u
 
 /* Largest reply: a RESULT with every segment's ticks and the most logits. */
 #define TE_REPLY_CAPACITY (TX_HEADER_SIZE + TX_RESULT_FIXED_SIZE + 8u * TX_MAX_SEGMENTS + TX_MAX_LOGITS + TX_CRC_SIZE)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "te_model.h"
+#include "te_sampler.h"
 
 typedef struct {
     const te_model_t *segments;    /* the exit segments, in order */
@@ -18,6 +19,7 @@ typedef struct {
     uint32_t input_capacity;
     uint8_t artifact_hash[32];     /* raw sha256 from manifest.json */
     const char *runtime_name;      /* e.g. "tinyexit-c arm_dsp" */
+    const te_sampler_t *sampler;   /* the denoiser's on-device sampler; NULL for other models */
 } te_firmware_models_t;
 
 extern const te_firmware_models_t te_models;
