@@ -87,7 +87,7 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 def quantize_multiplier_smaller_than_one(real: float) -> tuple[int, int]:
     q, shift = quantize_multiplier(real)
-    if shift > 0:
+    if shift > 0:  # TFLite's ADD prepare guarantees it; anything else is a bug here
         raise InternalError(f"multiplier {real} must be < 1")
     return q, shift
 
@@ -299,8 +299,7 @@ def average_pool2d(x, k_hw, stride, pad, out_hw, act_min=-128, act_max=127):
     return out
 
 
-def pad(x, paddings, value: int):
-    """PAD with the output zero point (or PADV2's constant)."""
+def pad(x, paddings, value: int):  # PAD with the output zero point, or PADV2's constant
     return np.pad(np.asarray(x, np.int8), np.asarray(paddings), constant_values=int(value))
 
 
@@ -320,7 +319,7 @@ def _sat_shl(x: int, e: int) -> int:
     return INT32_MAX if x > t else INT32_MIN if x < -t else x << e
 
 
-def _mul(a: int, b: int) -> int:
+def _mul(a: int, b: int) -> int:  # FixedPoint * FixedPoint
     return int(srdhm(a, b))
 
 
@@ -328,7 +327,7 @@ def _rdiv(x: int, e: int) -> int:
     return int(rounding_divide_by_pot(x, e))
 
 
-def _w(x: int) -> int:
+def _w(x: int) -> int:  # int32 wrap, as gemmlowp's raw adds
     return int(wrap32(x))
 
 
@@ -397,5 +396,4 @@ def logistic_lut(in_scale: float, in_zp: int) -> np.ndarray:
 
 
 def logistic(x, lut: np.ndarray):
-    """LOGISTIC through the table from logistic_lut."""
-    return np.asarray(lut, np.int8)[np.asarray(x, np.int64) + 128]
+    return np.asarray(lut, np.int8)[np.asarray(x, np.int64) + 128]  # the table from logistic_lut
