@@ -309,7 +309,7 @@ def _qemu_fields(run_dir: Path, run: br.TargetRun, model: str, man: dict, ref) -
     carries them, else from `tinyexit firmware profile`'s profile.json of the kernels the device ran."""
     s = run.summary
     profiles = {}
-    for path in sorted((run_dir / "firmware" / model).glob("*-selftest/profile.json")):
+    for path in sorted((run_dir / "firmware" / model).glob("*/profile.json")):
         try:
             prof = read_json(path)
         except UserError:
