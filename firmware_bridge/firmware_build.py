@@ -112,6 +112,7 @@ def build_firmware(run_dir, model: str = "classifier", cfg: FirmwareConfig = Fir
     report = size_report(out / "fw.elf", model, cfg)
     report.update({"tinyexit_version": __version__, "model": model, "board": cfg.board, "kernels": cfg.kernels,
                    "app": cfg.app, "config": cfg.to_dict(), "elf": str(out / "fw.elf"),
+                   "firmware_sources_sha256": firmware_sources_sha256(),
                    "peak_arena_bytes": segments["arena_bytes"], "peak_live_bytes": segments["peak_live_bytes"],
                    "artifact_hash": manifest.get("artifact_hash", "")})
     report.update(tflm_comparison(mdir, manifest, segments["arena_bytes"]))
@@ -123,6 +124,16 @@ def build_firmware(run_dir, model: str = "classifier", cfg: FirmwareConfig = Fir
         f"{report['flash']['weights']}), RAM {report['ram_bytes']} B (arena {report['ram']['arena']}, stack "
         f"{report['ram']['stack']}); TFLM arena {report.get('tflm_arena_bytes')} B")
     return report
+
+
+def firmware_sources_sha256() -> str:
+    """sha256 over the firmware tree (kernels, core, ports, apps, Makefile): a changed tree means a rebuild."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in FIRMWARE_DIR.rglob("*") if p.is_file() and "build" not in p.parts):
+        h.update(str(path.relative_to(FIRMWARE_DIR)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def ensure_sources(run: Path, model: str, manifest: dict, log=print) -> Path:

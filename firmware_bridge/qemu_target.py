@@ -141,15 +141,15 @@ def start_qemu(elf: Path, log_path: Path, boot_timeout: float = 10.0) -> tuple[s
 
 def firmware_for(run: Path, model: str, kernels: str = "arm_dsp", log=print) -> Path:
     """The run's mps2-an386 firmware ELF, built (or rebuilt for a new export) when needed."""
-    from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, build_firmware
+    from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, build_firmware, firmware_sources_sha256
     from tinyexit.rundir import read_json
 
     cfg = FirmwareConfig(board=MACHINE, kernels=kernels)
     out = run / "firmware" / model / cfg.dir_name
     manifest = read_json(run / "export" / model / "manifest.json")
-    meta = out / "firmware.json"
-    if not (out / "fw.elf").is_file() or not meta.is_file() or \
-            json.loads(meta.read_text()).get("artifact_hash") != manifest.get("artifact_hash"):
+    meta = json.loads((out / "firmware.json").read_text()) if (out / "firmware.json").is_file() else {}
+    if not (out / "fw.elf").is_file() or meta.get("artifact_hash") != manifest.get("artifact_hash") \
+            or meta.get("firmware_sources_sha256") != firmware_sources_sha256():
         build_firmware(run, model, cfg, log=log)
     return out / "fw.elf"
 
@@ -171,11 +171,14 @@ def _profile_for(run: Path, model: str, kernels: str) -> dict:
     """profile.json beside the firmware: per-layer instructions, measured once per export."""
     from tinyexit.rundir import read_json
 
+    from tinyexit.firmware_bridge.firmware_build import firmware_sources_sha256
+
     path = run / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
     manifest = read_json(run / "export" / model / "manifest.json")
     if path.is_file():
         prof = json.loads(path.read_text())
-        if prof.get("artifact_hash") == manifest.get("artifact_hash"):
+        if prof.get("artifact_hash") == manifest.get("artifact_hash") and \
+                prof.get("firmware_sources_sha256") == firmware_sources_sha256():
             return prof
     prof = profile_layers(run, model, kernels, log=lambda msg: None)
     print(f"qemu: per-layer profile of {model} ({kernels}): {prof['instructions_per_mac']:.3f} instructions/MAC "
@@ -216,7 +219,8 @@ def parse_selftest(text: str) -> dict:
             (segs if p[0] == "segment" else layers).append(row)
     total = sum(s["instructions"] for s in segs)
     macs = sum(s["macs"] for s in segs)
-    return {"segments": segs, "per_layer": layers, "instructions": total, "macs": macs,
+    stack = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("stack_used ")), None)
+    return {"segments": segs, "per_layer": layers, "instructions": total, "macs": macs, "stack_used_bytes": stack,
             "instructions_per_mac": total / macs, "tick_hz": hz, "instructions_per_tick": per_tick,
             "repeats": reps}
 
@@ -232,6 +236,7 @@ def profile_layers(run_dir, model: str = "classifier", kernels: str = "arm_dsp",
     res = parse_selftest(run_selftest(Path(report["elf"])))
     res.update({"model": model, "kernels": kernels, "board": MACHINE, "unit": "instructions",
                 "artifact_hash": report.get("artifact_hash", ""),
+                "firmware_sources_sha256": report.get("firmware_sources_sha256", ""),
                 "note": "QEMU -icount shift=0: instructions, not cycles of a real chip"})
     path = run / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
     write_json(path, res)

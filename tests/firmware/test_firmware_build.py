@@ -40,7 +40,7 @@ def test_mps2_build_reports_flash_ram_and_tflm_arena(run, capsys):
     s = rep["sections"]
     assert rep["ram_bytes"] == s[".data"] + s[".bss"] + s[".noinit"] + s[".stack"]
     assert rep["ram"]["arena"] == rep["peak_arena_bytes"] == codegen["arena_bytes"]
-    assert rep["ram"]["input_buffer"] == 4096 and rep["ram"]["stack"] == 8192
+    assert rep["ram"]["input_buffer"] == 4096 and rep["ram"]["stack"] == 2048
     assert rep["bit_exact_vs_tflm"] is True and rep["host_tier"]["samples"] == 40
     tflm = rep["tflm_arena"]["per_segment"]
     assert len(tflm) == 3 and rep["tflm_arena_bytes"] == max(t["total"] for t in tflm) > rep["peak_arena_bytes"]
@@ -63,8 +63,8 @@ def test_too_large_for_the_board_is_refused_with_the_numbers(run):
         build_firmware(run, "tm", FirmwareConfig(flash_bytes=10_000, verify=False), log=lambda m: None)
     with pytest.raises(UserError, match=r"arena \d+ B \+ input buffer 4096 B exceed the 5000 B of RAM"):
         build_firmware(run, "tm", FirmwareConfig(ram_bytes=5000, verify=False), log=lambda m: None)
-    with pytest.raises(UserError, match=r"firmware needs \d+ B flash and \d+ B RAM; the limits are \d+ B and 12000 B"):
-        build_firmware(run, "tm", FirmwareConfig(ram_bytes=12_000, verify=False), log=lambda m: None)
+    with pytest.raises(UserError, match=r"firmware needs \d+ B flash and \d+ B RAM; the limits are \d+ B and 9000 B"):
+        build_firmware(run, "tm", FirmwareConfig(ram_bytes=9000, verify=False), log=lambda m: None)
 
 
 def test_missing_toolchain_names_the_install_command(run, monkeypatch):

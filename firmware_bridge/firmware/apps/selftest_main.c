@@ -8,6 +8,7 @@
 #include "te_model.h"
 
 extern const te_model_t TE_MODEL;
+extern uint32_t te_stack_used(void);
 
 static int8_t arena[TE_ARENA_BYTES] __attribute__((aligned(8)));
 static uint64_t layer_ticks[512];
@@ -79,7 +80,9 @@ int main(void)
         putu(m->layer_macs[l]);
         puts_("\n");
     }
-    puts_("done\n");
+    puts_("stack_used ");
+    putu(te_stack_used());
+    puts_("\ndone\n");
     port_exit(0);
     return 0;
 }

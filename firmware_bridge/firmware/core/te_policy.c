@@ -27,34 +27,35 @@ int te_argmax(const int8_t *logits, int n)
     return best;
 }
 
-/* exp(z_i - z_max) for every logit; returns their sum. */
-static float exp_shifted(const int8_t *q, int n, float scale, float *e)
+/* S = sum exp(d_i) and W = sum exp(d_i) * d_i with d_i = z_i - z_max (no
+ * per-logit storage: the device keeps only two floats). */
+static void softmax_sums(const int8_t *q, int n, float scale, float *s, float *w)
 {
     const int top = te_argmax(q, n);
-    float sum = 0.0f;
+    float sum = 0.0f, wsum = 0.0f;
     for (int i = 0; i < n; ++i) {
-        e[i] = expf((float)(q[i] - q[top]) * scale);
-        sum += e[i];
+        const float d = (float)(q[i] - q[top]) * scale;
+        const float e = expf(d);
+        sum += e;
+        wsum += e * d;
     }
-    return sum;
+    *s = sum;
+    *w = wsum;
 }
 
 static float max_softmax(const int8_t *q, int n, float scale)
 {
-    float e[TX_MAX_LOGITS];
-    return 1.0f / exp_shifted(q, n, scale, e);
+    float s, w;
+    softmax_sums(q, n, scale, &s, &w);
+    return 1.0f / s;
 }
 
+/* -sum p_i ln p_i = ln S - W / S for p_i = exp(d_i) / S. */
 static float normalized_entropy(const int8_t *q, int n, float scale)
 {
-    float e[TX_MAX_LOGITS];
-    const float sum = exp_shifted(q, n, scale, e);
-    float h = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        const float pi = e[i] / sum;
-        if (pi > 0.0f) h -= pi * logf(pi);
-    }
-    return n > 1 ? h / logf((float)n) : 0.0f;
+    float s, w;
+    softmax_sums(q, n, scale, &s, &w);
+    return n > 1 ? (logf(s) - w / s) / logf((float)n) : 0.0f;
 }
 
 int te_policy_passes(const te_policy_t *p, int k, const int8_t *logits, int n, float scale, int32_t zp,

@@ -6,7 +6,17 @@
 
 #include "port.h"
 
-extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _sstack, _estack;
+
+#define STACK_PAINT 0x57A0C0DEu
+
+/* Bytes of stack ever used since reset (the stack is painted at reset). */
+uint32_t te_stack_used(void)
+{
+    const uint32_t *p = &_sstack;
+    while (p < &_estack && *p == STACK_PAINT) ++p;
+    return (uint32_t)((const uint8_t *)&_estack - (const uint8_t *)p);
+}
 extern int main(void);
 
 /* Exit statuses (QEMU's own exit status under semihosting). */
@@ -30,6 +40,9 @@ void Reset_Handler(void)
 #endif
     for (uint32_t *src = &_sidata, *dst = &_sdata; dst < &_edata;) *dst++ = *src++;
     for (uint32_t *dst = &_sbss; dst < &_ebss;) *dst++ = 0;
+    uint32_t *sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    for (volatile uint32_t *p = &_sstack; p < sp - 16;) *p++ = STACK_PAINT;
     main();
     port_exit(EXIT_MAIN_RETURNED);
 }
