@@ -139,8 +139,16 @@ def _model_md(t: dict) -> list[str]:
                       [[r["name"], f"{r['macs']:,.0f}", r["feature"], fmt_latency(r["measured"], unit),
                         fmt_latency(r["predicted"], unit), _pct(r["rel_error"], True), _pct(m["rel_error"], True)]
                        for r, m in zip(lm["loo"], lm["mac_only"]["loo"])]), ""]
+    comp = lm.get("feature_comparison") or {}
+    if len(comp) > 1:
+        head += ["Second feature chosen automatically (independent of MACs on the segments, then the smaller "
+                 "leave-one-out error): " + "; ".join(
+                     f"{f}: LOO {_pct(v['loo_max_abs_error'])}, paths {_pct(v['path_max_abs_error'])}"
+                     for f, v in comp.items()) + ".", ""]
     if lm["paths"]:
-        head += ["Paths predicted from the per-segment fit (not fitted on them):", "",
+        head += ["Paths predicted from segments only, never from themselves: a chain sums each of its segments "
+                 "as predicted by a fit on the other segments; a monolithic model is predicted by the fit on all "
+                 "segments (monolithic points excluded).", "",
                  md_table(["path", "measured", "predicted", "error", "MAC-only error"],
                           [[p["name"], fmt_latency(p["measured"], unit), fmt_latency(p["predicted"], unit),
                             _pct(p["rel_error"], True), _pct(m["rel_error"], True)]

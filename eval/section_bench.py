@@ -246,12 +246,26 @@ def _segment_rows(run, timing, manifests: dict) -> list[dict]:
 
 
 def _latency_model(run_dir: Path, sources, seg_rows: list[dict], cfg: LatencyModelConfig, unit: str) -> dict:
-    feature = cfg.feature
-    if feature == "auto":   # ops must vary independently of MACs on the segments the paths are predicted from
-        segs = [p for p in _model_inputs(run_dir, sources, seg_rows, "ops")[0] if p.kind == "segment"]
-        feature = "ops" if full_rank(segs) else "bytes"
-    return fit_latency_model(*_model_inputs(run_dir, sources, seg_rows, feature), replace(cfg, feature=feature),
-                             unit)
+    """The fit with the configured second feature; "auto" fits both and keeps the one whose columns
+    are independent on the segments and whose leave-one-out error is smaller (both are reported)."""
+    feats = ("ops", "bytes") if cfg.feature == "auto" else (cfg.feature,)
+    fits = {}
+    for f in feats:
+        points, paths = _model_inputs(run_dir, sources, seg_rows, f)
+        fits[f] = (full_rank([p for p in points if p.kind == "segment"]),
+                   fit_latency_model(points, paths, replace(cfg, feature=f), unit))
+
+    def badness(f):
+        loo = fits[f][1]["loo_max_abs_error"]
+        return (not fits[f][0], float("inf") if loo is None else round(loo, 9))   # ties (exact fits) -> ops
+
+    chosen = min(feats, key=badness)
+    out = fits[chosen][1]
+    out["feature_choice"] = cfg.feature
+    out["feature_comparison"] = {f: {"loo_max_abs_error": fits[f][1]["loo_max_abs_error"],
+                                     "path_max_abs_error": fits[f][1]["path_max_abs_error"],
+                                     "independent_on_segments": fits[f][0]} for f in feats}
+    return out
 
 
 def _model_inputs(run_dir: Path, sources, seg_rows: list[dict], feature: str):

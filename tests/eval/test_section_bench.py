@@ -128,6 +128,8 @@ def test_latency_model_over_both_models_recovers_known_coefficients(tmp_path):
     assert lm["coefficients"]["b"] == pytest.approx(B * 1e-9, rel=1e-6)
     assert lm["coefficients"]["c"] == pytest.approx(C * 1e-9, rel=1e-6)
     assert lm["loo_max_abs_error"] < 1e-9 and lm["path_max_abs_error"] < 1e-9
+    assert lm["config"]["feature"] == "ops" and set(lm["feature_comparison"]) == {"ops", "bytes"}
+    assert lm["feature_comparison"]["bytes"]["loo_max_abs_error"] > 0.01     # bytes cannot stand in for ops
     assert {p["name"] for p in lm["paths"]} == {"classifier segments 0..1", "classifier segments 0..2",
                                                "classifier monolithic", "denoiser segments 0..1",
                                                "denoiser monolithic"}
