@@ -225,10 +225,12 @@ def format_table(result: CheckResult, all_rows: bool = False) -> str:
         lines.append(md_table(["metric", "kind", "baseline", "current", "change", "tolerance", "status"],
                               [[r.metric, r.kind, _num(r.baseline), _num(r.current), _change(r), r.tolerance,
                                 r.status.upper() if r.failed and not result.updated else r.status] for r in shown]))
-    n_moved = sum(r.status != "ok" for r in result.rows)
+    n_new = sum(r.status == "new" for r in result.rows)
+    n_moved = sum(r.status not in ("ok", "new") for r in result.rows)
+    new = f", {n_new} new (not in the baseline)" if n_new else ""
     verdict = (f"baseline {result.baseline_path} written ({len(result.rows)} metrics)" if result.updated else
-               f"{len(result.rows)} metrics checked, {n_moved} moved, {len(result.regressions)} regressions: "
-               + ("OK" if result.ok else "FAILED"))
+               f"{len(result.rows) - n_new} metrics checked, {n_moved} moved{new}, {len(result.regressions)} "
+               "regressions: " + ("OK" if result.ok else "FAILED"))
     return "\n".join(lines + [verdict])
 
 
