@@ -219,7 +219,7 @@ def format_table(result: CheckResult, all_rows: bool = False) -> str:
     """What moved (or every row), then a one-line verdict."""
     from tinyexit.eval.plots import md_table
 
-    shown = [r for r in result.rows if all_rows or result.updated or r.status not in ("ok", "new")]
+    shown = [r for r in result.rows if all_rows or r.status not in ("ok", "new") or (result.updated and r.status == "new")]
     lines = []
     if shown:
         lines.append(md_table(["metric", "kind", "baseline", "current", "change", "tolerance", "status"],
