@@ -125,7 +125,8 @@ def markdown(name: str, t: dict, pngs: list[str]) -> str:
 def _model_md(t: dict) -> list[str]:
     lm, unit = t["latency_model"], t["latency_unit"]
     head = ["### Latency model (out-of-sample errors only)", "",
-            f"latency ≈ a·MACs + b·{lm['config']['feature']} + c, least squares over {lm['points']} measured points; "
+            f"latency ≈ a·MACs + b·{lm['config']['feature']} + c, least squares over {lm['points']} measured "
+            "points; "
             f"status: {lm['status']}."]
     if not lm.get("coefficients"):
         return head + [""]
@@ -193,7 +194,8 @@ def _ratio_plot(report_dir: Path, name: str, t: dict) -> str:
     pe = [e for e in t["per_exit"] if e["latency_ratio"] is not None]
     ax.plot([e["mac_ratio"] for e in pe], [e["latency_ratio"] for e in pe], "o", ms=8, label="exit k (measured)")
     for e in pe:
-        ax.annotate(f"exit {e['exit']}", (e["mac_ratio"], e["latency_ratio"]), textcoords="offset points", xytext=(5, 5))
+        ax.annotate(f"exit {e['exit']}", (e["mac_ratio"], e["latency_ratio"]), textcoords="offset points",
+                    xytext=(5, 5))
     sw = [r for r in t["sweep"] if r["policy"] == "max_softmax"]
     if sw:
         ax.plot([r["mac_ratio"] for r in sw], [r["latency_ratio"] for r in sw], ".-", alpha=0.6,

@@ -126,7 +126,8 @@ def _bench_metrics(put, pre: str, b: dict) -> None:
 
 def compare(baseline: dict[str, dict], current: dict[str, dict], cfg: CheckConfig) -> list[Row]:
     rows = [_compare_one(name, b, current.get(name), cfg) for name, b in baseline.items()]
-    rows += [Row(name, c["kind"], None, c["value"], "–", "new") for name, c in current.items() if name not in baseline]
+    rows += [Row(name, c["kind"], None, c["value"], "–", "new")
+             for name, c in current.items() if name not in baseline]
     return rows
 
 
@@ -219,7 +220,8 @@ def format_table(result: CheckResult, all_rows: bool = False) -> str:
     """What moved (or every row), then a one-line verdict."""
     from tinyexit.eval.plots import md_table
 
-    shown = [r for r in result.rows if all_rows or r.status not in ("ok", "new") or (result.updated and r.status == "new")]
+    shown = [r for r in result.rows
+             if all_rows or r.status not in ("ok", "new") or (result.updated and r.status == "new")]
     lines = []
     if shown:
         lines.append(md_table(["metric", "kind", "baseline", "current", "change", "tolerance", "status"],
