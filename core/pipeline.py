@@ -49,10 +49,45 @@ def run_demo(out: str | Path, cfg: DemoConfig) -> Path:
     export_run(run, ExportConfig())
     clock.stage("verify: every artifact on the test split")
     verify_run(run, VerifyConfig())
+    _benchmark(run, cfg, clock)
     clock.stage("report")
     write_report(run)
     clock.stage(f"done: {run / 'report' / 'report.md'}")
     return run
+
+
+def choose_target(requested: str | None) -> tuple[str, str]:
+    """The benchmark target and why: the emulated Cortex-M4 when its toolchain is here, else the host agent."""
+    if requested:
+        return requested, "requested with --target"
+    from tinyexit.firmware_bridge.qemu_target import qemu_available
+
+    ok, why = qemu_available()
+    if ok:
+        return "qemu", "the embedded default: generated C firmware on an emulated Cortex-M4 (QEMU mps2-an386)"
+    return "agent", f"QEMU target unavailable ({why}); falling back to the host agent"
+
+
+def _benchmark(run: Path, cfg: DemoConfig, clock: _Clock) -> None:
+    from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
+
+    target, why = choose_target(cfg.target)
+    clock.stage(f"bench: classifier on target '{target}' ({why})")
+    run_benchmark(run, [target], BenchConfig(model="classifier"))
+    # The denoiser's segments give the latency model points of a second shape of network.
+    clock.stage(f"bench: denoiser segments on target '{target}'")
+    run_benchmark(run, [target], BenchConfig(model="denoiser", modes=("full", "segments"),
+                                             name=f"{_dir_name(target)}-denoiser"))
+    if target != "agent":
+        # The host agent is cheap: its numbers beside the microcontroller's show how targets differ.
+        clock.stage("bench: classifier on the host agent (for comparison)")
+        run_benchmark(run, ["agent"], BenchConfig(model="classifier"))
+
+
+def _dir_name(target: str) -> str:
+    from tinyexit.firmware_bridge.targets import bench_name
+
+    return bench_name([target])
 
 
 def _train_classifiers(splits, cfg: DemoConfig, run: Path) -> None:

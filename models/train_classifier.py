@@ -97,6 +97,15 @@ def exit_losses(outs: list[torch.Tensor], y: torch.Tensor, cfg: TrainConfig) -> 
     return total
 
 
+def _ema_fn(decay: float):
+    """EMA whose decay warms up as min(decay, (1 + n) / (10 + n)): a short run must not keep
+    a large share of the random initial weights in its average."""
+    def avg(averaged: torch.Tensor, current: torch.Tensor, n) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged * d + current * (1.0 - d)
+    return avg
+
+
 def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConfig, desc: str) -> dict:
     """Train in place; returns per-epoch history.  A progress bar per epoch shows loss and accuracy."""
     torch.use_deterministic_algorithms(True)
@@ -107,8 +116,8 @@ def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConf
     steps = cfg.epochs * ((len(y) + cfg.batch_size - 1) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
     history = []
-    averaged = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    averaged = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_fn(cfg.ema), use_buffers=True) \
+        if cfg.ema else None
     bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=True, dynamic_ncols=True)
     for epoch in bar:
         model.train()
