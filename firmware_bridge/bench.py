@@ -21,11 +21,12 @@ from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs, synthetic_inputs
 from tinyexit.firmware_bridge.bench_summary import summarize
 from tinyexit.firmware_bridge.bench_worker import BenchContext, Worker
+from tinyexit.firmware_bridge.faults import FaultConfig
 from tinyexit.firmware_bridge.power import open_monitor, parse_power_spec
 from tinyexit.firmware_bridge.results import ResultsWriter, read_results
 from tinyexit.firmware_bridge.session import LinkStats, SessionConfig
 from tinyexit.firmware_bridge.targets import bench_name
-from tinyexit.rundir import read_json, require_run_dir, write_json
+from tinyexit.rundir import load_config, read_json, require_run_dir, write_json
 
 MODES = ("early_exit", "full", "segments")
 
@@ -46,11 +47,14 @@ class BenchConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
     max_resets: int = 10                 # device restarts tolerated per worker
     progress: bool = True
+    faults: FaultConfig | None = None    # tests and `tinyexit reliability`: a seeded fault-injecting relay
 
     def __post_init__(self):
         object.__setattr__(self, "modes", tuple(self.modes))
         if isinstance(self.session, dict):
             object.__setattr__(self, "session", SessionConfig.from_dict(self.session))
+        if isinstance(self.faults, dict):
+            object.__setattr__(self, "faults", FaultConfig.from_dict(self.faults))
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
             raise UserError(f"--modes {','.join(self.modes)}: unknown {bad or 'empty'}; use a comma list of "
@@ -59,8 +63,11 @@ class BenchConfig:
             raise UserError(f"--repeats {self.repeats} / --warmup {self.warmup}: use 1..1000 and 0..1000")
         if self.limit is not None and self.limit < 1:
             raise UserError(f"--limit {self.limit}: must be >= 1")
-        if not 1 <= self.energy_repeats <= pc.MAX_REPEAT or self.baud <= 0 or self.max_resets < 0:
-            raise UserError("energy_repeats, baud and max_resets out of range")
+        if not 1 <= self.energy_repeats <= pc.MAX_REPEAT:
+            raise UserError(f"--energy-repeats {self.energy_repeats}: use 1..{pc.MAX_REPEAT}")
+        if self.baud <= 0 or not 0 <= self.max_resets <= 1000:
+            raise UserError(f"--baud {self.baud} / --max-resets {self.max_resets}: use a baud rate > 0 and "
+                            "0..1000 resets")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise UserError(f"--name '{self.name}': use a plain directory name")
         if self.power:
@@ -69,11 +76,13 @@ class BenchConfig:
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["modes"], d["session"] = list(self.modes), self.session.to_dict()
+        d["faults"] = self.faults.to_dict() if self.faults else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "BenchConfig":
-        return cls(**{**d, "modes": tuple(d["modes"]), "session": SessionConfig.from_dict(d["session"])})
+        return cls(**{**d, "modes": tuple(d["modes"]), "session": SessionConfig.from_dict(d["session"]),
+                      "faults": FaultConfig.from_dict(d["faults"]) if d.get("faults") else None})
 
 
 def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(), log=print, monitor=None) -> dict:
@@ -83,6 +92,7 @@ def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(),
     cfg.power's spec for labels, instead of opening the meter cfg.power names.
     """
     run = require_run_dir(run_dir)
+    load_config(run)  # refuses a run directory written by a newer tinyexit
     targets = list(targets)
     if not targets:
         raise UserError("no --target given; use --target agent, --target qemu or a serial URL")
@@ -111,6 +121,12 @@ def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(),
     started = time.monotonic()
     try:
         _run_workers(workers, ctx)
+    except UserError as exc:
+        new = len(writer.done) - writer.previous
+        if not new:
+            raise
+        raise UserError(f"{exc} [{new} results written before this are kept in {writer.path}; "
+                        "re-run with --resume to finish]") from None
     finally:
         ctx.close_progress()
         writer.close()

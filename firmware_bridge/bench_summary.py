@@ -69,6 +69,8 @@ def summarize(records: list[dict], art, ctx, workers, stats, wall_s: float, writ
                    "samples_per_s": round(ctx.pending_samples / wall_s, 2) if wall_s > 0 else None},
         "resume": {"previous_results": writer.previous, "torn_line": writer.torn},
     }
+    if getattr(ctx.cfg, "faults", None) is not None:
+        summary["faults"] = _faults(ctx.cfg.faults, workers)
     ee = summary["agreement"].get("early_exit") or {}
     summary["agreement_exit"], summary["agreement_top1"] = ee.get("exit"), ee.get("top1")
     summary.update(_overhead(art, by_mode))
@@ -183,6 +185,21 @@ def _energy(profile, latency, workers) -> dict:
     return {"source": "modelled", "profile": profile.to_dict(),
             "note": "modelled = active power x device-measured latency; not a measurement",
             "per_mode_j": {mode: modelled_energy_j(s["median_s"], profile) for mode, s in latency.items() if s}}
+
+
+def _faults(cfg, workers) -> dict:
+    """What the fault-injecting relays did, summed over workers (faults.total_counts per direction)."""
+    from collections import Counter
+
+    from tinyexit.firmware_bridge.faults import total_counts
+
+    dirs = {"to_device": Counter(), "to_host": Counter()}
+    for w in workers:
+        counts = w.target.fault_counts() if w.target is not None and w.target.fault_counts else {}
+        for d, c in counts.items():
+            dirs[d].update(c)
+    return {"config": cfg.to_dict(), **total_counts(dirs), "to_device": dict(dirs["to_device"]),
+            "to_host": dict(dirs["to_host"])}
 
 
 def _device(w) -> dict:

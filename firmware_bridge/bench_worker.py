@@ -2,10 +2,14 @@
 
 Inputs travel in batches: as many samples as the device's input buffer holds,
 in LOAD_INPUT frames as large as its max payload allows, then one RUN per
-(sample, mode, repeat) naming the sample's slot.  A device that restarts
-(unsolicited INFO, or a new session id) gets a fresh handshake, the batch is
-loaded again and the run continues where it stopped; results already written
-are skipped, so every key appears exactly once.
+(sample, mode, repeat) naming the sample's slot.  A device that restarts gets
+a fresh handshake, the batch is loaded again and the run continues where it
+stopped; results already written are skipped, so every key appears exactly
+once.  A restart is noticed three ways: the device's unsolicited boot INFO;
+a device that no longer holds the inputs it acknowledged (its boot INFO was
+lost on a noisy line: the HELLO that follows shows the new session); and a
+device the harness started that died (it is started again).  At most
+`max_resets` per worker.
 """
 from __future__ import annotations
 
@@ -21,12 +25,14 @@ from tinyexit.firmware_bridge import messages as m
 from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.artifact import Artifact
 from tinyexit.firmware_bridge.reference import HostReference, compute_reference, wire_policy
-from tinyexit.firmware_bridge.session import DeviceReset, DeviceSession
+from tinyexit.firmware_bridge.session import DeviceError, DeviceGone, DeviceReset, DeviceSession
 from tinyexit.firmware_bridge.targets import start_target
 
 # The host reference runs what the device runs where the host can: ONNX Runtime for an ONNX agent, TFLite
 # Micro for firmware (generated C is checked byte for byte against it), LiteRT otherwise.
 _REFERENCE_RUNTIME = {pc.RUNTIME_ONNXRUNTIME: "onnxruntime", pc.RUNTIME_TFLM: "tflm", pc.RUNTIME_GENERATED_C: "tflm"}
+# Refusals of inputs this worker loaded and the device acknowledged: the device lost its state (it rebooted).
+_LOST_STATE = (pc.Status.REQ_INPUT_MISSING, pc.Status.REQ_INPUT_RANGE)
 
 
 @dataclass
@@ -96,6 +102,7 @@ class Worker:
         self.unsupported: list[str] = []
         self.energy: dict = {}
         self.reference_runtime = "litert"
+        self.resets = 0
 
     def run(self) -> None:
         try:
@@ -177,7 +184,6 @@ class Worker:
         return room // per * per if room >= per else room
 
     def _batch(self, session, batch: list[int], modes: list[str], ref: HostReference, warm: int) -> None:
-        resets = 0
         while True:
             try:
                 self._load(session, batch)
@@ -188,12 +194,42 @@ class Worker:
                 self._stream(session, batch, modes, ref)
                 return
             except DeviceReset as exc:
-                resets += 1
-                if resets > self.ctx.cfg.max_resets:
-                    raise UserError(f"device at {self.target.url} restarted {resets} times; giving up "
-                                    "(results so far are kept; fix the device and --resume)") from None
-                self.ctx.log(f"bench: {self.name} restarted (session {exc.info.session:08x}); reconnecting")
+                self._recover(session, f"restarted (session {exc.info.session:08x})")
+            except DeviceGone as exc:
+                if self.target.restarter is None:
+                    raise
+                self._recover(session, f"went away ({exc})", restart=True)
+            except DeviceError as exc:
+                if exc.error.code not in _LOST_STATE:
+                    raise
+                self._recover(session, f"lost the inputs it acknowledged ({exc.error.describe()})")
+
+    def _recover(self, session, what: str, restart: bool = False) -> None:
+        """Reconnect after a device restart (restarting it first when it died); bounded by max_resets."""
+        self.resets += 1
+        if self.resets > self.ctx.cfg.max_resets:
+            raise UserError(f"device at {self.target.url} {what}: {self.resets} restarts, more than --max-resets "
+                            f"{self.ctx.cfg.max_resets}; giving up (results so far are kept; fix the device and "
+                            "re-run with --resume)") from None
+        self.ctx.log(f"bench: {self.name} {what}; reconnecting")
+        if not what.startswith("restarted"):  # a boot INFO was already counted by the session
+            session.stats.resets += 1
+        while True:
+            try:
+                if restart:
+                    session.stats.restarts += 1
+                    self.target.restart()
+                    session.relink(self.target.link)
                 self._connect(session)
+                return
+            except DeviceGone as exc:  # it died again while booting
+                if self.target.restarter is None:
+                    raise
+                self.resets += 1
+                if self.resets > self.ctx.cfg.max_resets:
+                    raise UserError(f"device at {self.target.url} keeps dying ({exc}); giving up after "
+                                    f"{self.resets} restarts (results so far are kept)") from None
+                restart = True
 
     def _load(self, session, batch: list[int]) -> None:
         data = np.ascontiguousarray(self.ctx.x[batch]).tobytes()

@@ -55,6 +55,8 @@ def register(sub) -> None:
                    help=f"seconds to wait for each reply before retrying (default {pc.REPLY_TIMEOUT_S})")
     b.add_argument("--retries", type=int, default=pc.MAX_RETRIES,
                    help=f"retransmissions per request before giving up (default {pc.MAX_RETRIES})")
+    b.add_argument("--max-resets", type=int, default=10,
+                   help="device restarts survived per target before giving up (default 10)")
     b.set_defaults(handler=_bench)
 
 
@@ -72,7 +74,8 @@ def _bench(args: argparse.Namespace) -> int:
     cfg = BenchConfig(model=args.model, modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
                       repeats=args.repeats, warmup=args.warmup, limit=args.limit, resume=args.resume,
                       power=args.power, energy_repeats=args.energy_repeats, name=args.name, runtime=args.runtime,
-                      baud=args.baud, session=SessionConfig(reply_timeout_s=args.timeout, max_retries=args.retries))
+                      baud=args.baud, session=SessionConfig(reply_timeout_s=args.timeout, max_retries=args.retries),
+                      max_resets=args.max_resets)
     summary = run_benchmark(args.run_dir, expand_targets(args.target), cfg)
     print(_one_line(summary))
     return 0

@@ -79,6 +79,7 @@ class SerialLink:
             raise UserError(f"cannot open port {url}: {_reason(exc)}; check the device is connected and the "
                             "path or URL (ls /dev/tty*; socket://HOST:PORT; rfc2217://HOST:PORT)") from None
         self._serial_exception = serial.SerialException
+        self._timeout = _POLL_S
 
     def write(self, data: bytes) -> None:
         try:
@@ -93,6 +94,8 @@ class SerialLink:
         deadline = time.monotonic() + timeout
         try:
             while True:
+                # Never wait past the caller's deadline: a 10 ms grace must not become a 50 ms poll.
+                self._set_timeout(max(0.0, min(deadline - time.monotonic(), _POLL_S)))
                 data = self._ser.read(max(1, self._ser.in_waiting))
                 if data:
                     waiting = self._ser.in_waiting
@@ -101,6 +104,11 @@ class SerialLink:
                     return b""
         except (self._serial_exception, OSError) as exc:
             raise LinkClosed(f"{self.name}: read failed ({_reason(exc)})") from None
+
+    def _set_timeout(self, seconds: float) -> None:
+        seconds = round(seconds, 3)
+        if seconds != self._timeout:  # pyserial reconfigures the port on every change
+            self._ser.timeout = self._timeout = seconds
 
     def close(self) -> None:
         try:

@@ -35,6 +35,10 @@ class NoReply(UserError):
     """A request went unanswered through every retry."""
 
 
+class DeviceGone(UserError):
+    """The device end went away: its process exited, or the link closed under us."""
+
+
 class DeviceReset(Exception):
     """The device announced a new session (it rebooted or was restarted)."""
 
@@ -48,16 +52,19 @@ class SessionConfig:
     reply_timeout_s: float = pc.REPLY_TIMEOUT_S
     max_retries: int = pc.MAX_RETRIES
     boot_timeout_s: float = pc.BOOT_TIMEOUT_S
+    grace_s: float = 0.05       # after a damaged frame or a NACK: wait this long for the real reply, then resend
 
     def __post_init__(self):
-        if self.reply_timeout_s <= 0 or self.boot_timeout_s <= 0:
-            raise UserError(f"timeouts must be > 0 s, got reply {self.reply_timeout_s}, boot {self.boot_timeout_s}")
+        if not (self.reply_timeout_s > 0 and self.boot_timeout_s > 0):
+            raise UserError(f"--timeout {self.reply_timeout_s} (boot {self.boot_timeout_s}): timeouts must be > 0 s")
         if not 0 <= self.max_retries <= 1000:
-            raise UserError(f"max_retries {self.max_retries}: use a value in [0, 1000]")
+            raise UserError(f"--retries {self.max_retries}: use a value in [0, 1000]")
+        if not 0 < self.grace_s <= 10:
+            raise UserError(f"grace_s {self.grace_s}: use a value in (0, 10] seconds")
 
     def to_dict(self) -> dict:
         return {"reply_timeout_s": self.reply_timeout_s, "max_retries": self.max_retries,
-                "boot_timeout_s": self.boot_timeout_s}
+                "boot_timeout_s": self.boot_timeout_s, "grace_s": self.grace_s}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SessionConfig":
@@ -77,7 +84,8 @@ class LinkStats:
     timeouts: int = 0
     nacks: int = 0
     stale_replies: int = 0
-    resets: int = 0
+    resets: int = 0                  # device restarts noticed (boot INFO, lost session state, device gone)
+    restarts: int = 0                # of those, devices the harness restarted itself (agent, QEMU)
     load_shrinks: int = 0            # LOAD_INPUT chunks halved after failing on a noisy line
     payload_bytes_received: int = 0
     decoder: Counter = field(default_factory=Counter)
@@ -97,11 +105,12 @@ class LinkStats:
                 "retries": self.retries, "crc_errors": d["FRAME_CRC"], "corrupt_frames": sum(frame_errors.values()),
                 "frame_errors": frame_errors, "resyncs": d["resyncs"], "discarded_bytes": d["discarded_bytes"],
                 "timeouts": self.timeouts, "nacks": self.nacks, "stale_replies": self.stale_replies,
-                "resets": self.resets, "load_shrinks": self.load_shrinks}
+                "resets": self.resets, "restarts": self.restarts, "load_shrinks": self.load_shrinks}
 
     def merge(self, other: "LinkStats") -> None:
         for name in ("frames_sent", "bytes_sent", "payload_bytes_sent", "input_bytes", "input_wire_bytes", "retries",
-                     "timeouts", "nacks", "stale_replies", "resets", "load_shrinks", "payload_bytes_received"):
+                     "timeouts", "nacks", "stale_replies", "resets", "restarts", "load_shrinks",
+                     "payload_bytes_received"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.decoder.update(other.decoder)
 
@@ -125,7 +134,7 @@ class DeviceSession:
         self._seq = 0
         self._load_limit: int | None = None   # LOAD_INPUT chunk cap after failures on a noisy line
         self._load_ok = 0
-        self.grace_s = 0.05                    # wait for the real reply after seeing damage, then resend
+        self.grace_s = cfg.grace_s             # wait for the real reply after seeing damage, then resend
         self.info: m.Info | None = None
 
     # --- the three requests a benchmark needs ---------------------------------------
@@ -249,21 +258,29 @@ class DeviceSession:
             try:
                 data = self.link.read(min(left, 0.25))
             except LinkClosed as exc:
-                raise UserError(f"{exc}; {self.alive() or 'the device disconnected'}") from None
+                raise DeviceGone(f"{exc}; {self.alive() or 'the device disconnected'}") from None
             if data:
                 self._events.extend(self._decoder.feed(data))
             elif (reason := self.alive()) is not None:
-                raise UserError(f"device at {self.link.name} is gone: {reason}")
+                raise DeviceGone(f"device at {self.link.name} is gone: {reason}")
 
     def _send(self, frame: Frame, lead: bool) -> None:
         wire = encode_frame(frame, lead=lead)
         try:
             self.link.write(wire)
         except LinkClosed as exc:
-            raise UserError(f"{exc}; {self.alive() or 'the device disconnected'}") from None
+            raise DeviceGone(f"{exc}; {self.alive() or 'the device disconnected'}") from None
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(wire)
         self.stats.payload_bytes_sent += len(frame.payload)
+
+    def relink(self, link) -> None:
+        """Continue on a new link (a restarted device); bytes half-received on the old one are dropped."""
+        counts = self._decoder.counts
+        self.link = link
+        self._decoder = FrameDecoder(pc.MAX_PAYLOAD)
+        self._decoder.counts = counts  # the link statistics carry on across the restart
+        self._events.clear()
 
     def _next_seq(self) -> int:
         seq = self._seq
