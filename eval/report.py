@@ -15,6 +15,7 @@ from pathlib import Path
 
 import tinyexit.eval as eval_pkg
 from tinyexit import __version__
+from tinyexit.eval.headline import headline
 from tinyexit.rundir import require_run_dir, write_json
 
 
@@ -48,6 +49,9 @@ def write_report(run_dir: Path, progress=print) -> Path:
         progress(f"report: {section.key} section ({len(section.plots)} plots)")
         data[section.key] = section.data
         parts.append(section.markdown.rstrip() + "\n")
+    summary = headline(data)
+    if summary:
+        parts.insert(2, summary)
     write_json(report_dir / "report.json", data)
     (report_dir / "report.md").write_text("\n".join(parts))
     return report_dir
