@@ -31,6 +31,8 @@ MSG_HELLO = 0x01
 MSG_LOAD_INPUT = 0x02
 MSG_RUN = 0x03
 MSG_RESET = 0x04
+MSG_EXIT = 0x05             # firmware: end the program (QEMU: semihosting exit 0); no reply
+MSG_GENERATE = 0x06         # firmware with the denoiser: seed u32 -> a whole on-device generation, RESULT
 # --- message types: responses (device -> host) = request | 0x80 -------------
 RESPONSE_BIT = 0x80
 MSG_INFO = 0x81             # answers HELLO and RESET; also sent unsolicited at boot
@@ -39,8 +41,10 @@ MSG_RESULT = 0x83           # answers RUN
 MSG_ERROR = 0xFF            # answers any request it cannot execute; NACK when seq == SEQ_UNSOLICITED
 
 MESSAGE_NAMES = {MSG_HELLO: "HELLO", MSG_LOAD_INPUT: "LOAD_INPUT", MSG_RUN: "RUN", MSG_RESET: "RESET",
+                 MSG_EXIT: "EXIT", MSG_GENERATE: "GENERATE",
                  MSG_INFO: "INFO", MSG_ACK: "ACK", MSG_RESULT: "RESULT", MSG_ERROR: "ERROR"}
-EXPECTED_REPLY = {MSG_HELLO: MSG_INFO, MSG_RESET: MSG_INFO, MSG_LOAD_INPUT: MSG_ACK, MSG_RUN: MSG_RESULT}
+EXPECTED_REPLY = {MSG_HELLO: MSG_INFO, MSG_RESET: MSG_INFO, MSG_LOAD_INPUT: MSG_ACK, MSG_RUN: MSG_RESULT,
+                  MSG_GENERATE: MSG_RESULT}
 
 # --- RUN modes --------------------------------------------------------------
 MODE_FULL = 0               # a monolithic model (one subgraph), no exit test; RUN.segment picks the variant:
@@ -50,6 +54,8 @@ MODE_CHAIN = 1              # segments 0..k chained, no exit test
 MODE_EARLY_EXIT = 2         # segments in order; the device applies the exit policy after each
 MODE_SEGMENT = 3            # segment k alone, its input (features of k-1) loaded by the host
 MODE_NAMES = {MODE_FULL: "full", MODE_CHAIN: "chain", MODE_EARLY_EXIT: "early_exit", MODE_SEGMENT: "segment"}
+# RESULT.mode of a GENERATE reply only; never valid in a RUN request, hence not in MODE_NAMES.
+MODE_GENERATE = 4
 
 # --- capability bits (INFO.capabilities) -----------------------------------
 CAP_FULL = 1 << 0           # MODE_FULL available (a monolithic model is loaded)

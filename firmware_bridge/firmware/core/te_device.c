@@ -143,7 +143,7 @@ static te_status_t generate(te_device_t *d, const te_frame_t *f, uint8_t *out, s
     int8_t *image = (int8_t *)out + TX_RESULT_FIXED_SIZE + 8;
     te_sampler_generate(s, d->m->segments, d->m->arena, te_get32(f->payload), image, &net, &math);
     memset(out, 0, TX_RESULT_FIXED_SIZE);
-    out[0] = TE_MODE_GENERATE;
+    out[0] = TX_MODE_GENERATE;
     out[2] = 1;
     te_put16(out + 4, 1);
     te_put16(out + 6, s->pixels);

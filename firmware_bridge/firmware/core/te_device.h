@@ -13,20 +13,12 @@
 #include "te_models.h"
 #include "te_policy.h"
 
-/* Firmware extension (not in the protocol module yet): EXIT ends the program
- * (under QEMU, a semihosting exit with status 0) without a reply; the QEMU
- * target sends it to stop the emulator cleanly. */
-#ifndef TX_MSG_EXIT
-#define TX_MSG_EXIT 0x05u
-#endif
-/* Firmware extension: GENERATE (payload: seed u32) runs the denoiser's whole
- * reverse process on the device (te_sampler.h) and answers a RESULT with mode
- * TE_MODE_GENERATE, one tick count (network), decision ticks (sampling
+/* TX_MSG_EXIT ends the program (under QEMU, a semihosting exit with status 0)
+ * without a reply; the QEMU target sends it to stop the emulator cleanly.
+ * TX_MSG_GENERATE (payload: seed u32) runs the denoiser's whole reverse
+ * process on the device (te_sampler.h) and answers a RESULT with mode
+ * TX_MODE_GENERATE, one tick count (network), decision ticks (sampling
  * arithmetic) and the final +1/-1 image as its "logits". */
-#ifndef TX_MSG_GENERATE
-#define TX_MSG_GENERATE 0x06u
-#endif
-#define TE_MODE_GENERATE 4u
 
 /* Largest reply: a RESULT with every segment's ticks and the most logits. */
 #define TE_REPLY_CAPACITY (TX_HEADER_SIZE + TX_RESULT_FIXED_SIZE + 8u * TX_MAX_SEGMENTS + TX_MAX_LOGITS + TX_CRC_SIZE)

@@ -16,6 +16,8 @@
 #define TX_MSG_LOAD_INPUT 0x02u
 #define TX_MSG_RUN 0x03u
 #define TX_MSG_RESET 0x04u
+#define TX_MSG_EXIT 0x05u
+#define TX_MSG_GENERATE 0x06u
 #define TX_RESPONSE_BIT 0x80u
 #define TX_MSG_INFO 0x81u
 #define TX_MSG_ACK 0x82u
@@ -27,6 +29,7 @@
 #define TX_MODE_CHAIN 1u
 #define TX_MODE_EARLY_EXIT 2u
 #define TX_MODE_SEGMENT 3u
+#define TX_MODE_GENERATE 4u
 #define TX_CAP_FULL 0x01u
 #define TX_CAP_CHAIN 0x02u
 #define TX_CAP_EARLY_EXIT 0x04u
