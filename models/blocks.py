@@ -54,3 +54,22 @@ class ExitHead(nn.Module):
         if self.pre is not None:
             x = self.pre(x)
         return self.fc(x.mean(dim=(2, 3)))
+
+
+class Segment(nn.Module):
+    """Layers from the previous exit (or the input) up to and including one exit head.
+
+    The segment contract of every model family: all but the last segment return
+    (logits, features); the last returns its logits.
+    """
+
+    def __init__(self, body: nn.Sequential, head: nn.Module, last: bool):
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.last = last
+
+    def forward(self, x: torch.Tensor):
+        feats = self.body(x)
+        logits = self.head(feats)
+        return logits if self.last else (logits, feats)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tinyexit.errors import UserError
-from tinyexit.models.blocks import BasicBlock, ConvBN, ExitHead
+from tinyexit.models.blocks import BasicBlock, ConvBN, ExitHead, Segment
 
 
 @dataclass(frozen=True)
@@ -68,21 +68,6 @@ class ResNetConfig:
         stages = tuple(StageSpec(max(2, round(s.width * factor)), s.blocks, s.stride) for s in stages)
         return ResNetConfig(self.in_channels, self.num_classes, max(2, round(self.stem_width * factor)), stages,
                             (len(stages) - 1,), (round(self.head_hidden[-1] * factor),))
-
-
-class Segment(nn.Module):
-    """Layers from the previous exit (or the input) up to and including one exit head."""
-
-    def __init__(self, body: nn.Sequential, head: ExitHead, last: bool):
-        super().__init__()
-        self.body = body
-        self.head = head
-        self.last = last
-
-    def forward(self, x: torch.Tensor):
-        feats = self.body(x)
-        logits = self.head(feats)
-        return logits if self.last else (logits, feats)
 
 
 class EarlyExitResNet(nn.Module):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tinyexit.errors import UserError
-from tinyexit.models.blocks import BasicBlock, ConvBN
+from tinyexit.models.blocks import BasicBlock, ConvBN, Segment
 from tinyexit.models.diffusion import Schedule, observation_log_odds, posterior_table, prior_x0_logits
 
 ARCH = "binary_denoiser"
@@ -105,19 +105,6 @@ class PixelHead(nn.Module):
         return self.out(self.pre(x))
 
 
-class DenoiserSegment(nn.Module):
-    def __init__(self, body: nn.Sequential, head: PixelHead, last: bool):
-        super().__init__()
-        self.body = body
-        self.head = head
-        self.last = last
-
-    def forward(self, x: torch.Tensor):
-        feats = self.body(x)
-        logits = self.head(feats)
-        return logits if self.last else (logits, feats)
-
-
 class BinaryDenoiser(nn.Module):
     def __init__(self, cfg: DenoiserConfig):
         super().__init__()
@@ -127,7 +114,7 @@ class BinaryDenoiser(nn.Module):
             layers = [ConvBN(2, cfg.stem_width, 3, 1, relu=True)] if k == 0 else []
             layers.append(BasicBlock(c, w))
             c = w
-            segments.append(DenoiserSegment(nn.Sequential(*layers), PixelHead(c, cfg.head_hidden),
+            segments.append(Segment(nn.Sequential(*layers), PixelHead(c, cfg.head_hidden),
                                             last=(k == cfg.num_exits - 1)))
         self.segments = nn.ModuleList(segments)
         self.register_buffer("plane", torch.tensor(timestep_plane_values(cfg), dtype=torch.float32))
