@@ -7,6 +7,7 @@ manifest must add for a device (the denoiser's schedule and encodings).
 from __future__ import annotations
 
 import importlib.util
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,9 +38,25 @@ class Family:
     available: Callable[[], bool] = lambda: True
 
 
+def check_checkpoint(path: Path, retrain: str) -> None:
+    """A torch checkpoint is a zip archive with a CRC-32 per record: a flipped bit in the weights, which
+    torch.load would read silently, is caught here.  Files that are not zip archives are left to torch."""
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise UserError(f"{path}: damaged checkpoint ({type(exc).__name__}); {retrain}") from None
+    if bad is not None:
+        raise UserError(f"{path}: damaged checkpoint (CRC mismatch in record '{bad}'); {retrain}")
+
+
 def _load_classifier(path: Path):
     from tinyexit.models.train_classifier import load_checkpoint
 
+    check_checkpoint(path, "re-run 'tinyexit train early-exit' or restore the file")
     return load_checkpoint(path)
 
 
@@ -60,6 +77,7 @@ def _denoiser_available() -> bool:
 def _load_denoiser(path: Path):
     from tinyexit.export import denoiser_family
 
+    check_checkpoint(path, "re-run 'tinyexit train denoiser' or restore the file")
     return denoiser_family.load(path)
 
 

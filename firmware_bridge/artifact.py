@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tinyexit import __version__
 from tinyexit.errors import UserError
 from tinyexit.models.exit_policy import ExitPolicy
 from tinyexit.rundir import sha256_file
@@ -100,6 +102,10 @@ def load_artifact(directory: str | Path) -> Artifact:
 
 def _parse(d: Path, man: dict) -> Artifact:
     where = d / "manifest.json"
+    made_by = str(man.get("tinyexit_version", "0"))
+    if _version(made_by) > _version(__version__):
+        raise UserError(f"{where}: written by tinyexit {made_by}, newer than this {__version__}; upgrade tinyexit "
+                        "here (pip install -U tinyexit) or export with the version installed on this device")
     digest = str(man["artifact_hash"])
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise UserError(f"{where}: artifact_hash '{digest[:20]}' is not a sha256 hex digest; re-run 'tinyexit export'")
@@ -120,6 +126,23 @@ def _parse(d: Path, man: dict) -> Artifact:
     policy = ExitPolicy.from_dict(man["policy"]) if man.get("policy") else None
     return Artifact(d, man, str(man.get("model", d.name)), digest, TensorSpec.from_dict(man["input"]),
                     tuple(segments), policy)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int("".join(c for c in part if c.isdigit()) or 0) for part in text.split("."))
+
+
+def verify_files(art: Artifact, onnx: bool = False) -> None:
+    """Check every file the benchmark can load against the manifest's sha256 (UserError names the first bad one)."""
+    files = art.manifest.get("files", {})
+    for key, what in (("tflite", "multi-signature int8 TFLite"), ("full_tflite", "full-depth int8 TFLite"),
+                      ("all_exits_tflite", "all-exits int8 TFLite")):
+        if files.get(key):
+            art.file(files[key], what)
+    for seg in art.segments:
+        for key in ("tflm", "onnx_int8") if onnx else ("tflm",):
+            if seg.files.get(key):
+                art.file(seg.files[key], f"{key} file of segment {seg.index}")
 
 
 def _check_boundary(where: Path, out: TensorSpec, inp: TensorSpec, k: int) -> None:
@@ -151,9 +174,13 @@ def load_test_inputs(run_dir: Path, art: Artifact, limit: int | None = None) -> 
     """
     npz = art.dir / "inputs.npz"
     if npz.is_file():
-        with np.load(npz, allow_pickle=False) as f:
-            x = f["x"] if "x" in f else f["test_x"]
-            y = f["y"] if "y" in f else f["test_y"]
+        try:
+            with np.load(npz, allow_pickle=False) as f:
+                x = f["x"] if "x" in f else f["test_x"]
+                y = f["y"] if "y" in f else f["test_y"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise UserError(f"{npz}: not a readable inputs file ({type(exc).__name__}); re-run 'tinyexit export' "
+                            "or delete it to quantize the run's test split again") from None
     else:
         x, y = _inputs_from_dataset(Path(run_dir), art)
     want = tuple(art.input.shape[1:])

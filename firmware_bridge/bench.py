@@ -18,7 +18,7 @@ import numpy as np
 from tinyexit import __version__
 from tinyexit.errors import UserError
 from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs, synthetic_inputs
+from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs, synthetic_inputs, verify_files
 from tinyexit.firmware_bridge.bench_summary import summarize
 from tinyexit.firmware_bridge.bench_worker import BenchContext, Worker
 from tinyexit.firmware_bridge.faults import FaultConfig
@@ -101,6 +101,7 @@ def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(),
     if cfg.power and len(targets) > 1:
         raise UserError("--power measures one device; give a single --target with it")
     art = load_artifact(run / "export" / cfg.model)
+    verify_files(art, onnx=cfg.runtime == "onnxruntime")  # a damaged file is named here, not by a device later
     if "early_exit" in cfg.modes and art.policy is None:
         log(f"bench: {art.dir}/manifest.json has no exit policy ({art.model}); early_exit skipped")
         cfg = replace(cfg, modes=tuple(m for m in cfg.modes if m != "early_exit") or ("segments",))

@@ -106,7 +106,10 @@ class _AgentProcess:
 
     def alive(self) -> str | None:
         code = self.proc.poll()
-        return None if code is None else f"the host agent exited with code {code}; see {self.log_path}"
+        if code is None:
+            return None
+        last = _last_line(self.log_path)
+        return f"the host agent exited with code {code}" + (f" ({last})" if last else "") + f"; see {self.log_path}"
 
     def restart(self) -> None:
         if self.proc.poll() is None:  # hung rather than dead: a reset is a reset
@@ -123,6 +126,17 @@ class _AgentProcess:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+
+
+def _last_line(path: Path) -> str:
+    """The agent's last words (its one-line error), without a traceback's noise."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 2048))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
 
 
 def _start_agent(spec: str, artifact_dir: Path, cfg, log_dir: Path, index: int, faults) -> Target:
