@@ -8,6 +8,8 @@ weights and per-channel requantization parameters as `static const` arrays
 (prepared on the host), one function per exit segment `<model>_exit<k>_run`,
 a static schedule, and one arena whose offsets come from a liveness plan in
 which each segment's input is the previous segment's features, in place.
+The models of one export share a `ConstPool`: each distinct constant array is
+defined once (in the segmented model) and the one-subgraph variants refer to it.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ import numpy as np
 
 from tinyexit import __version__
 from tinyexit.errors import UserError
+from tinyexit.export.codegen_consts import ConstPool
 from tinyexit.export.codegen_emit import layer_call, layer_decl, scratch_assert
 from tinyexit.export.codegen_graph import Graph, read_tflite
-from tinyexit.export.codegen_lower import Layer, lower
+from tinyexit.export.codegen_lower import lower
 from tinyexit.export.codegen_plan import collect_buffers, plan_arena, scratch_bytes
 
 _HEX = re.compile(r"^[0-9a-f]*$")
@@ -61,11 +64,14 @@ class CSources:
     files: dict[str, str]
     arena_bytes: int
     peak_live_bytes: int
-    weight_bytes: int
+    weight_bytes: int             # const arrays this model's file defines (arm_dsp build, the default)
     source_sha256: str
     layers: list[dict] = field(default_factory=list)
     segments: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    weight_bytes_reference: int = 0   # the same with the reference kernels
+    shared_weight_bytes: int = 0      # arrays it uses that an earlier model of the pool defines
+    shared_arrays: int = 0
 
     def summary(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "files"}
@@ -83,8 +89,11 @@ class CSources:
         return out
 
 
-def generate_c(tflite_paths_or_bytes: list, cfg: CodegenConfig) -> CSources:
-    """Per-segment single-subgraph int8 TFLite files (paths or bytes), in segment order -> C sources."""
+def generate_c(tflite_paths_or_bytes: list, cfg: CodegenConfig, pool: ConstPool | None = None) -> CSources:
+    """Per-segment single-subgraph int8 TFLite files (paths or bytes), in segment order -> C sources.
+
+    `pool`: constant arrays of models generated before (their files must be linked too); arrays with the
+    same contents are referenced, not emitted again."""
     blobs = [_read(x, i) for i, x in enumerate(tflite_paths_or_bytes)]
     if not blobs:
         raise UserError("generate_c: no segment files given; pass export/<model>/tflm/segment_k.int8.tflite")
@@ -102,7 +111,7 @@ def generate_c(tflite_paths_or_bytes: list, cfg: CodegenConfig) -> CSources:
         g0 += len(layers)
     plan = plan_arena(collect_buffers(segs, canonical), cfg.arena_limit)
     source_sha = hashlib.sha256("".join(g.sha256 for g in graphs).encode()).hexdigest()
-    return _emit(cfg, segs, roles, plan, canonical, source_sha)
+    return _emit(cfg, segs, roles, plan, canonical, source_sha, pool if pool is not None else ConstPool())
 
 
 def _read(x, i: int) -> tuple[str, bytes]:
@@ -151,17 +160,19 @@ def _segment_roles(graphs: list[Graph], k: int) -> dict:
     return {"logits": logits, "features": feat}
 
 
-def _emit(cfg: CodegenConfig, segs, roles, plan, canonical, source_sha: str) -> CSources:
+def _emit(cfg: CodegenConfig, segs, roles, plan, canonical, source_sha: str, pool: ConstPool) -> CSources:
     name, up = cfg.model_name, cfg.model_name.upper()
     decls, funcs, seg_rows, layer_rows, asserts = [], [], [], [], []
-    weight_bytes = 0
+
+    def arr(symbol, ctype, values, pad=0, layout="", per_line=16):
+        return pool.array(name, symbol, ctype, values, pad, layout, per_line)
+
     for k, (g, layers, g0) in enumerate(segs):
         body = []
         for i, layer in enumerate(layers):
             gi = g0 + i
             sym = f"{name}_L{gi}"
-            decls.append(layer_decl(sym, layer))
-            weight_bytes += _const_bytes(layer)
+            decls.append(layer_decl(sym, layer, arr))
             ins = [plan.offset(canonical(k, t)) for t in layer.inputs]
             out = plan.offset(canonical(k, layer.outputs[0]))
             scr = plan.offset(("scratch", gi)) if scratch_bytes(layer) else None
@@ -174,18 +185,14 @@ def _emit(cfg: CodegenConfig, segs, roles, plan, canonical, source_sha: str) -> 
         seg_rows.append(_segment_row(k, g, layers, g0, roles[k], plan, canonical))
     header = _banner(cfg, source_sha)
     h = _model_header(header, name, up, plan.arena_bytes, segs)
-    c = (header + f'#include "te_kernels.h"\n#include "{name}_model.h"\n\n'
+    c = (header + f'#include "te_kernels.h"\n#include "{name}_model.h"\n\n' + pool.emit(name) + "\n"
          + "\n".join(decls) + "\n" + "".join(asserts) + "\n" + "\n".join(funcs) + "\n"
          + _descriptor(name, up, cfg, source_sha, seg_rows, layer_rows))
+    shared = [a for a in pool.arrays_of(name) if a.owner != name]
     return CSources(name, {f"{name}_model.h": h, f"{name}_model.c": c}, plan.arena_bytes, plan.peak_live_bytes,
-                    weight_bytes, source_sha, layer_rows, seg_rows, cfg.to_dict())
-
-
-def _const_bytes(layer: Layer) -> int:
-    p = layer.p
-    if layer.kind in ("conv", "dwconv", "fc"):
-        return int(p["weights"].size + 4 + 4 * p["bias_folded"].size + 5 * p["rq"].mult.size)
-    return {"logistic": 256, "add": 2048}.get(layer.kind, 0)
+                    pool.bytes_of(name, "arm_dsp"), source_sha, layer_rows, seg_rows, cfg.to_dict(),
+                    weight_bytes_reference=pool.bytes_of(name, "reference"),
+                    shared_weight_bytes=pool.bytes_of(name, "arm_dsp", owned=False), shared_arrays=len(shared))
 
 
 def _segment_row(k, g, layers, g0, role, plan, canonical) -> dict:
@@ -261,7 +268,8 @@ def generate_c_for_run(run_dir: str | Path, model_name: str, cfg: CodegenConfig 
     cfg = cfg or CodegenConfig(model_name=model_name, artifact_hash=manifest.get("artifact_hash", ""),
                                source_checkpoint_sha256=manifest.get("source_checkpoint", {}).get("sha256", ""),
                                config_sha256=manifest.get("config_sha256", ""))
-    sources = generate_c(paths, cfg)
+    pool = ConstPool()
+    sources = generate_c(paths, cfg, pool)
     out = sources.write(mdir / "c")
     print(f"codegen: {model_name}: {len(sources.layers)} layers in {len(sources.segments)} segments, "
           f"arena {sources.arena_bytes} B, weights {sources.weight_bytes} B -> {out}")
@@ -272,7 +280,8 @@ def generate_c_for_run(run_dir: str | Path, model_name: str, cfg: CodegenConfig 
         path = mdir / entry["path"]
         if not path.is_file() or (entry.get("sha256") and sha256_file(path) != entry["sha256"]):
             raise UserError(f"{path}: missing or changed since export; re-run 'tinyexit export {run}'")
-        mono = generate_c([path], CodegenConfig(**{**cfg.to_dict(), "model_name": f"{model_name}_{suffix}"}))
+        mono = generate_c([path], CodegenConfig(**{**cfg.to_dict(), "model_name": f"{model_name}_{suffix}"}), pool)
         mono.write(out, primary=False)
-        print(f"codegen: {model_name}_{suffix}: {len(mono.layers)} layers, arena {mono.arena_bytes} B -> {out}")
+        print(f"codegen: {model_name}_{suffix}: {len(mono.layers)} layers, arena {mono.arena_bytes} B, weights "
+              f"{mono.weight_bytes} B of its own + {mono.shared_weight_bytes} B shared with {model_name} -> {out}")
     return out

@@ -1,31 +1,20 @@
 """C text for prepared layers: constant arrays, kernel parameter structs, calls.
 
 Everything here is formatting; the numbers come from codegen_lower (prepare) and
-codegen_plan (offsets).  Weights and parameters are `static const`, so they
-land in flash; only the arena is RAM.
+codegen_plan (offsets).  Weights and parameters are `const`, so they land in
+flash; only the arena is RAM.  Constant arrays go through an `ArrayFn` (a
+codegen_consts.ConstPool bound to the model), which returns the symbol of an
+identical array already emitted, if any.
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Callable
 
-from tinyexit.errors import InternalError, UserError
+from tinyexit.errors import InternalError
 from tinyexit.export import int8_ref as ref
 from tinyexit.export.codegen_lower import Layer
 
-_CTYPE_RANGE = {"int8_t": (-128, 127), "int32_t": (-(1 << 31), (1 << 31) - 1)}
-
-
-def c_array(name: str, ctype: str, values, per_line: int = 16, pad: int = 0) -> str:
-    """`static const` array; `pad` zero elements after the values (see TE_WEIGHT_PAD)."""
-    vals = np.asarray(values).ravel().astype(np.int64)
-    if pad:
-        vals = np.concatenate([vals, np.zeros(pad, np.int64)])
-    lo, hi = _CTYPE_RANGE[ctype]
-    if vals.size and (vals.min() < lo or vals.max() > hi):
-        raise UserError(f"{name}: value outside {ctype} ({vals.min()}..{vals.max()}); the model is not int8-deployable")
-    rows = [", ".join(str(int(v)) for v in vals[i:i + per_line]) for i in range(0, vals.size, per_line)]
-    body = ",\n    ".join(rows) if rows else "0"
-    return f"static const {ctype} {name}[{max(vals.size, 1)}] = {{\n    {body}\n}};\n"
+ArrayFn = Callable[..., str]  # (symbol, ctype, values, pad=0, layout="", per_line=16) -> symbol to use
 
 
 def _struct(ctype: str, name: str, fields: dict) -> str:
@@ -33,51 +22,49 @@ def _struct(ctype: str, name: str, fields: dict) -> str:
     return f"static const {ctype} {name} = {{\n    {body}\n}};\n"
 
 
-def _requant_arrays(sym: str, layer: Layer) -> str:
+def _requant_arrays(sym: str, layer: Layer, arr: ArrayFn, layout: str = "") -> dict:
     rq = layer.p["rq"]
-    return (c_array(f"{sym}_w", "int8_t", layer.p["weights"], pad=4)
-            + c_array(f"{sym}_bias", "int32_t", layer.p["bias_folded"], 8)
-            + c_array(f"{sym}_mult", "int32_t", rq.mult, 8)
-            + c_array(f"{sym}_shift", "int8_t", rq.shift))
+    return dict(w=arr(f"{sym}_w", "int8_t", layer.p["weights"], pad=4, layout=layout),
+                bias=arr(f"{sym}_bias", "int32_t", layer.p["bias_folded"], layout=layout, per_line=8),
+                mult=arr(f"{sym}_mult", "int32_t", rq.mult, layout=layout, per_line=8),
+                shift=arr(f"{sym}_shift", "int8_t", rq.shift, layout=layout))
 
 
-def _conv(sym: str, layer: Layer) -> str:
+def _conv(sym: str, layer: Layer, arr: ArrayFn) -> str:
     p, rq = layer.p, layer.p["rq"]
     (ih, iw, ic), (oh, ow, oc) = p["in_shape"], p["out_shape"]
     fields = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=p["k"][0], k_w=p["k"][1],
                   stride_h=p["stride"][0], stride_w=p["stride"][1], dil_h=p["dilation"][0],
                   dil_w=p["dilation"][1], pad_top=p["pad"][0], pad_left=p["pad"][1],
                   depth_mult=p["depth_multiplier"], in_zp=p["in_zp"], act_min=rq.act_min, act_max=rq.act_max,
-                  out_zp=rq.out_zp, w=f"{sym}_w", bias=f"{sym}_bias", mult=f"{sym}_mult", shift=f"{sym}_shift")
-    return _requant_arrays(sym, layer) + _struct("te_conv_params_t", sym, fields)
+                  out_zp=rq.out_zp)
+    return _struct("te_conv_params_t", sym, {**fields, **_requant_arrays(sym, layer, arr)})
 
 
-def _fc(sym: str, layer: Layer) -> str:
+def _fc(sym: str, layer: Layer, arr: ArrayFn) -> str:
     p, rq = layer.p, layer.p["rq"]
-    fields = dict(k=p["k"], n_out=p["n_out"], act_min=rq.act_min, act_max=rq.act_max, out_zp=rq.out_zp,
-                  w=f"{sym}_w", bias=f"{sym}_bias", mult=f"{sym}_mult", shift=f"{sym}_shift")
-    return _requant_arrays(sym, layer) + _struct("te_fc_params_t", sym, fields)
+    fields = dict(k=p["k"], n_out=p["n_out"], act_min=rq.act_min, act_max=rq.act_max, out_zp=rq.out_zp)
+    return _struct("te_fc_params_t", sym, {**fields, **_requant_arrays(sym, layer, arr)})
 
 
-def _add(sym: str, layer: Layer) -> str:
+def _add(sym: str, layer: Layer, arr: ArrayFn) -> str:
     a = layer.p["add"]
     fields = dict(size=layer.p["size"], in1_offset=a.in1_offset, in2_offset=a.in2_offset, in1_mult=a.in1_mult,
                   in2_mult=a.in2_mult, out_mult=a.out_mult, in1_shift=a.in1_shift, in2_shift=a.in2_shift,
                   out_shift=a.out_shift, act_min=a.act_min, act_max=a.act_max, out_zp=a.out_zp,
-                  lut1=f"{sym}_lut1", lut2=f"{sym}_lut2")
-    return (c_array(f"{sym}_lut1", "int32_t", ref.add_input_table(a, 1), 8)
-            + c_array(f"{sym}_lut2", "int32_t", ref.add_input_table(a, 2), 8)
-            + _struct("te_add_params_t", sym, fields))
+                  lut1=arr(f"{sym}_lut1", "int32_t", ref.add_input_table(a, 1), per_line=8),
+                  lut2=arr(f"{sym}_lut2", "int32_t", ref.add_input_table(a, 2), per_line=8))
+    return _struct("te_add_params_t", sym, fields)
 
 
-def _mean(sym: str, layer: Layer) -> str:
+def _mean(sym: str, layer: Layer, arr: ArrayFn) -> str:
     p = layer.p
     h, w, c = p["in_shape"]
     return _struct("te_mean_params_t", sym, dict(h=h, w=w, c=c, in_zp=p["in_zp"], out_zp=p["out_zp"],
                                                  mult=p["mult"], shift=p["shift"]))
 
 
-def _avgpool(sym: str, layer: Layer) -> str:
+def _avgpool(sym: str, layer: Layer, arr: ArrayFn) -> str:
     p = layer.p
     (ih, iw, c), (oh, ow, _) = p["in_shape"], p["out_shape"]
     return _struct("te_avgpool_params_t", sym, dict(
@@ -86,7 +73,7 @@ def _avgpool(sym: str, layer: Layer) -> str:
         act_max=p["act_max"]))
 
 
-def _pad(sym: str, layer: Layer) -> str:
+def _pad(sym: str, layer: Layer, arr: ArrayFn) -> str:
     p = layer.p
     (ih, iw, ic), (oh, ow, oc) = p["in_shape"], p["out_shape"]
     pads = p["paddings"]
@@ -95,23 +82,24 @@ def _pad(sym: str, layer: Layer) -> str:
                                                 value=p["value"]))
 
 
-def _lut(sym: str, layer: Layer) -> str:
-    return (c_array(f"{sym}_lut", "int8_t", layer.p["lut"])
-            + _struct("te_lut_params_t", sym, dict(size=layer.p["size"], lut=f"{sym}_lut")))
+def _lut(sym: str, layer: Layer, arr: ArrayFn) -> str:
+    lut = arr(f"{sym}_lut", "int8_t", layer.p["lut"])
+    return _struct("te_lut_params_t", sym, dict(size=layer.p["size"], lut=lut))
 
 
-def _requant(sym: str, layer: Layer) -> str:
+def _requant(sym: str, layer: Layer, arr: ArrayFn) -> str:
     p = layer.p
     return _struct("te_requant_params_t", sym, dict(size=p["size"], in_zp=p["in_zp"], out_zp=p["out_zp"],
                                                     mult=p["mult"], shift=p["shift"]))
 
 
 _DECL = {"conv": _conv, "dwconv": _conv, "fc": _fc, "add": _add, "mean": _mean, "avgpool": _avgpool,
-         "pad": _pad, "logistic": _lut, "requant": _requant, "copy": lambda sym, layer: ""}
+         "pad": _pad, "logistic": _lut, "requant": _requant, "copy": lambda sym, layer, arr: ""}
 
 
-def layer_decl(sym: str, layer: Layer) -> str:
-    return _DECL[layer.kind](sym, layer)
+def layer_decl(sym: str, layer: Layer, arr: ArrayFn) -> str:
+    """The layer's parameter struct; its constant arrays are registered through `arr`."""
+    return _DECL[layer.kind](sym, layer, arr)
 
 
 def layer_call(sym: str, layer: Layer, ins: list[int], out: int, scratch: int | None) -> str:
