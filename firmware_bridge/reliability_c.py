@@ -1,0 +1,381 @@
+"""Fuzzing the firmware's C protocol code: `fuzz_c(run_dir, workdir, FuzzCConfig) -> dict`.
+
+firmware/fuzz/fuzz_protocol.c feeds arbitrary bytes through the firmware's frame
+decoder and request handler (core/) with the run's generated classifier and
+denoiser linked in, so LOAD_INPUT, RUN in every mode and GENERATE execute the
+real kernels.  It is compiled with clang, libFuzzer, AddressSanitizer and
+UndefinedBehaviorSanitizer (any report aborts) and checks every reply against
+the protocol.  The seed corpus is the recorded transcripts
+(tests/firmware_bridge/transcripts) plus sessions built with the Python framing
+layer for both models.  One process, one core.
+
+    tinyexit reliability fuzz-c [RUN_DIR] --seconds 600
+    python -m tinyexit.firmware_bridge.reliability_c [RUN_DIR] --seconds 600
+
+Without RUN_DIR the small trained run of tinyexit.export.testing is built once
+in the work directory (needs torch and TensorFlow, like `tinyexit export`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import struct
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.errors import UserError
+from tinyexit.firmware_bridge import messages as m
+from tinyexit.firmware_bridge import protocol_constants as pc
+from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR, kernel_sources
+from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, encode_frame
+
+FUZZ_SRC = FIRMWARE_DIR / "fuzz" / "fuzz_protocol.c"
+REGRESSIONS = FIRMWARE_DIR / "fuzz" / "regressions"
+TRANSCRIPTS = Path(__file__).resolve().parents[1] / "tests" / "firmware_bridge" / "transcripts"
+CLANG_INSTALL = "sudo apt-get install -y clang libclang-rt-14-dev"
+MODELS = ("classifier", "denoiser")
+CORE = ("te_frame.c", "te_device.c", "te_run.c", "te_policy.c", "te_sampler.c", "te_status.c", "te_port_weak.c")
+_SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "protocol violation",
+                    "ERROR: libFuzzer", "deadly signal")
+
+
+@dataclass(frozen=True)
+class FuzzCConfig:
+    seconds: int = 600              # wall time of the fuzzing run
+    kernels: str = "reference"      # kernel set linked in (arm_dsp runs on the host through its C emulation)
+    seed: int = 1                   # libFuzzer's seed
+    max_len: int = 4096             # longest input, bytes
+    input_timeout_s: int = 60       # one input taking longer is reported as a hang
+    coverage: bool = True           # line coverage of core/ over the final corpus (llvm-cov)
+    fresh: bool = False             # forget the corpus of earlier runs in the work directory
+    progress_s: float = 30.0        # a progress line this often
+
+    def __post_init__(self):
+        if not 1 <= self.seconds <= 7 * 86400:
+            raise UserError(f"--seconds {self.seconds}: use 1 .. 604800")
+        kernel_sources(self.kernels)
+        if not 16 <= self.max_len <= 1 << 20:
+            raise UserError(f"--max-len {self.max_len}: use 16 .. 1048576 bytes")
+        if self.input_timeout_s < 1 or self.progress_s <= 0:
+            raise UserError(f"input timeout {self.input_timeout_s} s / progress {self.progress_s} s: must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FuzzCConfig":
+        return cls(**d)
+
+
+def check_clang(cc: str = "clang") -> None:
+    """UserError with the install command unless `cc` links a libFuzzer + ASan + UBSan program."""
+    if shutil.which(cc) is None:
+        raise UserError(f"{cc} not found; install clang and libFuzzer with: {CLANG_INSTALL}")
+    res = subprocess.run([cc, "-x", "c", "-", "-fsanitize=fuzzer,address,undefined", "-o", "/dev/null"],
+                         input="#include <stdint.h>\n#include <stddef.h>\n"
+                               "int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }\n",
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise UserError(f"{cc} cannot link -fsanitize=fuzzer,address,undefined ({res.stderr.strip()[-200:]}); "
+                        f"install libFuzzer with: {CLANG_INSTALL}")
+
+
+# --- build -------------------------------------------------------------------------------
+def model_sources(run_dir: Path, out: Path, kernels: str) -> tuple[list[Path], list[Path]]:
+    """(C sources, include dirs) of both models' firmware images: te_models (classifier, with the
+    monolithic models of RUN FULL) and te_models_denoiser (without them, with its sampler)."""
+    from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, ensure_sources, models_c
+    from tinyexit.rundir import read_json
+
+    srcs, incs = [], []
+    for model in MODELS:
+        mdir = run_dir / "export" / model
+        if not (mdir / "manifest.json").is_file():
+            raise UserError(f"{mdir}/manifest.json: missing; fuzz-c needs both models exported "
+                            f"('tinyexit export {run_dir}')")
+        manifest = read_json(mdir / "manifest.json")
+        c_dir = ensure_sources(run_dir, model, manifest, log=lambda msg: None)
+        # The denoiser image is linked as `--no-monolithic` builds are, so RUN FULL meets REQ_UNSUPPORTED.
+        monos = [(s, json.loads((c_dir / f"{model}_{s}_codegen.json").read_text())) for s in ("full", "all_exits")
+                 if model == "classifier" and (c_dir / f"{model}_{s}_codegen.json").is_file()]
+        segments = json.loads((c_dir / "codegen.json").read_text())
+        text = models_c(model, manifest, segments, monos, FirmwareConfig(kernels=kernels, verify=False))
+        if model != "classifier":  # a second firmware image in the same program
+            text = f"#define te_models te_models_{model}\n" + text
+        (out / f"te_models_{model}.c").write_text(text)
+        srcs += [out / f"te_models_{model}.c", c_dir / f"{model}_model.c",
+                 *(c_dir / f"{model}_{s}_model.c" for s, _ in monos)]
+        incs.append(c_dir)
+    return srcs, incs
+
+
+def build_fuzzer(run_dir, out, kernels: str = "reference", coverage: bool = False, cc: str = "clang") -> Path:
+    """Compile fuzz_protocol.c + core + both models + one kernel set; returns the executable."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    srcs, incs = model_sources(Path(run_dir), out, kernels)
+    core = FIRMWARE_DIR / "core"
+    if coverage:  # line counts of a corpus replay, no sanitizers
+        flags = ["-fsanitize=fuzzer", "-fprofile-instr-generate", "-fcoverage-mapping"]
+    else:
+        flags = ["-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all"]
+    exe = out / ("fuzz_protocol_cov" if coverage else "fuzz_protocol")
+    cmd = [cc, "-std=c99", "-g", "-O1", "-Wall", "-Wextra", "-Werror", *flags,
+           *(["-DTE_EMULATE_DSP"] if kernels == "arm_dsp" else []),
+           f"-I{core}", f"-I{FIRMWARE_DIR / 'kernels'}", f"-I{FIRMWARE_DIR / 'ports'}", *(f"-I{d}" for d in incs),
+           str(FUZZ_SRC), *(str(core / n) for n in CORE), *map(str, srcs), *map(str, kernel_sources(kernels)),
+           "-lm", "-o", str(exe)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise UserError(f"clang build of {FUZZ_SRC.name} failed:\n{res.stderr.strip()[-4000:]}")
+    return exe
+
+
+# --- seed corpus ------------------------------------------------------------------------------
+def _record(frame: Frame, lead: bool = False) -> bytes:
+    """One frame record of the harness's structured mode: flags | type | seq | length | payload."""
+    return struct.pack("<BBHH", int(lead), frame.type, frame.seq, len(frame.payload)) + frame.payload
+
+
+def _sessions(run_dir: Path, model: str) -> dict[str, list[Frame]]:
+    """Short well-formed sessions reaching every request path of one model."""
+    from tinyexit.firmware_bridge.firmware_verify import test_split_inputs
+
+    c = json.loads((run_dir / "export" / model / "c" / "codegen.json").read_text())
+    segs = c["segments"]
+    x = np.asarray(test_split_inputs(run_dir, model)[:4], np.int8).tobytes()
+    feats = np.random.default_rng(7).integers(-128, 128, segs[-1]["in_bytes"], dtype=np.int8).tobytes()
+    seq = iter(range(1, 10_000))
+
+    def req(t, payload=b""):
+        return Frame(t, next(seq), payload)
+
+    def run(mode, segment=0, policy=0, params=(), repeat=1, slot=0):
+        return req(pc.MSG_RUN, m.Run(mode, segment, policy, params, repeat, slot).pack())
+
+    hello, load = Frame(pc.MSG_HELLO, 0), req(pc.MSG_LOAD_INPUT, m.LoadInput(0, x).pack())
+    policies = [(pc.POLICY_MAX_SOFTMAX, (0.6,)), (pc.POLICY_ENTROPY, (0.4,)), (pc.POLICY_PATIENCE, (2.0,)),
+                (pc.POLICY_CALIBRATED, (0.9, 0.5))]
+    out = {
+        "chain": [hello, load, *(run(pc.MODE_CHAIN, k, slot=k % 4) for k in range(len(segs)))],
+        "early_exit": [hello, load, *(run(pc.MODE_EARLY_EXIT, 0, p, params, slot=i) for i, (p, params) in
+                                      enumerate(policies))],
+        "full": [hello, load, run(pc.MODE_FULL, pc.FULL_DEPTH, slot=1), run(pc.MODE_FULL, pc.FULL_ALL_EXITS, slot=2)],
+        "segment": [hello, req(pc.MSG_LOAD_INPUT, m.LoadInput(0, feats[:len(feats) // 2]).pack()),
+                    req(pc.MSG_LOAD_INPUT, m.LoadInput(len(feats) // 2, feats[len(feats) // 2:]).pack()),
+                    run(pc.MODE_SEGMENT, len(segs) - 1)],
+        "duplicate_reset": [hello, load, run(pc.MODE_CHAIN, 0, repeat=3)],
+    }
+    out["duplicate_reset"] += [out["duplicate_reset"][-1], req(pc.MSG_RESET), run(pc.MODE_CHAIN, 0)]
+    if model == "denoiser":
+        out["generate"] = [hello, req(pc.MSG_GENERATE, struct.pack("<I", 1234)),
+                           req(pc.MSG_GENERATE, b"\x01\x02"), req(pc.MSG_EXIT)]
+    return out
+
+
+def seed_corpus(run_dir, out) -> Path:
+    """Write the seed inputs (control byte + body, see fuzz_protocol.c) into `out`; returns it."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    seeds: dict[str, bytes] = {}
+    if not TRANSCRIPTS.is_dir():
+        raise UserError(f"{TRANSCRIPTS}: missing; fuzz-c seeds its corpus from the recorded transcripts "
+                        "(run it from a tinyexit source tree)")
+    for path in sorted(TRANSCRIPTS.glob("*.bin")):
+        wire = path.read_bytes()
+        frames = [e for e in FrameDecoder().feed(wire) if isinstance(e, Frame)]
+        for image in (0, 1):
+            seeds[f"transcript-{path.stem}-{MODELS[image]}-wire"] = bytes([image]) + wire
+            if frames:
+                seeds[f"transcript-{path.stem}-{MODELS[image]}-records"] = bytes([image | 2]) + b"".join(
+                    _record(f, lead=i == 0) for i, f in enumerate(frames))
+    for image, model in enumerate(MODELS):
+        for name, frames in _sessions(Path(run_dir), model).items():
+            seeds[f"session-{model}-{name}-wire"] = bytes([image]) + b"".join(
+                encode_frame(f, lead=i == 0) for i, f in enumerate(frames))
+            seeds[f"session-{model}-{name}-records"] = bytes([image | 2]) + b"".join(
+                _record(f, lead=i == 0) for i, f in enumerate(frames))
+    for path in sorted(REGRESSIONS.glob("*")) if REGRESSIONS.is_dir() else ():
+        seeds[f"regression-{path.name}"] = path.read_bytes()  # inputs that once found a bug (fixed)
+    for name, data in seeds.items():
+        (out / name).write_bytes(data)
+    return out
+
+
+# --- run ---------------------------------------------------------------------------------
+def run_fuzzer(exe: Path, corpus: Path, seeds: Path, artifacts: Path, cfg: FuzzCConfig, log=print) -> dict:
+    """One libFuzzer process for cfg.seconds; returns its figures (executions, coverage, reports)."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    corpus.mkdir(parents=True, exist_ok=True)
+    log_path = artifacts.parent / "libfuzzer.log"
+    cmd = [str(exe), f"-max_total_time={cfg.seconds}", f"-seed={cfg.seed}", f"-max_len={cfg.max_len}",
+           f"-timeout={cfg.input_timeout_s}", "-rss_limit_mb=2048", "-print_final_stats=1",
+           f"-artifact_prefix={artifacts}/", str(corpus), str(seeds)]
+    t0 = time.monotonic()
+    with open(log_path, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT)
+        try:
+            next_line = t0 + cfg.progress_s
+            while proc.poll() is None:
+                time.sleep(0.5)
+                if time.monotonic() >= next_line:
+                    next_line += cfg.progress_s
+                    st = _status(log_path.read_text(errors="replace"))
+                    log(f"fuzz-c: {time.monotonic() - t0:5.0f}/{cfg.seconds} s, {st.get('executions', 0)} inputs, "
+                        f"cov {st.get('cov', 0)}, corpus {st.get('corpus', 0)}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log_path.read_text(errors="replace")
+    figures = {"seconds": round(time.monotonic() - t0, 1), "exit_status": proc.returncode, **_status(text)}
+    figures["reports"] = [line.strip() for line in text.splitlines() if any(k in line for k in _SANITIZER_MARKS)][:20]
+    figures["crash_files"] = sorted(p.name for p in artifacts.iterdir())
+    figures["log"] = str(log_path)
+    return figures
+
+
+def _status(text: str) -> dict:
+    """Figures from libFuzzer's output: the last status line, final stats, the harness's 'reached' line."""
+    out: dict = {}
+    status = re.findall(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", text, re.M)
+    if status:
+        out.update(zip(("executions", "cov", "features", "corpus"), map(int, status[-1])))
+    for key, name in (("number_of_executed_units", "executions"), ("average_exec_per_sec", "exec_per_s"),
+                      ("new_units_added", "new_units"), ("peak_rss_mb", "peak_rss_mb"),
+                      ("slowest_unit_time_sec", "slowest_input_s")):
+        hit = re.search(rf"stat::{key}:\s+(\d+)", text)
+        if hit:
+            out[name] = int(hit.group(1))
+    reached = re.findall(r"fuzz_protocol: reached (.*)$", text, re.M)
+    if reached:
+        out["reached"] = _reached(reached[-1])
+    return out
+
+
+def _reached(line: str) -> dict:
+    """'inputs=3,4 info=5 ... codes=0x0101:2,0x0203:1,' -> a dict of counts."""
+    out: dict = {}
+    for key, value in re.findall(r"(\w+)=(\S*)", line):
+        if key == "codes":
+            out["codes"] = {pc.ERROR_NAMES.get(int(c, 16), c): int(n)
+                            for c, n in (item.split(":") for item in value.split(",") if item)}
+        else:
+            nums = [int(v) for v in value.split(",")]
+            out[key] = nums if len(nums) > 1 else nums[0]
+    return out
+
+
+def line_coverage(exe: Path, corpus: Path, work: Path) -> dict:
+    """Line coverage of each core/*.c file when the whole corpus is replayed once (llvm-cov)."""
+    profdata, cov = shutil.which("llvm-profdata") or "llvm-profdata-14", shutil.which("llvm-cov") or "llvm-cov-14"
+    if shutil.which(profdata) is None or shutil.which(cov) is None:
+        return {"skipped": "llvm-profdata/llvm-cov not found (Debian package llvm-14)"}
+    raw = work / "cov.profraw"
+    subprocess.run([str(exe), "-runs=0", str(corpus)], env={"LLVM_PROFILE_FILE": str(raw)}, capture_output=True,
+                   timeout=3600)
+    subprocess.run([profdata, "merge", "-sparse", str(raw), "-o", str(work / "cov.profdata")], check=True,
+                   capture_output=True)
+    core = FIRMWARE_DIR / "core"
+    res = subprocess.run([cov, "export", "-summary-only", str(exe), f"-instr-profile={work / 'cov.profdata'}",
+                          *(str(core / n) for n in CORE if n != "te_port_weak.c")],
+                         capture_output=True, text=True, check=True)
+    files = json.loads(res.stdout)["data"][0]["files"]
+    return {Path(f["filename"]).name: {k: round(f["summary"][k]["percent"], 1) for k in ("lines", "branches")}
+            for f in files}
+
+
+def fuzz_c(run_dir=None, workdir="build/fuzz-c", cfg: FuzzCConfig = FuzzCConfig(), log=print) -> dict:
+    """Build, seed and run the C fuzzer; returns (and writes to WORKDIR/fuzz-c.json) its figures."""
+    from tinyexit import __version__
+
+    check_clang()
+    work = Path(workdir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    if run_dir is None:
+        from tinyexit.export.testing import exported_run  # trains: a developer command, never on a device
+
+        log(f"fuzz-c: no RUN_DIR; building the small test run in {work} (once, about a minute)")
+        run_dir = exported_run(work)
+    run_dir = Path(run_dir).resolve()
+    log(f"fuzz-c: building {FUZZ_SRC.name} with clang (libFuzzer, ASan, UBSan), {cfg.kernels} kernels, "
+        f"classifier and denoiser of {run_dir}")
+    exe = build_fuzzer(run_dir, work / "build", cfg.kernels)
+    seeds = seed_corpus(run_dir, work / "seeds")
+    corpus = work / "corpus"
+    if cfg.fresh and corpus.exists():
+        shutil.rmtree(corpus)
+    for old in (work / "crashes").glob("*") if (work / "crashes").is_dir() else ():
+        old.unlink()
+    log(f"fuzz-c: {len(list(seeds.iterdir()))} seeds (transcripts and sessions), "
+        f"{len(list(corpus.glob('*'))) if corpus.is_dir() else 0} corpus inputs kept; fuzzing {cfg.seconds} s")
+    figures = run_fuzzer(exe, corpus, seeds, work / "crashes", cfg, log)
+    figures["ok"] = figures["exit_status"] == 0 and not figures["reports"] and not figures["crash_files"]
+    if cfg.coverage and figures["ok"]:
+        log("fuzz-c: replaying the corpus for line coverage of core/")
+        figures["line_coverage"] = line_coverage(build_fuzzer(run_dir, work / "build", cfg.kernels, coverage=True),
+                                                 corpus, work / "build")
+    result = {"tinyexit_version": __version__, "config": cfg.to_dict(), "run_dir": str(run_dir), **figures}
+    (work / "fuzz-c.json").write_text(json.dumps(result, indent=2) + "\n")
+    log(f"fuzz-c: {figures.get('executions', 0)} inputs in {figures['seconds']} s "
+        f"({figures.get('exec_per_s', 0)}/s), cov {figures.get('cov')}, features {figures.get('features')}, "
+        f"corpus {figures.get('corpus')}; crashes {len(figures['crash_files'])}, sanitizer/protocol reports "
+        f"{len(figures['reports'])} -> {work / 'fuzz-c.json'}")
+    return result
+
+
+# --- command line ---------------------------------------------------------------------------
+def register_fuzz_c(acts) -> None:
+    """Add `fuzz-c` to the `tinyexit reliability` actions (the subparsers object of reliability_cli.register)."""
+    z = acts.add_parser("fuzz-c", help="libFuzzer + ASan/UBSan on the firmware's C frame decoder and request handler",
+                        description="Fuzz the firmware's protocol code (core/) compiled for the host with clang, "
+                                    "libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer, with the run's "
+                                    "classifier and denoiser linked in. Exits 1 on any crash, sanitizer report or "
+                                    "protocol violation (inputs kept in WORKDIR/crashes).")
+    _arguments(z)
+    z.set_defaults(handler=_fuzz_c)
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
+                   help="run with the classifier and denoiser exported (default: build the small test run)")
+    p.add_argument("--seconds", type=int, default=600, help="fuzzing time (default 600)")
+    p.add_argument("--kernels", default="reference", help="kernel set: reference or arm_dsp (default reference)")
+    p.add_argument("--seed", type=int, default=1, help="libFuzzer seed (default 1)")
+    p.add_argument("--workdir", default="build/fuzz-c", help="build, corpus and crashes (default build/fuzz-c)")
+    p.add_argument("--fresh", action="store_true", help="start from the seeds, forgetting earlier corpus inputs")
+    p.add_argument("--no-coverage", action="store_true", help="skip the llvm-cov line coverage of core/")
+
+
+def _fuzz_c(args: argparse.Namespace) -> int:
+    cfg = FuzzCConfig(seconds=args.seconds, kernels=args.kernels, seed=args.seed, fresh=args.fresh,
+                      coverage=not args.no_coverage)
+    res = fuzz_c(args.run_dir, args.workdir, cfg)
+    if not res["ok"]:
+        raise UserError(f"fuzz-c found a problem: {(res['reports'] or res['crash_files'] or ['exit status'])[0]}; "
+                        f"inputs in {Path(args.workdir) / 'crashes'}, log {res['log']}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tinyexit.firmware_bridge.reliability_c",
+                                description="Fuzz the firmware's C protocol code (see tinyexit reliability fuzz-c).")
+    _arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return _fuzz_c(args)
+    except UserError as exc:
+        print(f"error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
