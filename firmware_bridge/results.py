@@ -78,13 +78,24 @@ class ResultsWriter:
     def append(self, rec: dict) -> None:
         line = json.dumps(rec, separators=(",", ":")) + "\n"
         with self._lock:
-            self._f.write(line)
-            self._f.flush()
+            try:
+                self._f.write(line)
+                self._f.flush()
+            except OSError as exc:  # disk full, file-size limit: the line may be torn; --resume discards it
+                raise UserError(f"{self.path}: cannot append a result ({exc.strerror or exc}); free disk space "
+                                "(or raise the file-size limit), then re-run with --resume") from None
             self.done.add(record_key(rec))
 
     def close(self) -> None:
         with self._lock:
-            if not self._f.closed:
+            if self._f.closed:
+                return
+            try:
                 self._f.flush()
                 os.fsync(self._f.fileno())
+            except OSError:
+                pass  # append() already reported it; what reached the disk stays
+            try:
                 self._f.close()
+            except OSError:
+                pass

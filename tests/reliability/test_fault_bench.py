@@ -1,0 +1,120 @@
+"""Benchmarks on a damaged link (1 % of bytes corrupted, 0.5 % dropped, both directions) on the host agent and
+on QEMU: results identical to a clean run, every sample exactly once, retries counted up to report.json; and a
+link that dies mid-run: a bounded wait, a clear message, results kept, --resume finishes."""
+import json
+import re
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from tinyexit.cli import main
+from tinyexit.errors import UserError
+from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
+from tinyexit.firmware_bridge.fault_socket import SocketRelay
+from tinyexit.firmware_bridge.faults import PtyBridge
+from tinyexit.firmware_bridge.reliability import FaultRunConfig, run_fault_benchmark
+from tinyexit.firmware_bridge.results import read_results, record_key
+from tinyexit.firmware_bridge.session import SessionConfig
+
+QUIET = lambda msg: None  # noqa: E731
+SAMPLES = 80
+LINK_KEYS = ("frames", "retries", "crc_errors", "resyncs", "timeouts")
+
+
+def _check_fault_run(run, target: str) -> dict:
+    cfg = FaultRunConfig(target=target, limit=SAMPLES, reply_timeout_s=0.1, progress=False)
+    assert (cfg.corrupt, cfg.drop) == (0.01, 0.005)
+    report = run_fault_benchmark(run, cfg, log=QUIET)
+    assert report["ok"], report
+    assert report["lines"] == report["unique_keys"] == report["expected_results"] == SAMPLES
+    assert report["missing"] == report["duplicates"] == report["extra"] == report["results_lost"] == 0
+    assert set(report["mismatches"].values()) == {0}
+    faults, link = report["faults"], report["link"]
+    assert faults["corrupted"] > 100 and faults["dropped"] > 50 and faults["config"]["drop"] == 0.005
+    assert faults["to_device"]["corrupted"] > 0 and faults["to_host"]["corrupted"] > 0
+    assert link["retries"] > 50 and link["crc_errors"] > 0 and link["resyncs"] > 0
+    assert report["clean_link"]["retries"] == 0 and report["clean_link"]["crc_errors"] == 0
+    faulty_dir = run / "bench" / report["bench"]["faults"]
+    assert json.loads((faulty_dir / "reliability.json").read_text()) == json.loads(json.dumps(report))
+    summary = json.loads((faulty_dir / "summary.json").read_text())
+    assert {k: summary["link"][k] for k in LINK_KEYS} == {k: link[k] for k in LINK_KEYS}
+    assert summary["faults"]["injected"] == faults["injected"] and "fault-injecting relay" in summary["simulated_or_real"]
+    records, _ = read_results(faulty_dir / "results.jsonl")
+    assert len(Counter(r["exit"] for r in records)) >= 2  # early exit really took different paths
+    return report
+
+
+def test_noisy_link_on_the_host_agent_gives_the_clean_results_and_the_report_counts_retries(rel_run, capsys):
+    report = _check_fault_run(rel_run, "agent")
+    assert report["ticks_compared"] is False  # wall-clock ticks of a process: not comparable run to run
+    assert main(["report", str(rel_run)]) == 0
+    bench = json.loads((rel_run / "report" / "report.json").read_text())["bench"]
+    link = bench[report["bench"]["faults"]]["link"]
+    assert {k: link[k] for k in LINK_KEYS} == {k: report["link"][k] for k in LINK_KEYS}
+    assert bench[report["bench"]["clean"]]["link"]["retries"] == 0
+
+
+@pytest.mark.slow
+def test_noisy_link_on_qemu_gives_the_clean_results_and_tick_counts(rel_run, need_qemu):
+    report = _check_fault_run(rel_run, "qemu")
+    assert report["ticks_compared"] and report["mismatches"]["ticks"] == 0 and report["max_tick_difference"] <= 1
+
+
+def _kill_link_after(results, n: int, relay) -> threading.Thread:
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if results.is_file() and results.read_bytes().count(b"\n") >= n:
+                relay.set_dead()
+                return
+            time.sleep(0.005)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def _dead_then_resume(run, url: str, relay, samples: int) -> None:
+    out = run / "bench" / "dead" / "results.jsonl"
+    cfg = BenchConfig(modes=("early_exit",), warmup=0, limit=samples, progress=False, name="dead",
+                      session=SessionConfig(reply_timeout_s=0.2, max_retries=3))
+    _kill_link_after(out, 30, relay)
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as exc:
+        run_benchmark(run, [url], cfg, log=QUIET)
+    waited = time.monotonic() - t0
+    msg = str(exc.value)
+    assert "\n" not in msg and waited < 15, (waited, msg)
+    m = re.fullmatch(rf"no answer from the device at {re.escape(url)} to (RUN|LOAD_INPUT) after 4 tries \([\d.]+ s\); "
+                     r".* \[(\d+) results written before this are kept in (.+); re-run with --resume to finish\]", msg)
+    assert m and m.group(3) == str(out), msg
+    before, torn = read_results(out)
+    assert torn is None and len(before) == int(m.group(2)) >= 30 == len({record_key(r) for r in before[:30]})
+    relay.set_dead(False)
+    from dataclasses import replace
+
+    summary = run_benchmark(run, [url], replace(cfg, resume=True), log=QUIET)
+    after, _ = read_results(out)
+    assert after[:len(before)] == before and len(after) == samples == len({record_key(r) for r in after})
+    assert summary["resume"]["previous_results"] == len(before) and summary["agreement_exit"] == 1.0
+
+
+def test_a_dead_link_to_the_agent_ends_the_run_in_bounded_time_and_keeps_results(rel_run, spawn_agent):
+    bridge = PtyBridge()
+    try:
+        spawn_agent(bridge.device_path, rel_run / "export" / "classifier")
+        _dead_then_resume(rel_run, bridge.host_path, bridge, 100)
+    finally:
+        bridge.close()
+
+
+@pytest.mark.slow
+def test_a_dead_link_to_qemu_ends_the_run_in_bounded_time_and_keeps_results(rel_run, qemu_device):
+    _, handle = qemu_device()
+    relay = SocketRelay(handle.port)
+    try:
+        _dead_then_resume(rel_run, relay.url, relay, 100)
+    finally:
+        relay.close()
