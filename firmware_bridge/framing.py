@@ -196,7 +196,9 @@ class FrameDecoder:
     def _error(self, exc: ProtocolError, events: list) -> None:
         self.counts["resyncs"] += 1
         self.counts[exc.name] += 1
-        events.append(exc)
+        # Without its traceback: exc -> traceback -> this frame -> events -> exc is a cycle that only the
+        # garbage collector frees, so a stream of noise would pile up errors faster than they are released.
+        events.append(exc.with_traceback(None))
 
     @property
     def pending(self) -> int:
