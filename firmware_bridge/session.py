@@ -200,7 +200,7 @@ class DeviceSession:
     def request(self, msg_type: int, payload: bytes, extra_timeout_s: float = 0.0, tries: int | None = None) -> Frame:
         seq = self._next_seq()
         frame = Frame(msg_type, seq, payload)
-        name = pc.MESSAGE_NAMES[msg_type]
+        name = pc.MESSAGE_NAMES.get(msg_type, f"type 0x{msg_type:02X}")
         timeout = self.cfg.reply_timeout_s + extra_timeout_s
         tries = tries or self.cfg.max_retries + 1
         for attempt in range(tries):
@@ -221,7 +221,7 @@ class DeviceSession:
         the damage was stray noise), then the request goes out again.  A burst of
         noise therefore costs one retransmission, not one per damaged frame.
         """
-        expected = pc.EXPECTED_REPLY[msg_type]
+        expected = pc.EXPECTED_REPLY.get(msg_type)  # None: a type the protocol does not define (tests)
         deadline = time.monotonic() + timeout
         hit = False
         while True:
@@ -244,7 +244,8 @@ class DeviceSession:
                     self.stats.stale_replies += 1
                     continue
                 if event.type == pc.MSG_ERROR:
-                    raise DeviceError(self.link.name, pc.MESSAGE_NAMES[msg_type], m.Error.unpack(event.payload))
+                    request = pc.MESSAGE_NAMES.get(msg_type, f"type 0x{msg_type:02X}")
+                    raise DeviceError(self.link.name, request, m.Error.unpack(event.payload))
                 if event.type != expected:
                     self._decoder.counts["wrong_type"] += 1
                     return None
