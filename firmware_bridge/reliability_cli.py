@@ -50,6 +50,18 @@ def register(sub) -> None:
     z.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0)")
     z.add_argument("--out", default=None, help="also write the figures to this JSON file")
     z.set_defaults(handler=_fuzz)
+    _register_fuzz_c(acts)
+
+
+def _register_fuzz_c(acts) -> None:
+    """`fuzz-c` (libFuzzer on the firmware's C protocol code) lives in reliability_c, when installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("tinyexit.firmware_bridge.reliability_c") is None:
+        return
+    from tinyexit.firmware_bridge.reliability_c import register_fuzz_c
+
+    register_fuzz_c(acts)
 
 
 def _faults(args: argparse.Namespace) -> int:
