@@ -42,7 +42,8 @@ class TrainConfig:
     def __post_init__(self):
         object.__setattr__(self, "exit_weights", tuple(float(w) for w in self.exit_weights))
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise UserError(f"training config {self}: epochs, batch size and lr must be positive")
+            raise UserError(f"training config: epochs {self.epochs}, batch size {self.batch_size} and lr {self.lr} "
+                            "must all be positive; pass e.g. --epochs 8")
         if not 0 <= self.distill_alpha <= 1:
             raise UserError(f"distill_alpha {self.distill_alpha}: must be in [0, 1]")
 
