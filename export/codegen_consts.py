@@ -57,7 +57,7 @@ class ConstPool:
 
     def __init__(self):
         self._by_key: dict[tuple, ConstArray] = {}
-        self._symbols: set[str] = set()
+        self._symbols: dict[str, set[str]] = {}   # symbol -> layout branches defining it
 
     def array(self, model: str, symbol: str, ctype: str, values, pad: int = 0, layout: str = "",
               per_line: int = 16) -> str:
@@ -74,11 +74,12 @@ class ConstPool:
         key = (layout, ctype, vals.size, hashlib.sha256(vals.tobytes()).hexdigest())
         arr = self._by_key.get(key)
         if arr is None:
-            if symbol in self._symbols:
+            used = self._symbols.setdefault(symbol, set())
+            if layout in used or (used and "" in (layout, *used)):  # one name per branch: packed vs plain
                 raise InternalError(f"const array symbol {symbol} defined twice with different values")
             arr = ConstArray(symbol, ctype, vals, model, layout, per_line)
             self._by_key[key] = arr
-            self._symbols.add(symbol)
+            used.add(layout)
         if model not in arr.users:
             arr.users.append(model)
         return arr.symbol

@@ -12,7 +12,9 @@ from typing import Callable
 
 from tinyexit.errors import InternalError
 from tinyexit.export import int8_ref as ref
+from tinyexit.export.codegen_consts import PACKED_MACRO
 from tinyexit.export.codegen_lower import Layer
+from tinyexit.export.codegen_pack import pack_conv
 
 ArrayFn = Callable[..., str]  # (symbol, ctype, values, pad=0, layout="", per_line=16) -> symbol to use
 
@@ -20,6 +22,14 @@ ArrayFn = Callable[..., str]  # (symbol, ctype, values, pad=0, layout="", per_li
 def _struct(ctype: str, name: str, fields: dict) -> str:
     body = ",\n    ".join(f".{k} = {v}" for k, v in fields.items())
     return f"static const {ctype} {name} = {{\n    {body}\n}};\n"
+
+
+def _struct_branches(ctype: str, name: str, common: dict, packed: dict, plain: dict) -> str:
+    """A struct whose last fields differ between arm_dsp builds (packed layout) and the others."""
+    def lines(d):
+        return "".join(f"    .{k} = {v},\n" for k, v in d.items())
+    return (f"static const {ctype} {name} = {{\n{lines(common)}#if {PACKED_MACRO}\n{lines(packed)}#else\n"
+            f"{lines(plain)}#endif\n}};\n")
 
 
 def _requant_arrays(sym: str, layer: Layer, arr: ArrayFn, layout: str = "") -> dict:
@@ -30,7 +40,7 @@ def _requant_arrays(sym: str, layer: Layer, arr: ArrayFn, layout: str = "") -> d
                 shift=arr(f"{sym}_shift", "int8_t", rq.shift, layout=layout))
 
 
-def _conv(sym: str, layer: Layer, arr: ArrayFn) -> str:
+def _conv(sym: str, layer: Layer, arr: ArrayFn, pack: bool = False) -> str:
     p, rq = layer.p, layer.p["rq"]
     (ih, iw, ic), (oh, ow, oc) = p["in_shape"], p["out_shape"]
     fields = dict(in_h=ih, in_w=iw, in_c=ic, out_h=oh, out_w=ow, out_c=oc, k_h=p["k"][0], k_w=p["k"][1],
@@ -38,7 +48,14 @@ def _conv(sym: str, layer: Layer, arr: ArrayFn) -> str:
                   dil_w=p["dilation"][1], pad_top=p["pad"][0], pad_left=p["pad"][1],
                   depth_mult=p["depth_multiplier"], in_zp=p["in_zp"], act_min=rq.act_min, act_max=rq.act_max,
                   out_zp=rq.out_zp)
-    return _struct("te_conv_params_t", sym, {**fields, **_requant_arrays(sym, layer, arr)})
+    packed = pack_conv(layer) if pack else None
+    if packed is None:
+        return _struct("te_conv_params_t", sym, {**fields, **_requant_arrays(sym, layer, arr)})
+    # arm_dsp builds: int16 weights and requantization constants prepared here; mult == NULL marks them
+    w = arr(f"{sym}_w", "int32_t", packed.weights, layout="packed", per_line=8)
+    dsp = dict(w=f"(const int8_t *){w}", bias=arr(f"{sym}_bias", "int32_t", packed.bias, layout="packed", per_line=8),
+               mult="0", shift="0")
+    return _struct_branches("te_conv_params_t", sym, fields, dsp, _requant_arrays(sym, layer, arr, "plain"))
 
 
 def _fc(sym: str, layer: Layer, arr: ArrayFn) -> str:
@@ -97,8 +114,11 @@ _DECL = {"conv": _conv, "dwconv": _conv, "fc": _fc, "add": _add, "mean": _mean, 
          "pad": _pad, "logistic": _lut, "requant": _requant, "copy": lambda sym, layer, arr: ""}
 
 
-def layer_decl(sym: str, layer: Layer, arr: ArrayFn) -> str:
-    """The layer's parameter struct; its constant arrays are registered through `arr`."""
+def layer_decl(sym: str, layer: Layer, arr: ArrayFn, pack: bool = False) -> str:
+    """The layer's parameter struct; its constant arrays are registered through `arr`.  `pack`: give
+    CONV_2D layers the arm_dsp kernels' packed layout (codegen_pack.py) in arm_dsp builds."""
+    if layer.kind == "conv":
+        return _conv(sym, layer, arr, pack)
     return _DECL[layer.kind](sym, layer, arr)
 
 

@@ -28,8 +28,16 @@ _EXTERN = re.compile(r"^extern const (int8_t|int16_t|int32_t) (\w+)\[(\d+)\];", 
 _SIZE = {"int8_t": 1, "int16_t": 2, "int32_t": 4}
 
 
-def _definitions(text: str) -> list[tuple[str, str, int, str]]:
-    return [(ct, name, int(n), re.sub(r"\s", "", body)) for ct, name, n, body in _DEF.findall(text)]
+def _view(text: str, kernels: str) -> str:
+    """The generated C as one kernel set's build sees it (drop the other layout branch)."""
+    drop = "#if !TE_ARM_DSP_LAYOUT\n" if kernels == "arm_dsp" else "#if TE_ARM_DSP_LAYOUT\n"
+    keep = "#if TE_ARM_DSP_LAYOUT\n" if kernels == "arm_dsp" else "#if !TE_ARM_DSP_LAYOUT\n"
+    text = re.sub(re.escape(drop) + r".*?#endif\n", "", text, flags=re.S)
+    return text.replace(keep, "")
+
+
+def _definitions(text: str, kernels: str = "arm_dsp") -> list[tuple[str, str, int, str]]:
+    return [(ct, name, int(n), re.sub(r"\s", "", body)) for ct, name, n, body in _DEF.findall(_view(text, kernels))]
 
 
 def _link(tmp: Path, c_dir: Path, names: list[str], run: str, kernels: str) -> Path:
@@ -55,6 +63,8 @@ def test_a_variant_with_the_same_weights_defines_no_array_and_links_bit_exact(tm
     defs_a = _definitions(a.files["tm_model.c"])
     assert b.shared_arrays == len(externs) and b.weight_bytes == 0 and b.shared_weight_bytes > 0
     assert a.weight_bytes == sum(_SIZE[ct] * n for ct, _, n, _ in defs_a)
+    assert a.weight_bytes_reference == sum(_SIZE[ct] * n for ct, _, n, _ in _definitions(a.files["tm_model.c"],
+                                                                                         "reference"))
     c_dir = tmp_path / "c"
     a.write(c_dir)
     b.write(c_dir, primary=False)
@@ -103,11 +113,12 @@ def test_exported_variants_hold_each_weight_once_and_stay_bit_exact(tmp_path_fac
     c_dir = generate_c_for_run(run, "classifier")
     names = ["classifier", "classifier_full", "classifier_all_exits"]
     texts = {n: (c_dir / f"{n}_model.c").read_text() for n in names}
-    defs = [d for n in names for d in _definitions(texts[n])]
-    contents = [(ct, body) for ct, _, _, body in defs]
-    assert len(contents) == len(set(contents)), "an array content is defined twice"
     metas = {n: json.loads((c_dir / f"{n}_codegen.json").read_text()) for n in names}
-    assert sum(m["weight_bytes"] for m in metas.values()) == sum(_SIZE[ct] * n for ct, _, n, _ in defs)
+    for kernels, key in (("arm_dsp", "weight_bytes"), ("reference", "weight_bytes_reference")):
+        defs = [d for n in names for d in _definitions(texts[n], kernels)]
+        contents = [(ct, body) for ct, _, _, body in defs]
+        assert len(contents) == len(set(contents)), "an array content is defined twice"
+        assert sum(m[key] for m in metas.values()) == sum(_SIZE[ct] * n for ct, _, n, _ in defs)
     # the variants borrow the segmented model's weights: most of their constant bytes are shared
     for n in names[1:]:
         assert metas[n]["shared_weight_bytes"] > 5 * metas[n]["weight_bytes"]

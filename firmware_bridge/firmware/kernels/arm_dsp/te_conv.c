@@ -1,18 +1,21 @@
 /* CONV_2D, per-channel int8, for cores with the DSP extension.
  *
  * Two output pixels at a time are unrolled into an int16 column buffer
- * (scratch) and multiplied with two output channels at a time: per 4 taps,
- * one weight word per channel is split by SXTB16 into (w0,w2) and (w1,w3),
- * the columns hold (x0,x2),(x1,x3) in the same order, and SMLAD does two
- * multiply-accumulates per instruction.
+ * (scratch, te_conv_cols.h) and multiplied with two output channels at a
+ * time, two multiply-accumulates per SMLAD.  Layers the generator packed
+ * (mult == NULL: int16 weights prepared on the host) take te_conv_packed.h;
+ * plain OHWI int8 weights take the general path below, where per 4 taps one
+ * weight word per channel is split by SXTB16 into (w0,w2) and (w1,w3).
  *
- * Scratch (TE_CONV_SCRATCH_BYTES): for K = KH*KW*C taps and Kp = K rounded
- * up to a multiple of 4, Kp/4 groups of [col0 (x0,x2), col0 (x1,x3),
- * col1 (x0,x2), col1 (x1,x3)] as int32 words (taps beyond K are zero), the
+ * Scratch (TE_CONV_SCRATCH_BYTES): the columns (4*Kp bytes for K = KH*KW*C
+ * taps, Kp = K rounded up to a multiple of 4), then for the general path the
  * raw accumulators acc[2*oc + col] of every output channel, and, only when C
- * is not a multiple of 4, Kp bytes to gather one column.  A weight row's last
- * word may run into the next row (or TE_WEIGHT_PAD): it meets zero taps. */
+ * is not a multiple of 4, Kp bytes to gather one column.  A plain weight
+ * row's last word may run into the next row (or TE_WEIGHT_PAD): it meets zero
+ * taps. */
 #include "te_kernels.h"
+#include "te_conv_cols.h"
+#include "te_conv_packed.h"
 #include "te_dsp.h"
 
 const char te_kernels_name[] = "arm_dsp";
@@ -114,89 +117,6 @@ void te_conv_pairs(const int32_t *cols, const int8_t *w, int k, int pairs, const
 }
 #endif
 
-/* `words` (>= 1) words of 4 int8 taps -> the (x0,x2),(x1,x3) halves of one
- * column slot, whose groups are 4 int32 apart. */
-#if TE_DSP_NATIVE
-void te_widen(const int8_t *src, int32_t *dst, int words);
-__asm__(
-    "  .text\n  .syntax unified\n  .thumb\n  .align 2\n"
-    "  .global te_widen\n  .type te_widen, %function\n  .thumb_func\n"
-    "te_widen:\n"
-    "1:\n"
-    "  ldr r3, [r0], #4\n"
-    "  sxtb16 ip, r3\n"
-    "  sxtb16 r3, r3, ror #8\n"
-    "  strd ip, r3, [r1], #16\n"
-    "  subs r2, r2, #1\n"
-    "  bne 1b\n"
-    "  bx lr\n"
-    "  .size te_widen, .-te_widen\n");
-#define widen_run te_widen
-#else
-static inline void widen_run(const int8_t *src, int32_t *dst, int words)
-{
-    const int8_t *end = src + 4 * words;
-    do {
-        const uint32_t v = te_read32(src);
-        src += 4;
-        dst[0] = te_sxtb16(v);
-        dst[1] = te_sxtb16_ror8(v);
-        dst += 4;
-    } while (src != end);
-}
-#endif
-
-/* Unroll output pixel `pix` into slot `slot` (0 or 1) of the column buffer. */
-static void im2col(const te_conv_params_t *p, const int8_t *in, int pix, int slot, int32_t *cols, int8_t *stage,
-                   int k, int kp)
-{
-    const int oy = pix / p->out_w, ox = pix % p->out_w;
-    const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
-    const int c = p->in_c;
-    int32_t *dst = cols + 2 * slot;
-    const int interior = y0 >= 0 && x0 >= 0 && y0 + (p->k_h - 1) * p->dil_h < p->in_h &&
-                         x0 + (p->k_w - 1) * p->dil_w < p->in_w;
-    if ((c & 3) == 0 && interior && p->dil_w == 1) {
-        /* the kx taps of one row are contiguous in NHWC memory */
-        const int words = (p->k_w * c) >> 2;
-        for (int ky = 0; ky < p->k_h; ++ky, dst += 4 * words)
-            widen_run(in + ((y0 + ky * p->dil_h) * p->in_w + x0) * c, dst, words);
-        return;
-    }
-    if ((c & 3) == 0) {
-        const uint32_t zp4 = 0x01010101u * (uint8_t)p->in_zp;
-        const int32_t zlo = te_sxtb16(zp4), zhi = te_sxtb16_ror8(zp4);
-        for (int ky = 0; ky < p->k_h; ++ky) {
-            const int iy = y0 + ky * p->dil_h;
-            for (int kx = 0; kx < p->k_w; ++kx, dst += c) {
-                const int ix = x0 + kx * p->dil_w;
-                if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                    for (int i = 0; i < c; i += 4) { dst[i] = zlo; dst[i + 1] = zhi; }
-                    continue;
-                }
-                widen_run(in + (iy * p->in_w + ix) * c, dst, c >> 2);
-            }
-        }
-        return;
-    }
-    /* Any channel count: gather the taps in natural order, zero up to Kp, widen. */
-    int8_t *g = stage;
-    for (int ky = 0; ky < p->k_h; ++ky) {
-        const int iy = y0 + ky * p->dil_h;
-        for (int kx = 0; kx < p->k_w; ++kx) {
-            const int ix = x0 + kx * p->dil_w;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                for (int i = 0; i < c; ++i) *g++ = p->in_zp;
-                continue;
-            }
-            const int8_t *src = in + (iy * p->in_w + ix) * c;
-            for (int i = 0; i < c; ++i) *g++ = src[i];
-        }
-    }
-    for (int i = k; i < kp; ++i) *g++ = 0;
-    widen_run(stage, dst, kp >> 2);
-}
-
 /* The last channel when the channel count is odd. */
 static void odd_channel(const te_conv_params_t *p, const int32_t *cols, int k, int groups, int32_t *acc)
 {
@@ -264,6 +184,10 @@ static void store_general(const te_conv_params_t *p, const int32_t *acc, int8_t 
 
 void te_conv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *scratch)
 {
+    if (p->mult == 0) {
+        te_conv_packed(p, in, out, scratch);
+        return;
+    }
     const int k = p->k_h * p->k_w * p->in_c, kp = (k + 3) & ~3, groups = kp >> 2;
     const int n_pix = p->out_h * p->out_w, oc_n = p->out_c;
     int32_t *cols = (int32_t *)scratch;
@@ -272,8 +196,8 @@ void te_conv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *
     const int fast = fast_ok(p, k);
     for (int pix = 0; pix < n_pix; pix += 2) {
         const int two = pix + 1 < n_pix;
-        im2col(p, in, pix, 0, cols, stage, k, kp);
-        im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp); /* odd tail: computed twice, stored once */
+        te_im2col(p, in, pix, 0, cols, stage, k, kp);
+        te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp); /* odd tail: computed twice, stored once */
         if (oc_n >= 2) te_conv_pairs(cols, p->w, k, oc_n >> 1, p->bias, acc, groups);
         if (oc_n & 1) odd_channel(p, cols, k, groups, acc);
         int8_t *o0 = out + pix * oc_n;

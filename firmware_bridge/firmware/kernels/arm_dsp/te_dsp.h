@@ -46,6 +46,14 @@ static inline int32_t te_smmulr(int32_t a, int32_t b)
     return r;
 }
 
+/* acc + ((a * b + 2^31) >> 32), one instruction. */
+static inline int32_t te_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
 #elif defined(TE_EMULATE_DSP)
 #define TE_DSP_NATIVE 0
 
@@ -74,6 +82,12 @@ static inline int32_t te_smlad(int32_t a, int32_t b, int32_t acc)
 static inline int32_t te_smmulr(int32_t a, int32_t b)
 {
     return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+}
+
+static inline int32_t te_smmlar(int32_t a, int32_t b, int32_t acc)
+{
+    const uint64_t s = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)a * b) + ((uint64_t)1 << 31);
+    return (int32_t)(uint32_t)(s >> 32);
 }
 
 static inline int32_t te_ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
