@@ -8,7 +8,9 @@
  * the inner loop is one LDM of columns (te_conv_cols.h), one LDM of weights
  * and 8 SMLAD: 10 instructions for 16 multiply-accumulates.  The accumulators
  * hold 2*acc, so requantization is SMMLAR + 4 instructions (exactness:
- * codegen_pack.py, which only packs layers it proves in range). */
+ * codegen_pack.py, which only packs layers it proves in range).  Scratch:
+ * the columns (4*Kp bytes), then, when C is not a multiple of 4, Kp + 3
+ * bytes to gather one column (TE_CONV_SCRATCH_BYTES leaves 8*out_c + Kp). */
 #ifndef TE_CONV_PACKED_H
 #define TE_CONV_PACKED_H
 
@@ -156,8 +158,8 @@ static void te_conv_packed(const te_conv_params_t *p, const int8_t *in, int8_t *
     te_packed_check(p, blob, k);
     for (int pix = 0; pix < n_pix; pix += 2) {
         const int two = pix + 1 < n_pix;
-        te_im2col(p, in, pix, 0, cols, stage, k, kp);
-        te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp); /* odd tail: twice, same bytes */
+        te_im2col(p, in, pix, 0, cols, stage, k, kp, 1);
+        te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp, 1); /* odd tail: twice, same bytes */
         int8_t *o0 = out + pix * oc;
         te_conv_packed_pairs(cols, blob + TE_PACK_HEADER, p->bias, o0, two ? o0 + oc : o0, groups, oc >> 1);
     }
