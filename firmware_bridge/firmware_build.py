@@ -92,13 +92,15 @@ def check_toolchain(cross: str = "arm-none-eabi-") -> None:
 
 def build_firmware(run_dir, model: str = "classifier", cfg: FirmwareConfig = FirmwareConfig(), log=print) -> dict:
     """Build the firmware ELF for `model` of RUN; returns (and writes) firmware.json."""
-    from tinyexit.rundir import read_json, require_run_dir, write_json
+    from tinyexit.export.manifest import load_checked
+    from tinyexit.rundir import load_config, require_run_dir, write_json
 
     run = require_run_dir(run_dir)
+    load_config(run)  # refuses a run written by a newer tinyexit
     check_toolchain()
     kernel_sources(cfg.kernels)  # refuses an incomplete optimized set before make does
     mdir = run / "export" / model
-    manifest = read_json(mdir / "manifest.json")
+    manifest = load_checked(mdir)  # every exported file present and matching its sha256
     c_dir = ensure_sources(run, model, manifest, log)
     out = run / "firmware" / model / cfg.dir_name
     out.mkdir(parents=True, exist_ok=True)
