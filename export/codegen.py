@@ -113,7 +113,7 @@ def generate_c(tflite_paths_or_bytes: list, cfg: CodegenConfig, pool: ConstPool 
     for g, layers in layered:
         segs.append((g, layers, g0))
         g0 += len(layers)
-    plan = plan_arena(collect_buffers(segs, canonical), cfg.arena_limit)
+    plan = plan_arena(collect_buffers(segs, canonical, cfg.arm_dsp_layout), cfg.arena_limit)
     source_sha = hashlib.sha256("".join(g.sha256 for g in graphs).encode()).hexdigest()
     return _emit(cfg, segs, roles, plan, canonical, source_sha, pool if pool is not None else ConstPool())
 
@@ -179,13 +179,14 @@ def _emit(cfg: CodegenConfig, segs, roles, plan, canonical, source_sha: str, poo
             decls.append(layer_decl(sym, layer, arr, cfg.arm_dsp_layout))
             ins = [plan.offset(canonical(k, t)) for t in layer.inputs]
             out = plan.offset(canonical(k, layer.outputs[0]))
-            scr = plan.offset(("scratch", gi)) if scratch_bytes(layer) else None
+            scr_bytes = scratch_bytes(layer, cfg.arm_dsp_layout)
+            scr = plan.offset(("scratch", gi)) if scr_bytes else None
             if scr is not None:
-                asserts.append(scratch_assert(sym, layer, scratch_bytes(layer)))
+                asserts.append(scratch_assert(sym, layer, scr_bytes))
             body.append(f"    {layer_call(sym, layer, ins, out, scr)}\n    te_layer_done({gi});")
             packed = cfg.arm_dsp_layout and why_not_packed(layer) is None
             layer_rows.append({"index": gi, "segment": k, "name": f"seg{k}/{layer.label}", "kind": layer.kind,
-                               "macs": layer.macs, "scratch_bytes": scratch_bytes(layer),
+                               "macs": layer.macs, "scratch_bytes": scr_bytes,
                                "arm_dsp_layout": "packed" if packed else "plain"})
         funcs.append(f"void {name}_exit{k}_run(int8_t *arena)\n{{\n" + "\n".join(body) + "\n}\n")
         seg_rows.append(_segment_row(k, g, layers, g0, roles[k], plan, canonical))

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 
 from tinyexit.errors import InternalError, UserError
 from tinyexit.export.codegen_lower import Layer
+from tinyexit.export.codegen_pack import scratch_bytes as packed_scratch_bytes
+from tinyexit.export.codegen_pack import why_not_packed
 
 ALIGN = 8  # LDRD/LDM on the optimized kernels want word alignment; 8 keeps int16 scratch aligned too
 
 
-def scratch_bytes(layer: Layer) -> int:
-    """Scratch a kernel may use (the arm_dsp set); mirrors TE_*_SCRATCH_BYTES in te_kernels.h."""
+def scratch_bytes(layer: Layer, packed: bool = True) -> int:
+    """Scratch a kernel may use (the arm_dsp set); mirrors TE_*_SCRATCH_BYTES in te_kernels.h and, for a
+    CONV_2D the generator packs (`packed`: arm_dsp_layout on), te_conv_packed.h."""
     def round4(n):
         return (n + 3) & ~3
 
@@ -25,7 +28,10 @@ def scratch_bytes(layer: Layer) -> int:
         k_h, k_w = layer.p["k"]
         c_in = layer.p["in_shape"][2]
         k = round4(k_h * k_w * c_in)
-        return 4 * k + 8 * layer.p["out_shape"][2] + (k if c_in % 4 else 0)
+        general = 4 * k + 8 * layer.p["out_shape"][2] + (k if c_in % 4 else 0)
+        if packed and why_not_packed(layer) is None:
+            return round4(max(general, packed_scratch_bytes(layer)))
+        return general
     if layer.kind == "fc":
         return 2 * round4(layer.p["k"])
     return 0
@@ -38,6 +44,7 @@ class Buffer:
     first: int          # global layer index of the first layer that needs it
     last: int           # ... and of the last
     offset: int = -1
+    aliases: tuple = ()  # further keys stored in this buffer (outputs written in place)
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
         return self.first <= other.last and other.first <= self.last
@@ -51,17 +58,25 @@ class MemoryPlan:
 
     def offset(self, key: tuple) -> int:
         for b in self.buffers:
-            if b.key == key:
+            if b.key == key or key in b.aliases:
                 return b.offset
         raise InternalError(f"no buffer planned for {key}")
 
 
-def collect_buffers(segments: list[tuple], canonical) -> list[Buffer]:
-    """segments: [(graph, layers, first_global_layer)], canonical(seg, tensor) -> buffer key."""
+def collect_buffers(segments: list[tuple], canonical, packed: bool = True) -> list[Buffer]:
+    """segments: [(graph, layers, first_global_layer)], canonical(seg, tensor) -> buffer key; `packed`:
+    CONV_2D layers get the arm_dsp packed layout (their scratch may differ)."""
     spans: dict[tuple, list[int]] = {}
     sizes: dict[tuple, int] = {}
+    alias = _in_place(segments, canonical)
+
+    def root(key):
+        while key in alias:
+            key = alias[key]
+        return key
 
     def touch(key, g, size):
+        key = root(key)
         span = spans.setdefault(key, [g, g])
         span[0], span[1] = min(span[0], g), max(span[1], g)
         sizes[key] = size
@@ -73,11 +88,40 @@ def collect_buffers(segments: list[tuple], canonical) -> list[Buffer]:
         for i, layer in enumerate(layers):
             for idx in layer.inputs + layer.outputs:
                 touch(canonical(s, idx), g0 + i, graph.tensors[idx].nbytes)
-            if scratch_bytes(layer):
-                touch(("scratch", g0 + i), g0 + i, scratch_bytes(layer))
+            if scratch_bytes(layer, packed):
+                touch(("scratch", g0 + i), g0 + i, scratch_bytes(layer, packed))
         for idx in graph.outputs:  # read by the core after the segment returns
             touch(canonical(s, idx), g_last, graph.tensors[idx].nbytes)
-    return [Buffer(k, sizes[k], v[0], v[1]) for k, v in spans.items() if sizes[k] > 0]
+    grouped: dict[tuple, list] = {}
+    for k in alias:
+        grouped.setdefault(root(k), []).append(k)
+    return [Buffer(k, sizes[k], v[0], v[1], aliases=tuple(grouped.get(k, ()))) for k, v in spans.items()
+            if sizes[k] > 0]
+
+
+def _in_place(segments: list[tuple], canonical) -> dict[tuple, tuple]:
+    """ADD output key -> the input key it overwrites: an input no later layer reads that is neither a
+    segment's input nor one of its outputs (the core reads those), of the output's size."""
+    last_use: dict[tuple, int] = {}
+    protected: set[tuple] = set()
+    for s, (graph, layers, g0) in enumerate(segments):
+        protected.update(canonical(s, i) for i in list(graph.inputs) + list(graph.outputs))
+        for i, layer in enumerate(layers):
+            for idx in layer.inputs:
+                last_use[canonical(s, idx)] = g0 + i
+    alias: dict[tuple, tuple] = {}
+    for s, (graph, layers, g0) in enumerate(segments):
+        for i, layer in enumerate(layers):
+            if layer.kind != "add" or len(set(layer.inputs)) != 2:
+                continue
+            out = canonical(s, layer.outputs[0])
+            for idx in layer.inputs:
+                key = canonical(s, idx)
+                if (key not in protected and last_use.get(key) == g0 + i and key not in alias.values()
+                        and graph.tensors[idx].nbytes == graph.tensors[layer.outputs[0]].nbytes):
+                    alias[out] = key
+                    break
+    return alias
 
 
 def plan_arena(buffers: list[Buffer], limit: int | None = None) -> MemoryPlan:

@@ -196,8 +196,8 @@ void te_conv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *
     const int fast = fast_ok(p, k);
     for (int pix = 0; pix < n_pix; pix += 2) {
         const int two = pix + 1 < n_pix;
-        te_im2col(p, in, pix, 0, cols, stage, k, kp, 0);
-        te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp, 0); /* odd tail: computed twice, stored once */
+        te_im2col(p, in, pix, 0, cols, stage, k, kp);
+        te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp); /* odd tail: computed twice, stored once */
         if (oc_n >= 2) te_conv_pairs(cols, p->w, k, oc_n >> 1, p->bias, acc, groups);
         if (oc_n & 1) odd_channel(p, cols, k, groups, acc);
         int8_t *o0 = out + pix * oc_n;

@@ -129,30 +129,9 @@ static void te_im2col_taps(const te_conv_params_t *p, const int8_t *in, int x0, 
     }
 }
 
-/* C % 4 != 0, an output pixel whose window lies inside the image: each
- * kernel row's taps are k_w*C contiguous bytes, copied a word at a time.  A
- * row's last word may run up to 3 bytes past it; the next row overwrites
- * them, and after the last row they land on taps >= K, which meet zero
- * weights in the packed layout (stage has the room, te_conv_packed.h).  The
- * source words stay inside the input tensor (`end`), else bytes are copied. */
-static void te_gather_rows(const te_conv_params_t *p, const int8_t *in, const int8_t *end, int x0, int y0,
-                           int8_t *g)
-{
-    const int c = p->in_c, span = p->k_w * c, words = (span + 3) >> 2, stride = p->dil_h * p->in_w * c;
-    const int8_t *src = in + (y0 * p->in_w + x0) * c;
-    for (int ky = 0; ky < p->k_h; ++ky, src += stride, g += span) {
-        if (src + 4 * words <= end) {
-            for (int i = 0; i < words; ++i) te_write32(g + 4 * i, te_read32(src + 4 * i));
-        } else {
-            for (int i = 0; i < span; ++i) g[i] = src[i];
-        }
-    }
-}
-
-/* Unroll output pixel `pix` into slot `slot` (0 or 1) of the column buffer.
- * `slack`: stage has at least Kp + 3 bytes and taps >= K meet zero weights. */
+/* Unroll output pixel `pix` into slot `slot` (0 or 1) of the column buffer. */
 static void te_im2col(const te_conv_params_t *p, const int8_t *in, int pix, int slot, int32_t *cols,
-                      int8_t *stage, int k, int kp, int slack)
+                      int8_t *stage, int k, int kp)
 {
     const int oy = pix / p->out_w, ox = pix % p->out_w;
     const int y0 = oy * p->stride_h - p->pad_top, x0 = ox * p->stride_w - p->pad_left;
@@ -168,13 +147,6 @@ static void te_im2col(const te_conv_params_t *p, const int8_t *in, int pix, int 
         return;
     }
     /* Any other channel count: gather the taps in natural order, zero up to Kp, widen. */
-    const int interior = y0 >= 0 && x0 >= 0 && y0 + (p->k_h - 1) * p->dil_h < p->in_h &&
-                         x0 + (p->k_w - 1) * p->dil_w < p->in_w;
-    if (slack && interior && p->dil_w == 1) {
-        te_gather_rows(p, in, in + p->in_h * p->in_w * c, x0, y0, stage);
-        te_widen_rows(stage, dst, kp >> 2, 1, 0);
-        return;
-    }
     int8_t *g = stage;
     for (int ky = 0; ky < p->k_h; ++ky) {
         const int iy = y0 + ky * p->dil_h;

@@ -8,9 +8,20 @@
  * the inner loop is one LDM of columns (te_conv_cols.h), one LDM of weights
  * and 8 SMLAD: 10 instructions for 16 multiply-accumulates.  The accumulators
  * hold 2*acc, so requantization is SMMLAR + 4 instructions (exactness:
- * codegen_pack.py, which only packs layers it proves in range).  Scratch:
- * the columns (4*Kp bytes), then, when C is not a multiple of 4, Kp + 3
- * bytes to gather one column (TE_CONV_SCRATCH_BYTES leaves 8*out_c + Kp). */
+ * codegen_pack.py, which only packs layers it proves in range).
+ *
+ * Header words 4 and 5: the column mode and the scratch it needs.  Mode 0
+ * unrolls each pixel from the int8 input (te_conv_cols.h); scratch: the
+ * columns (4*Kp bytes) and, when C is not a multiple of 4, Kp + 4 bytes to
+ * gather one column.  Mode 1 (C a multiple of 4, no dilation) keeps a ring of
+ * k_h input rows widened once each, zero-point padded to Wp = (out_w - 1) *
+ * stride_w + k_w pixels, and builds a pixel pair's columns with LDM/STM
+ * copies; scratch: the columns, then k_h * Wp * C * 2 bytes of rows.  Mode 2
+ * (C not a multiple of 4, no dilation) has each kernel row's taps padded to
+ * whole words on the host and reads them, unaligned, from a zero-point-padded
+ * int8 copy of the input; scratch: the columns, then Hp * Wp * C + 4 bytes
+ * (Hp = (out_h - 1) * stride_h + k_h; a row's last word may read 3 bytes past
+ * it, which meet zero weights). */
 #ifndef TE_CONV_PACKED_H
 #define TE_CONV_PACKED_H
 
@@ -20,8 +31,9 @@
 #include "te_dsp.h"
 #include "te_kernels.h"
 
-#define TE_PACK_MAGIC 0x314B5054
-#define TE_PACK_HEADER 4
+#define TE_PACK_MAGIC 0x324B5054
+#define TE_PACK_HEADER 8
+#define TE_RING_MAX 8   /* kernel rows a mode-1 layer may have (codegen_pack.ROWBUF_MAX_K_H) */
 
 /* Channel pairs 0..pairs-1 of two pixels: accumulate `groups` groups from the
  * columns, requantize, store channel 2j, 2j+1 of pixel 0 at out0 and of pixel
@@ -140,28 +152,176 @@ void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *
 }
 #endif
 
-/* A packed layer whose header disagrees with its params was generated for
- * another kernel version: stop rather than compute garbage. */
-static void te_packed_check(const te_conv_params_t *p, const int32_t *blob, int k)
+/* Two pixels' kernel-row runs (each `groups` x 2 words) -> `groups` column groups. */
+#if TE_DSP_NATIVE
+void te_interleave(const int32_t *a, const int32_t *b, int32_t *dst, int groups);
+__asm__(
+    "  .text\n  .syntax unified\n  .thumb\n  .align 2\n"
+    "  .global te_interleave\n  .type te_interleave, %function\n  .thumb_func\n"
+    "te_interleave:\n"
+    "  push {r4-r11}\n"
+    "  subs r3, r3, #2\n"
+    "  blt 2f\n"
+    "1:\n"
+    "  ldmia r0!, {r4, r5, r8, r9}\n"
+    "  ldmia r1!, {r6, r7, r10, r11}\n"
+    "  stmia r2!, {r4-r11}\n"
+    "  subs r3, r3, #2\n"
+    "  bge 1b\n"
+    "2:\n"
+    "  adds r3, r3, #2\n"
+    "  beq 3f\n"
+    "  ldmia r0!, {r4, r5}\n"
+    "  ldmia r1!, {r6, r7}\n"
+    "  stmia r2!, {r4-r7}\n"
+    "3:\n"
+    "  pop {r4-r11}\n"
+    "  bx lr\n"
+    "  .size te_interleave, .-te_interleave\n");
+#else
+static void te_interleave(const int32_t *a, const int32_t *b, int32_t *dst, int groups)
 {
-    if (blob[0] != TE_PACK_MAGIC || blob[1] != k || blob[2] != p->out_c || blob[3] != (k + 3) / 4)
+    for (; groups > 0; --groups, a += 2, b += 2, dst += 4) {
+        dst[0] = a[0];
+        dst[1] = a[1];
+        dst[2] = b[0];
+        dst[3] = b[1];
+    }
+}
+#endif
+
+/* Input row iy, pixels -pad_left .. -pad_left + wp - 1, widened to (x0,x2),(x1,x3) word pairs. */
+static void te_widen_row(const te_conv_params_t *p, const int8_t *in, int iy, int wp, int32_t *dst, int32_t zlo,
+                         int32_t zhi)
+{
+    const int c = p->in_c, x_start = -p->pad_left;
+    if (iy < 0 || iy >= p->in_h) {
+        for (int i = 0; i < (wp * c) >> 2; ++i, dst += 2) { dst[0] = zlo; dst[1] = zhi; }
+        return;
+    }
+    int left = x_start < 0 ? -x_start : 0, right = x_start + wp - p->in_w;
+    if (left > wp) left = wp;
+    if (right < 0) right = 0;
+    if (right > wp - left) right = wp - left;
+    for (int i = 0; i < (left * c) >> 2; ++i, dst += 2) { dst[0] = zlo; dst[1] = zhi; }
+    const int8_t *src = in + (iy * p->in_w + x_start + left) * c;
+    for (int i = 0; i < ((wp - left - right) * c) >> 2; ++i, src += 4, dst += 2) {
+        const uint32_t v = te_read32(src);
+        dst[0] = te_sxtb16(v);
+        dst[1] = te_sxtb16_ror8(v);
+    }
+    for (int i = 0; i < (right * c) >> 2; ++i, dst += 2) { dst[0] = zlo; dst[1] = zhi; }
+}
+
+static void te_conv_packed_rows(const te_conv_params_t *p, const int8_t *in, int8_t *out, int32_t *cols, int kp,
+                                const int32_t *w)
+{
+    const int c = p->in_c, oc = p->out_c, wp = (p->out_w - 1) * p->stride_w + p->k_w;
+    const int row_words = (wp * c) >> 1, pix_words = (p->stride_w * c) >> 1, run = (p->k_w * c) >> 2;
+    const uint32_t zp4 = 0x01010101u * (uint8_t)p->in_zp;
+    const int32_t zlo = te_sxtb16(zp4), zhi = te_sxtb16_ror8(zp4);
+    int32_t *ring = cols + kp;
+    int have[TE_RING_MAX];
+    const int32_t *rows[TE_RING_MAX];
+    for (int i = 0; i < p->k_h; ++i) have[i] = -1 - p->pad_top - p->k_h;  /* no input row */
+    for (int oy = 0; oy < p->out_h; ++oy) {
+        for (int ky = 0; ky < p->k_h; ++ky) {
+            const int iy = oy * p->stride_h - p->pad_top + ky, slot = (iy + p->pad_top) % p->k_h;
+            int32_t *row = ring + slot * row_words;
+            if (have[slot] != iy) {
+                te_widen_row(p, in, iy, wp, row, zlo, zhi);
+                have[slot] = iy;
+            }
+            rows[ky] = row;
+        }
+        int8_t *o = out + oy * p->out_w * oc;
+        for (int ox = 0; ox < p->out_w; ox += 2, o += 2 * oc) {
+            const int two = ox + 1 < p->out_w;
+            int32_t *dst = cols;
+            for (int ky = 0; ky < p->k_h; ++ky, dst += 4 * run) {
+                const int32_t *a = rows[ky] + ox * pix_words;
+                te_interleave(a, two ? a + pix_words : a, dst, run);
+            }
+            te_conv_packed_pairs(cols, w, p->bias, o, two ? o + oc : o, kp >> 2, oc >> 1);
+        }
+    }
+}
+
+/* Mode 2: a zero-point-padded copy of the input, then each pixel's window row by row as whole words. */
+static void te_conv_packed_padded(const te_conv_params_t *p, const int8_t *in, int8_t *out, int32_t *cols,
+                                  int kp, const int32_t *w)
+{
+    const int c = p->in_c, oc = p->out_c, wp = (p->out_w - 1) * p->stride_w + p->k_w;
+    const int hp = (p->out_h - 1) * p->stride_h + p->k_h, row = wp * c, rw = (p->k_w * c + 3) >> 2;
+    int8_t *img = (int8_t *)(cols + kp);
+    for (int i = 0; i < hp * row + 4; ++i) img[i] = p->in_zp;
+    const int w_in = p->in_w + p->pad_left > wp ? wp - p->pad_left : p->in_w;
+    for (int iy = 0; iy < p->in_h && iy + p->pad_top < hp; ++iy) {
+        const int8_t *src = in + iy * p->in_w * c;
+        int8_t *dst = img + (iy + p->pad_top) * row + p->pad_left * c;
+        for (int i = 0; i < w_in * c; ++i) dst[i] = src[i];
+    }
+    const int n_pix = p->out_h * p->out_w;
+    for (int pix = 0; pix < n_pix; pix += 2) {
+        const int two = pix + 1 < n_pix;
+        for (int slot = 0; slot < 2; ++slot) {
+            const int q = slot && two ? pix + 1 : pix, oy = q / p->out_w, ox = q % p->out_w;
+            const int8_t *src = img + (oy * p->stride_h * wp + ox * p->stride_w) * c;
+            int32_t *dst = cols + 2 * slot;
+            for (int ky = 0; ky < p->k_h; ++ky, src += row) {
+                for (int j = 0; j < rw; ++j, dst += 4) {
+                    const uint32_t v = te_read32(src + 4 * j);
+                    dst[0] = te_sxtb16(v);
+                    dst[1] = te_sxtb16_ror8(v);
+                }
+            }
+        }
+        int8_t *o0 = out + pix * oc;
+        te_conv_packed_pairs(cols, w, p->bias, o0, two ? o0 + oc : o0, kp >> 2, oc >> 1);
+    }
+}
+
+/* A packed layer whose header disagrees with its params was generated for
+ * another kernel version: stop rather than compute garbage.  Returns the
+ * packed taps per channel. */
+static int te_packed_check(const te_conv_params_t *p, const int32_t *blob, int k)
+{
+    const int c = p->in_c, mode = blob[4], flat = p->dil_h == 1 && p->dil_w == 1;
+    const int wp = (p->out_w - 1) * p->stride_w + p->k_w, hp = (p->out_h - 1) * p->stride_h + p->k_h;
+    const int kp = mode == 2 ? p->k_h * ((p->k_w * c + 3) & ~3) : (k + 3) & ~3;
+    int need = 4 * kp + ((c & 3) ? kp + 4 : 0), ok = mode == 0;
+    if (mode == 1) {
+        need = 4 * kp + 2 * p->k_h * wp * c;
+        ok = (c & 3) == 0 && flat && p->k_h <= TE_RING_MAX;
+    } else if (mode == 2) {
+        need = 4 * kp + hp * wp * c + 4;
+        ok = flat;
+    }
+    if (blob[0] != TE_PACK_MAGIC || blob[1] != k || blob[2] != p->out_c || blob[3] != kp / 4 || !ok ||
+        blob[5] != need)
         __builtin_trap();
+    return kp;
 }
 
 static void te_conv_packed(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *scratch)
 {
     const int32_t *blob = (const int32_t *)(const void *)p->w;
-    const int k = p->k_h * p->k_w * p->in_c, kp = (k + 3) & ~3, groups = kp >> 2;
+    const int k = p->k_h * p->k_w * p->in_c, kp = te_packed_check(p, blob, k), groups = kp >> 2;
     const int n_pix = p->out_h * p->out_w, oc = p->out_c;
     int32_t *cols = (int32_t *)scratch;
     int8_t *stage = (int8_t *)(cols + kp);
-    te_packed_check(p, blob, k);
-    for (int pix = 0; pix < n_pix; pix += 2) {
-        const int two = pix + 1 < n_pix;
-        te_im2col(p, in, pix, 0, cols, stage, k, kp, 1);
-        te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp, 1); /* odd tail: twice, same bytes */
-        int8_t *o0 = out + pix * oc;
-        te_conv_packed_pairs(cols, blob + TE_PACK_HEADER, p->bias, o0, two ? o0 + oc : o0, groups, oc >> 1);
+    if (blob[4] == 1) {
+        te_conv_packed_rows(p, in, out, cols, kp, blob + TE_PACK_HEADER);
+    } else if (blob[4] == 2) {
+        te_conv_packed_padded(p, in, out, cols, kp, blob + TE_PACK_HEADER);
+    } else {
+        for (int pix = 0; pix < n_pix; pix += 2) {
+            const int two = pix + 1 < n_pix;
+            te_im2col(p, in, pix, 0, cols, stage, k, kp);
+            te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp); /* odd tail: twice, same bytes */
+            int8_t *o0 = out + pix * oc;
+            te_conv_packed_pairs(cols, blob + TE_PACK_HEADER, p->bias, o0, two ? o0 + oc : o0, groups, oc >> 1);
+        }
     }
     if (p->act_min > -128 || p->act_max < 127) {  /* SSAT gave [-128, 127]; narrow to the activation */
         for (int i = 0; i < n_pix * oc; ++i)

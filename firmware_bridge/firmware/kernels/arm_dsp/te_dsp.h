@@ -104,9 +104,6 @@ static inline uint32_t te_read32(const int8_t *p)
     return v;
 }
 
-/* Unaligned 32-bit store (STR handles it on ARMv7-M). */
-static inline void te_write32(int8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-
 /* The low and high int16 halves of a packed pair. */
 static inline int32_t te_lo16(int32_t v) { return (int16_t)(v & 0xFFFF); }
 static inline int32_t te_hi16(int32_t v) { return (int16_t)((uint32_t)v >> 16); }
