@@ -140,7 +140,12 @@ static void te_im2col(const te_conv_params_t *p, const int8_t *in, int pix, int 
     if ((c & 3) == 0) {
         const uint32_t zp4 = 0x01010101u * (uint8_t)p->in_zp;
         const int32_t zlo = te_sxtb16(zp4), zhi = te_sxtb16_ror8(zp4);
-        if (p->dil_w == 1)
+        if (p->k_h == 1 && p->k_w == 1) {  /* 1x1: the column is the pixel's C bytes */
+            if (y0 >= 0 && y0 < p->in_h && x0 >= 0 && x0 < p->in_w)
+                te_widen_rows(in + (y0 * p->in_w + x0) * c, dst, c >> 2, 1, 0);
+            else
+                te_fill_zp(dst, c >> 2, zlo, zhi);
+        } else if (p->dil_w == 1)
             te_im2col_rows(p, in, x0, y0, dst, zlo, zhi);
         else
             te_im2col_taps(p, in, x0, y0, dst, zlo, zhi);
