@@ -87,13 +87,13 @@ def check_clang(cc: str = "clang") -> None:
 
 
 # --- build -------------------------------------------------------------------------------
-def model_sources(run_dir: Path, out: Path, kernels: str) -> tuple[list[Path], list[Path]]:
-    """(C sources, include dirs) of both models' firmware images: te_models (classifier, with the
+def model_sources(run_dir: Path, out: Path, kernels: str) -> tuple[list[Path], list[Path], list[Path]]:
+    """(glue sources, layer sources, include dirs) of both models' firmware images: te_models (classifier, with the
     monolithic models of RUN FULL) and te_models_denoiser (without them, with its sampler)."""
     from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, ensure_sources, models_c
     from tinyexit.rundir import read_json
 
-    srcs, incs = [], []
+    glue, compute, incs = [], [], []
     for model in MODELS:
         mdir = run_dir / "export" / model
         if not (mdir / "manifest.json").is_file():
@@ -105,36 +105,52 @@ def model_sources(run_dir: Path, out: Path, kernels: str) -> tuple[list[Path], l
         monos = [(s, json.loads((c_dir / f"{model}_{s}_codegen.json").read_text())) for s in ("full", "all_exits")
                  if model == "classifier" and (c_dir / f"{model}_{s}_codegen.json").is_file()]
         segments = json.loads((c_dir / "codegen.json").read_text())
-        text = models_c(model, manifest, segments, monos, FirmwareConfig(kernels=kernels, verify=False))
+        # The smallest input buffer the model allows, so that one LOAD_INPUT frame can reach its end.
+        capacity = max(s["in_bytes"] for s in segments["segments"])
+        text = models_c(model, manifest, segments, monos,
+                        FirmwareConfig(kernels=kernels, verify=False, input_capacity=capacity))
         if model != "classifier":  # a second firmware image in the same program
             text = f"#define te_models te_models_{model}\n" + text
         (out / f"te_models_{model}.c").write_text(text)
-        srcs += [out / f"te_models_{model}.c", c_dir / f"{model}_model.c",
-                 *(c_dir / f"{model}_{s}_model.c" for s, _ in monos)]
+        glue.append(out / f"te_models_{model}.c")
+        compute += [c_dir / f"{model}_model.c", *(c_dir / f"{model}_{s}_model.c" for s, _ in monos)]
         incs.append(c_dir)
-    return srcs, incs
+    return glue, compute, incs
 
 
-def build_fuzzer(run_dir, out, kernels: str = "reference", coverage: bool = False, cc: str = "clang") -> Path:
-    """Compile fuzz_protocol.c + core + both models + one kernel set; returns the executable."""
+def build_fuzzer(run_dir, out, kernels: str = "reference", coverage: bool = False, cc: str = "clang",
+                 extra_flags: tuple[str, ...] = ()) -> Path:
+    """Compile fuzz_protocol.c + core + both models + one kernel set; returns the executable.
+
+    The protocol code, the models' glue and the arena and input buffers get ASan and UBSan.  The kernels
+    and generated layers get UBSan only, at -O2: they never see a host length (every offset and size
+    they use is a constant of the memory plan), and uninstrumented they run several times faster, so
+    the fuzzer tries several times more inputs.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    srcs, incs = model_sources(Path(run_dir), out, kernels)
+    (out / "obj").mkdir(parents=True, exist_ok=True)
+    glue, compute, incs = model_sources(Path(run_dir), out, kernels)
     core = FIRMWARE_DIR / "core"
     if coverage:  # line counts of a corpus replay, no sanitizers
-        flags = ["-fsanitize=fuzzer", "-fprofile-instr-generate", "-fcoverage-mapping"]
+        flags, compute_flags = ["-fsanitize=fuzzer", "-fprofile-instr-generate", "-fcoverage-mapping"], []
     else:
         flags = ["-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all"]
+        compute_flags = ["-fsanitize=undefined", "-fno-sanitize-recover=all"]
+    base = [cc, "-std=c99", "-g", "-Wall", "-Wextra", "-Werror", *(["-DTE_EMULATE_DSP"] if kernels == "arm_dsp" else []),
+            f"-I{core}", f"-I{FIRMWARE_DIR / 'kernels'}", f"-I{FIRMWARE_DIR / 'ports'}", *(f"-I{d}" for d in incs)]
+    _clang([*base, "-O2", *compute_flags, "-c", *map(str, compute), *map(str, kernel_sources(kernels))],
+           out / "obj")
+    objs = sorted((out / "obj").glob("*.o"))
     exe = out / ("fuzz_protocol_cov" if coverage else "fuzz_protocol")
-    cmd = [cc, "-std=c99", "-g", "-O1", "-Wall", "-Wextra", "-Werror", *flags,
-           *(["-DTE_EMULATE_DSP"] if kernels == "arm_dsp" else []),
-           f"-I{core}", f"-I{FIRMWARE_DIR / 'kernels'}", f"-I{FIRMWARE_DIR / 'ports'}", *(f"-I{d}" for d in incs),
-           str(FUZZ_SRC), *(str(core / n) for n in CORE), *map(str, srcs), *map(str, kernel_sources(kernels)),
-           "-lm", "-o", str(exe)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    _clang([*base, "-O1", *flags, *extra_flags, str(FUZZ_SRC), *(str(core / n) for n in CORE), *map(str, glue),
+            *map(str, objs), "-lm", "-o", str(exe)], out)
+    return exe
+
+
+def _clang(cmd: list[str], cwd: Path) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     if res.returncode != 0:
         raise UserError(f"clang build of {FUZZ_SRC.name} failed:\n{res.stderr.strip()[-4000:]}")
-    return exe
 
 
 # --- seed corpus ------------------------------------------------------------------------------
@@ -173,6 +189,10 @@ def _sessions(run_dir: Path, model: str) -> dict[str, list[Frame]]:
         "duplicate_reset": [hello, load, run(pc.MODE_CHAIN, 0, repeat=3)],
     }
     out["duplicate_reset"] += [out["duplicate_reset"][-1], req(pc.MSG_RESET), run(pc.MODE_CHAIN, 0)]
+    cap, size = max(s["in_bytes"] for s in segs), segs[0]["in_bytes"]  # the images' input buffer (model_sources)
+    out["buffer_end"] = [hello, req(pc.MSG_LOAD_INPUT, m.LoadInput(0, bytes(cap - 64)).pack()),
+                         req(pc.MSG_LOAD_INPUT, m.LoadInput(cap - 64, x[:60]).pack()),
+                         run(pc.MODE_CHAIN, 0, slot=(cap - 4) // size - 1), run(pc.MODE_CHAIN, 0, slot=cap // size)]
     if model == "denoiser":
         out["generate"] = [hello, req(pc.MSG_GENERATE, struct.pack("<I", 1234)),
                            req(pc.MSG_GENERATE, b"\x01\x02"), req(pc.MSG_EXIT)]
@@ -241,6 +261,14 @@ def run_fuzzer(exe: Path, corpus: Path, seeds: Path, artifacts: Path, cfg: FuzzC
     figures["crash_files"] = sorted(p.name for p in artifacts.iterdir())
     figures["log"] = str(log_path)
     return figures
+
+
+def replay(exe: Path, *inputs: Path) -> dict:
+    """Run the fuzz target once over files or corpus directories (no fuzzing): what they reached, any reports."""
+    res = subprocess.run([str(exe), "-runs=0", *map(str, inputs)], capture_output=True, text=True, timeout=600)
+    text = res.stdout + res.stderr
+    return {"exit_status": res.returncode, **_status(text),
+            "reports": [line.strip() for line in text.splitlines() if any(k in line for k in _SANITIZER_MARKS)]}
 
 
 def _status(text: str) -> dict:

@@ -11,7 +11,9 @@ te_status_t te_policy_check(const te_policy_t *p)
         const float v = p->params[i];
         TE_CHECK(isfinite(v), TE_REQ_BAD_PARAMS);
         if (p->id == TX_POLICY_PATIENCE) {
-            if (i == 0) TE_CHECK(v >= 1.0f && v == floorf(v) && v <= 65535.0f, TE_REQ_BAD_PARAMS);
+            /* any whole number >= 1, as ExitPolicy accepts; te_policy_passes never converts one larger
+             * than the segment count to an int (that conversion would overflow) */
+            if (i == 0) TE_CHECK(v >= 1.0f && v == floorf(v), TE_REQ_BAD_PARAMS);
         } else {
             TE_CHECK(v >= 0.0f && v <= 1.0f, TE_REQ_BAD_PARAMS);
         }
@@ -70,8 +72,8 @@ int te_policy_passes(const te_policy_t *p, int k, const int8_t *logits, int n, f
     case TX_POLICY_CALIBRATED:
         return max_softmax(logits, n, scale) >= p->params[k < p->n_params ? k : p->n_params - 1];
     case TX_POLICY_PATIENCE: {
+        if (p->params[0] > (float)(k + 1)) return 0; /* fewer exits so far than the patience */
         const int need = (int)p->params[0];
-        if (k + 1 < need) return 0;
         for (int j = k + 1 - need; j < k; ++j)
             if (top1[j] != top1[k]) return 0;
         return 1;

@@ -145,6 +145,12 @@ static void handle(te_frame_t *f)
         f->payload = payload;
     }
     if (f->type == TX_MSG_EXIT && f->length == 0) return; /* te_main.c ends the program: no reply */
+#ifdef TE_FUZZ_PLANTED_BUG
+    /* Only in the test proving that a bug is found and reported: the classic one, a LOAD_INPUT copied
+     * with its start checked but not its end. */
+    if (f->type == TX_MSG_LOAD_INPUT && f->length > TX_LOAD_FIXED_SIZE && te_get32(f->payload) <= device.valid)
+        memcpy(models->input + te_get32(f->payload), f->payload + TX_LOAD_FIXED_SIZE, f->length - TX_LOAD_FIXED_SIZE);
+#endif
     const int dup = f->type != TX_MSG_HELLO && have_prev && f->type == prev_type && f->seq == prev_seq &&
                     f->length == prev_len && f->crc == prev_crc;
     const uint8_t *raw;
