@@ -7,6 +7,7 @@ analytic (modelled) counts.
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def _predictions(run: Path, name: str) -> tuple[study.Predictions, study.Predict
     try:
         d = np.load(path)
         return (study.Predictions(d["val_logits"], d["val_y"]), study.Predictions(d["test_logits"], d["test_y"]))
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: unreadable predictions ({type(exc).__name__}); re-run 'tinyexit train early-exit'") from None
 
 

@@ -7,7 +7,6 @@ manifest must add for a device (the denoiser's schedule and encodings).
 from __future__ import annotations
 
 import importlib.util
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -15,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from tinyexit.errors import UserError
+from tinyexit.models.checkpoint_io import check_zip_crcs
 from tinyexit.rundir import load_config
 
 
@@ -39,18 +39,8 @@ class Family:
 
 
 def check_checkpoint(path: Path, retrain: str) -> None:
-    """A torch checkpoint is a zip archive with a CRC-32 per record: a flipped bit in the weights, which
-    torch.load would read silently, is caught here.  Files that are not zip archives are left to torch."""
-    path = Path(path)
-    if not path.is_file() or not zipfile.is_zipfile(path):
-        return
-    try:
-        with zipfile.ZipFile(path) as z:
-            bad = z.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise UserError(f"{path}: damaged checkpoint ({type(exc).__name__}); {retrain}") from None
-    if bad is not None:
-        raise UserError(f"{path}: damaged checkpoint (CRC mismatch in record '{bad}'); {retrain}")
+    """A flipped bit in the weights is caught by the checkpoint's zip CRCs (models.checkpoint_io)."""
+    check_zip_crcs(path, retrain)
 
 
 def _load_classifier(path: Path):

@@ -14,7 +14,7 @@ Policy ids (shared with the serial protocol and the firmware):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from tinyexit.errors import UserError
+from tinyexit.models.checkpoint_io import read_checkpoint
 from tinyexit.models.classifier import EarlyExitResNet, ResNetConfig, build_classifier
 from tinyexit.models.data import Split, Splits
 
@@ -165,20 +166,16 @@ def save_checkpoint(path: Path, model: EarlyExitResNet, train_cfg: TrainConfig, 
 def load_checkpoint(path: Path) -> EarlyExitResNet:
     """Load a classifier checkpoint; a clear error for missing, corrupt or foreign files."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: checkpoint missing; run 'tinyexit train early-exit --out RUN_DIR' first")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}); re-run 'tinyexit train'") from None
+    ckpt = read_checkpoint(path, "checkpoint", "re-run 'tinyexit train' (tinyexit train early-exit --out RUN_DIR)")
     if not isinstance(ckpt, dict) or ckpt.get("arch") != ARCH:
         arch = ckpt.get("arch") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise UserError(f"{path}: unknown architecture '{arch}' (expected '{ARCH}'); re-run 'tinyexit train'")
-    model = EarlyExitResNet(ResNetConfig.from_dict(ckpt["config"]))
     try:
+        model = EarlyExitResNet(ResNetConfig.from_dict(ckpt["config"]))
         model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise UserError(f"{path}: weights do not match the recorded architecture; re-run 'tinyexit train'") from None
+    except (KeyError, TypeError, RuntimeError):
+        raise UserError(f"{path}: config or weights do not match the recorded architecture; "
+                        "re-run 'tinyexit train'") from None
     model.eval()
     return model
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from tinyexit.errors import InternalError, UserError
+from tinyexit.models.checkpoint_io import read_checkpoint
 from tinyexit.models.data import Splits
 from tinyexit.models.denoiser import (ARCH, BinaryDenoiser, DenoiserConfig, build_denoiser, choose_exit_schedule,
                                       device_constants, kl_table, sample)
@@ -269,13 +270,7 @@ def save_denoiser(path: Path, model: BinaryDenoiser, cfg: DenoiserRunConfig, mar
 def load_denoiser(path: Path) -> tuple[BinaryDenoiser, dict]:
     """Load a denoiser checkpoint: (model in eval mode, the checkpoint dict); clear errors otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: denoiser checkpoint missing; run 'tinyexit train denoiser --out RUN_DIR' first")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
-                        "re-run 'tinyexit train denoiser'") from None
+    ckpt = read_checkpoint(path, "denoiser checkpoint", "run 'tinyexit train denoiser --out RUN_DIR'")
     if not isinstance(ckpt, dict) or ckpt.get("arch") != ARCH:
         arch = ckpt.get("arch") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise UserError(f"{path}: architecture '{arch}' is not a denoiser (expected '{ARCH}'); "
