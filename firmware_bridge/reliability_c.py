@@ -21,25 +21,19 @@ import argparse
 import json
 import re
 import shutil
-import struct
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge import messages as m
 from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR, kernel_sources
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, encode_frame
+from tinyexit.firmware_bridge.reliability_c_seeds import dictionary, seed_corpus
 
 FUZZ_SRC = FIRMWARE_DIR / "fuzz" / "fuzz_protocol.c"
-REGRESSIONS = FIRMWARE_DIR / "fuzz" / "regressions"
-TRANSCRIPTS = Path(__file__).resolve().parents[1] / "tests" / "firmware_bridge" / "transcripts"
 CLANG_INSTALL = "sudo apt-get install -y clang libclang-rt-14-dev"
-MODELS = ("classifier", "denoiser")
+MODELS = ("classifier", "denoiser")   # firmware images, in the order of the control byte
 CORE = ("te_frame.c", "te_device.c", "te_run.c", "te_policy.c", "te_sampler.c", "te_status.c", "te_port_weak.c")
 _SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "protocol violation",
                     "ERROR: libFuzzer", "deadly signal")
@@ -142,7 +136,8 @@ def build_fuzzer(run_dir, out, kernels: str = "reference", coverage: bool = Fals
            out / "obj")
     objs = sorted((out / "obj").glob("*.o"))
     exe = out / ("fuzz_protocol_cov" if coverage else "fuzz_protocol")
-    _clang([*base, "-O1", *flags, *extra_flags, str(FUZZ_SRC), *(str(core / n) for n in CORE), *map(str, glue),
+    _clang([*base, "-O1", *flags, *extra_flags, str(FUZZ_SRC), str(FUZZ_SRC.parent / "fuzz_oracle.c"),
+            *(str(core / n) for n in CORE), *map(str, glue),
             *map(str, objs), "-lm", "-o", str(exe)], out)
     return exe
 
@@ -153,83 +148,6 @@ def _clang(cmd: list[str], cwd: Path) -> None:
         raise UserError(f"clang build of {FUZZ_SRC.name} failed:\n{res.stderr.strip()[-4000:]}")
 
 
-# --- seed corpus ------------------------------------------------------------------------------
-def _record(frame: Frame, lead: bool = False) -> bytes:
-    """One frame record of the harness's structured mode: flags | type | seq | length | payload."""
-    return struct.pack("<BBHH", int(lead), frame.type, frame.seq, len(frame.payload)) + frame.payload
-
-
-def _sessions(run_dir: Path, model: str) -> dict[str, list[Frame]]:
-    """Short well-formed sessions reaching every request path of one model."""
-    from tinyexit.firmware_bridge.firmware_verify import test_split_inputs
-
-    c = json.loads((run_dir / "export" / model / "c" / "codegen.json").read_text())
-    segs = c["segments"]
-    x = np.asarray(test_split_inputs(run_dir, model)[:4], np.int8).tobytes()
-    feats = np.random.default_rng(7).integers(-128, 128, segs[-1]["in_bytes"], dtype=np.int8).tobytes()
-    seq = iter(range(1, 10_000))
-
-    def req(t, payload=b""):
-        return Frame(t, next(seq), payload)
-
-    def run(mode, segment=0, policy=0, params=(), repeat=1, slot=0):
-        return req(pc.MSG_RUN, m.Run(mode, segment, policy, params, repeat, slot).pack())
-
-    hello, load = Frame(pc.MSG_HELLO, 0), req(pc.MSG_LOAD_INPUT, m.LoadInput(0, x).pack())
-    policies = [(pc.POLICY_MAX_SOFTMAX, (0.6,)), (pc.POLICY_ENTROPY, (0.4,)), (pc.POLICY_PATIENCE, (2.0,)),
-                (pc.POLICY_CALIBRATED, (0.9, 0.5))]
-    out = {
-        "chain": [hello, load, *(run(pc.MODE_CHAIN, k, slot=k % 4) for k in range(len(segs)))],
-        "early_exit": [hello, load, *(run(pc.MODE_EARLY_EXIT, 0, p, params, slot=i) for i, (p, params) in
-                                      enumerate(policies))],
-        "full": [hello, load, run(pc.MODE_FULL, pc.FULL_DEPTH, slot=1), run(pc.MODE_FULL, pc.FULL_ALL_EXITS, slot=2)],
-        "segment": [hello, req(pc.MSG_LOAD_INPUT, m.LoadInput(0, feats[:len(feats) // 2]).pack()),
-                    req(pc.MSG_LOAD_INPUT, m.LoadInput(len(feats) // 2, feats[len(feats) // 2:]).pack()),
-                    run(pc.MODE_SEGMENT, len(segs) - 1)],
-        "duplicate_reset": [hello, load, run(pc.MODE_CHAIN, 0, repeat=3)],
-    }
-    out["duplicate_reset"] += [out["duplicate_reset"][-1], req(pc.MSG_RESET), run(pc.MODE_CHAIN, 0)]
-    cap, size = max(s["in_bytes"] for s in segs), segs[0]["in_bytes"]  # the images' input buffer (model_sources)
-    out["buffer_end"] = [hello, req(pc.MSG_LOAD_INPUT, m.LoadInput(0, bytes(cap - 64)).pack()),
-                         req(pc.MSG_LOAD_INPUT, m.LoadInput(cap - 64, x[:60]).pack()),
-                         run(pc.MODE_CHAIN, 0, slot=(cap - 4) // size - 1), run(pc.MODE_CHAIN, 0, slot=cap // size)]
-    if model == "denoiser":
-        out["generate"] = [hello, req(pc.MSG_GENERATE, struct.pack("<I", 1234)),
-                           req(pc.MSG_GENERATE, b"\x01\x02"), req(pc.MSG_EXIT)]
-    return out
-
-
-def seed_corpus(run_dir, out) -> Path:
-    """Write the seed inputs (control byte + body, see fuzz_protocol.c) into `out`; returns it."""
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    seeds: dict[str, bytes] = {}
-    if not TRANSCRIPTS.is_dir():
-        raise UserError(f"{TRANSCRIPTS}: missing; fuzz-c seeds its corpus from the recorded transcripts "
-                        "(run it from a tinyexit source tree)")
-    for path in sorted(TRANSCRIPTS.glob("*.bin")):
-        wire = path.read_bytes()
-        frames = [e for e in FrameDecoder().feed(wire) if isinstance(e, Frame)]
-        for image in (0, 1):
-            seeds[f"transcript-{path.stem}-{MODELS[image]}-wire"] = bytes([image]) + wire
-            if frames:
-                seeds[f"transcript-{path.stem}-{MODELS[image]}-records"] = bytes([image | 2]) + b"".join(
-                    _record(f, lead=i == 0) for i, f in enumerate(frames))
-    for image, model in enumerate(MODELS):
-        for name, frames in _sessions(Path(run_dir), model).items():
-            seeds[f"session-{model}-{name}-wire"] = bytes([image]) + b"".join(
-                encode_frame(f, lead=i == 0) for i, f in enumerate(frames))
-            seeds[f"session-{model}-{name}-records"] = bytes([image | 2]) + b"".join(
-                _record(f, lead=i == 0) for i, f in enumerate(frames))
-    for path in sorted(REGRESSIONS.glob("*")) if REGRESSIONS.is_dir() else ():
-        seeds[f"regression-{path.name}"] = path.read_bytes()  # inputs that once found a bug (fixed)
-    for name, data in seeds.items():
-        (out / name).write_bytes(data)
-    return out
-
-
 # --- run ---------------------------------------------------------------------------------
 def run_fuzzer(exe: Path, corpus: Path, seeds: Path, artifacts: Path, cfg: FuzzCConfig, log=print) -> dict:
     """One libFuzzer process for cfg.seconds; returns its figures (executions, coverage, reports)."""
@@ -237,7 +155,8 @@ def run_fuzzer(exe: Path, corpus: Path, seeds: Path, artifacts: Path, cfg: FuzzC
     corpus.mkdir(parents=True, exist_ok=True)
     log_path = artifacts.parent / "libfuzzer.log"
     cmd = [str(exe), f"-max_total_time={cfg.seconds}", f"-seed={cfg.seed}", f"-max_len={cfg.max_len}",
-           f"-timeout={cfg.input_timeout_s}", "-rss_limit_mb=2048", "-print_final_stats=1",
+           f"-timeout={cfg.input_timeout_s}", "-rss_limit_mb=2048", "-print_final_stats=1", "-use_value_profile=1",
+           f"-dict={dictionary(artifacts.parent / 'fuzz.dict')}",
            f"-artifact_prefix={artifacts}/", str(corpus), str(seeds)]
     t0 = time.monotonic()
     with open(log_path, "w") as err:

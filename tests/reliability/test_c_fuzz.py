@@ -12,8 +12,8 @@ import subprocess
 import pytest
 
 from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.reliability_c import (FuzzCConfig, build_fuzzer, check_clang, fuzz_c, replay,
-                                                    seed_corpus)
+from tinyexit.firmware_bridge.reliability_c import FuzzCConfig, build_fuzzer, check_clang, fuzz_c, replay
+from tinyexit.firmware_bridge.reliability_c_seeds import seed_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,7 @@ def test_seeds_reach_every_request_path_of_both_models(run, fuzzer, tmp_path):
     seeds = seed_corpus(run, tmp_path / "seeds")
     names = sorted(p.name for p in seeds.iterdir())
     assert sum(n.startswith("transcript-") for n in names) >= 2 * 12
-    assert sum(n.startswith("session-") for n in names) == 2 * 2 * 6 + 2  # both models, wire + records
+    assert sum(n.startswith("session-") for n in names) == 2 * 2 * 7 + 2  # both models, wire + records
     res = replay(fuzzer, seeds)
     assert res["exit_status"] == 0 and res["reports"] == [], res
     got = res["reached"]

@@ -17,7 +17,9 @@
  *                  follows (CRC computed over the lie); bit 2: CRC off by one bit.
  *
  * Besides the sanitizers, every reply is checked against the protocol
- * (docs/protocol.md) and a violation aborts, so the fuzzer reports it:
+ * (docs/protocol.md) and a violation aborts, so the fuzzer reports it.  Each
+ * byte's decoder event and each request's status must be what fuzz_oracle.c,
+ * an independent plain reading of the spec, says; and
  * exactly one reply per frame and one NACK per undecodable frame; every reply a
  * well-formed frame with the request's seq; its type the one the request
  * expects or ERROR with a known 0x01xx/0x02xx code (0x03xx means the device
@@ -33,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_oracle.h"
 #include "port.h"
 #include "te_device.h"
 
@@ -45,6 +48,8 @@ extern const te_firmware_models_t te_models_denoiser;
 static te_device_t device;
 static te_decoder_t decoder;
 static te_decoder_t host;           /* the host end: decodes the replies */
+static oracle_wire_t wire;          /* the spec's reading of the same bytes */
+static oracle_device_t spec;
 static uint64_t ticks;
 static uint32_t layers;
 
@@ -153,6 +158,7 @@ static void handle(te_frame_t *f)
 #endif
     const int dup = f->type != TX_MSG_HELLO && have_prev && f->type == prev_type && f->seq == prev_seq &&
                     f->length == prev_len && f->crc == prev_crc;
+    const te_status_t want = dup ? TE_OK : oracle_reply(&spec, f->type, f->seq, f->payload, f->length);
     const uint8_t *raw;
     const size_t n = te_device_handle(&device, f, &raw);
     REQUIRE(n >= TX_HEADER_SIZE + TX_CRC_SIZE && n <= sizeof prev_reply);
@@ -167,8 +173,11 @@ static void handle(te_frame_t *f)
     prev_seq = f->seq;
     prev_len = f->length;
     prev_crc = f->crc;
-    if (f->seq == TX_SEQ_UNSOLICITED || reply.type == TX_MSG_ERROR) {
+    if (dup) return;
+    REQUIRE((reply.type == TX_MSG_ERROR) == (want != TE_OK));
+    if (reply.type == TX_MSG_ERROR) {
         check_error(f->seq, 0); /* seq 0xFFFF: REQ_BAD_SEQ, echoed with 0xFFFF */
+        REQUIRE(te_get16(reply.payload) == want);
         return;
     }
     REQUIRE(reply.seq == f->seq);
@@ -181,7 +190,7 @@ static void handle(te_frame_t *f)
         break;
     case TX_MSG_LOAD_INPUT:
         REQUIRE(reply.type == TX_MSG_ACK && reply.length == TX_ACK_SIZE);
-        REQUIRE(te_get32(reply.payload) <= models->input_capacity && te_get32(reply.payload) == device.valid);
+        REQUIRE(te_get32(reply.payload) == spec.valid && spec.valid <= models->input_capacity);
         seen.ack++;
         break;
     case TX_MSG_RUN:
@@ -200,12 +209,17 @@ static void device_put(uint8_t byte)
     te_frame_t f;
     te_status_t err;
     const uint8_t *raw;
-    switch (te_decoder_feed(&decoder, byte, &f, &err)) {
+    oracle_byte(&wire, byte);
+    const int ev = te_decoder_feed(&decoder, byte, &f, &err);
+    REQUIRE(ev == wire.event);
+    switch (ev) {
     case TE_FEED_FRAME:
+        REQUIRE(f.type == wire.raw[1] && f.seq == te_get16(wire.raw + 2) && f.length + 10u == wire.raw_len);
+        REQUIRE(memcmp(f.payload, wire.raw + TX_HEADER_SIZE, f.length) == 0);
         handle(&f);
         break;
     case TE_FEED_ERROR: {
-        REQUIRE((err >> 8) == 0x01);
+        REQUIRE(err == wire.error && (err >> 8) == 0x01);
         const size_t n = te_device_nack(&device, err, &raw);
         const int before = replies;
         te_frame_send(raw, n, 0, host_put);
@@ -230,6 +244,9 @@ static void boot(const te_firmware_models_t *m)
     te_device_init(&device, m, 0x12345678u);
     te_decoder_init(&decoder, TE_MAX_PAYLOAD);
     te_decoder_init(&host, TX_MAX_PAYLOAD);
+    oracle_wire_init(&wire);
+    spec.m = m;
+    spec.valid = 0;
     const uint8_t *raw;
     const size_t n = te_device_boot_info(&device, &raw);
     te_frame_send(raw, n, 1, host_put);
