@@ -60,12 +60,12 @@ void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *
     "  ssat r9, #8, r9\n" \
     "  strb r9, [" OUT "], #1\n"
 
-/* Every register holds loop state, so the counters live on the stack: [sp]
- * columns, [sp+4] entry address, [sp+8] chunks per pair, [sp+12] chunks
- * left, [sp+16] rq, [sp+20] out0, [sp+24] out1, [sp+28] pairs left; the
- * caller's stacked arguments start at [sp+72].  Groups run in chunks of 8
- * unrolled (40 bytes each, all 32-bit encodings); the first chunk of a pair
- * is entered part-way so that it runs groups % 8 of them. */
+/* Every register holds loop state, so the loop bounds live on the stack: [sp]
+ * columns, [sp+4] entry address, [sp+8] end of the columns, [sp+16] rq,
+ * [sp+20] out0, [sp+24] out1, [sp+28] end of rq; the caller's stacked
+ * arguments start at [sp+72].  Groups run in chunks of 8 unrolled (40 bytes
+ * each, all 32-bit encodings); the first chunk of a pair is entered part-way
+ * so that it runs groups % 8 of them. */
 __asm__(
     "  .text\n  .syntax unified\n  .thumb\n  .align 2\n"
     "  .global te_conv_packed_pairs\n  .type te_conv_packed_pairs, %function\n  .thumb_func\n"
@@ -73,14 +73,15 @@ __asm__(
     "  push {r4-r11, lr}\n"
     "  sub sp, sp, #36\n"
     "  str r0, [sp]\n"
-    "  str r2, [sp, #16]\n"
     "  str r3, [sp, #20]\n"
     "  ldr r4, [sp, #72]\n"
     "  str r4, [sp, #24]\n"
     "  ldr r4, [sp, #76]\n"
-    "  adds r5, r4, #7\n"
-    "  lsrs r5, r5, #3\n"
+    "  add r5, r0, r4, lsl #4\n"
     "  str r5, [sp, #8]\n"
+    "  ldr r5, [sp, #80]\n"
+    "  add r5, r2, r5, lsl #5\n"
+    "  str r5, [sp, #28]\n"
     "  rsbs r4, r4, #0\n"
     "  and r4, r4, #7\n"
     "  add r4, r4, r4, lsl #2\n"
@@ -89,24 +90,18 @@ __asm__(
     "  add r5, r5, r4\n"
     "  orr r5, r5, #1\n"
     "  str r5, [sp, #4]\n"
-    "  ldr r4, [sp, #80]\n"
-    "  str r4, [sp, #28]\n"
-    "1:\n"
-    "  ldr ip, [sp, #16]\n"
+    "  mov ip, r2\n"
     "  ldmia ip!, {r2, r4}\n"
     "  str ip, [sp, #16]\n"
+    "1:\n"
     "  mov r3, r2\n"
     "  mov r5, r4\n"
-    "  ldr r0, [sp]\n"
-    "  ldr ip, [sp, #8]\n"
-    "  str ip, [sp, #12]\n"
-    "  ldr ip, [sp, #4]\n"
+    "  ldrd r0, ip, [sp]\n"
     "  bx ip\n"
     "3:\n"
     TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP
-    "  ldr ip, [sp, #12]\n"
-    "  subs ip, ip, #1\n"
-    "  str ip, [sp, #12]\n"
+    "  ldr ip, [sp, #8]\n"
+    "  cmp r0, ip\n"
     "  bne 3b\n"
     "  ldr ip, [sp, #16]\n"
     "  ldrd r10, r11, [sp, #20]\n"
@@ -114,12 +109,14 @@ __asm__(
     TE_PREQ("r2", "r10") TE_PREQ("r3", "r11")
     "  ldmia ip!, {r6, r7, r8}\n"
     TE_PREQ("r4", "r10") TE_PREQ("r5", "r11")
-    "  str ip, [sp, #16]\n"
     "  strd r10, r11, [sp, #20]\n"
-    "  ldr ip, [sp, #28]\n"
-    "  subs ip, ip, #1\n"
-    "  str ip, [sp, #28]\n"
-    "  bne 1b\n"
+    "  ldr lr, [sp, #28]\n"
+    "  cmp ip, lr\n"
+    "  beq 9f\n"
+    "  ldmia ip!, {r2, r4}\n"
+    "  str ip, [sp, #16]\n"
+    "  b 1b\n"
+    "9:\n"
     "  add sp, sp, #36\n"
     "  pop {r4-r11, pc}\n"
     "  .size te_conv_packed_pairs, .-te_conv_packed_pairs\n");
