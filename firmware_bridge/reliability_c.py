@@ -184,7 +184,8 @@ def run_fuzzer(exe: Path, corpus: Path, seeds: Path, artifacts: Path, cfg: FuzzC
 
 def replay(exe: Path, *inputs: Path) -> dict:
     """Run the fuzz target once over files or corpus directories (no fuzzing): what they reached, any reports."""
-    res = subprocess.run([str(exe), "-runs=0", *map(str, inputs)], capture_output=True, text=True, timeout=600)
+    res = subprocess.run([str(exe), "-runs=0", f"-artifact_prefix={exe.parent}/", *map(str, inputs)],
+                         capture_output=True, text=True, timeout=600)
     text = res.stdout + res.stderr
     return {"exit_status": res.returncode, **_status(text),
             "reports": [line.strip() for line in text.splitlines() if any(k in line for k in _SANITIZER_MARKS)]}
@@ -227,7 +228,8 @@ def line_coverage(exe: Path, corpus: Path, work: Path) -> dict:
     if shutil.which(profdata) is None or shutil.which(cov) is None:
         return {"skipped": "llvm-profdata/llvm-cov not found (Debian package llvm-14)"}
     raw = work / "cov.profraw"
-    subprocess.run([str(exe), "-runs=0", str(corpus)], env={"LLVM_PROFILE_FILE": str(raw)}, capture_output=True,
+    subprocess.run([str(exe), "-runs=0", f"-artifact_prefix={work}/", str(corpus)], env={"LLVM_PROFILE_FILE": str(raw)},
+                   capture_output=True,
                    timeout=3600)
     subprocess.run([profdata, "merge", "-sparse", str(raw), "-o", str(work / "cov.profdata")], check=True,
                    capture_output=True)

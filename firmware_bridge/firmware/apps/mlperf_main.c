@@ -67,9 +67,10 @@ static void out_p(float p)
 
 static void timestamp(void)
 {
-    const uint64_t ticks = port_ticks();
+    const uint64_t ticks = port_ticks(), hz = port_tick_hz();
     out("m-lap-us-");
-    out_u(ticks * 1000000u / port_tick_hz());
+    /* whole seconds apart: ticks * 10^6 would wrap after 2^64 / 10^6 ticks (30 hours at 168 MHz) */
+    out_u(ticks / hz * 1000000u + ticks % hz * 1000000u / hz);
     out("\r\n");
 }
 
