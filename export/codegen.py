@@ -28,7 +28,7 @@ from tinyexit.export.codegen_emit import layer_call, layer_decl, scratch_assert
 from tinyexit.export.codegen_graph import Graph, read_tflite
 from tinyexit.export.codegen_lower import lower
 from tinyexit.export.codegen_pack import why_not_packed
-from tinyexit.export.codegen_plan import collect_buffers, plan_arena, scratch_bytes
+from tinyexit.export.codegen_plan import plan_segments, scratch_bytes
 
 _HEX = re.compile(r"^[0-9a-f]*$")
 MONOLITHIC = {"full_tflite": "full", "all_exits_tflite": "all_exits"}  # manifest files key -> C name suffix
@@ -113,7 +113,7 @@ def generate_c(tflite_paths_or_bytes: list, cfg: CodegenConfig, pool: ConstPool 
     for g, layers in layered:
         segs.append((g, layers, g0))
         g0 += len(layers)
-    plan = plan_arena(collect_buffers(segs, canonical, cfg.arm_dsp_layout), cfg.arena_limit)
+    plan = plan_segments(segs, canonical, cfg.arm_dsp_layout, cfg.arena_limit)
     source_sha = hashlib.sha256("".join(g.sha256 for g in graphs).encode()).hexdigest()
     return _emit(cfg, segs, roles, plan, canonical, source_sha, pool if pool is not None else ConstPool())
 

@@ -63,12 +63,13 @@ class MemoryPlan:
         raise InternalError(f"no buffer planned for {key}")
 
 
-def collect_buffers(segments: list[tuple], canonical, packed: bool = True) -> list[Buffer]:
+def collect_buffers(segments: list[tuple], canonical, packed: bool = True, in_place: bool = True) -> list[Buffer]:
     """segments: [(graph, layers, first_global_layer)], canonical(seg, tensor) -> buffer key; `packed`:
-    CONV_2D layers get the arm_dsp packed layout (their scratch may differ)."""
+    CONV_2D layers get the arm_dsp packed layout (their scratch may differ); `in_place`: ADDs may
+    overwrite an input."""
     spans: dict[tuple, list[int]] = {}
     sizes: dict[tuple, int] = {}
-    alias = _in_place(segments, canonical)
+    alias = _in_place(segments, canonical) if in_place else {}
 
     def root(key):
         while key in alias:
@@ -122,6 +123,15 @@ def _in_place(segments: list[tuple], canonical) -> dict[tuple, tuple]:
                     alias[out] = key
                     break
     return alias
+
+
+def plan_segments(segments: list[tuple], canonical, packed: bool = True, limit: int | None = None) -> MemoryPlan:
+    """The smaller of the plans with and without in-place ADDs (greedy placement is not monotone)."""
+    plans = [plan_arena(collect_buffers(segments, canonical, packed, in_place)) for in_place in (True, False)]
+    plan = min(plans, key=lambda p: p.arena_bytes)
+    if limit is not None and plan.arena_bytes > limit:
+        raise UserError(f"the model needs a {plan.arena_bytes}-byte arena, more than the {limit} bytes allowed")
+    return plan
 
 
 def plan_arena(buffers: list[Buffer], limit: int | None = None) -> MemoryPlan:
