@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi clang 
 # Re-install only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test bench install system-packages clean
+.PHONY: demo test benchmarks reliability install system-packages clean
 
 demo: install
 	$(BIN)/tinyexit demo --out $(OUT) $(if $(FORCE),--force,)
@@ -16,8 +16,15 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: install
-	$(BIN)/tinyexit benchmark --out runs/benchmarks
+# Long runs, not tests: the main job, then the long fault and fuzz runs on its artifacts.
+benchmarks: demo reliability
+
+reliability: install
+	test -d $(OUT)/export || $(MAKE) demo
+	$(BIN)/tinyexit reliability faults $(OUT) --target agent
+	$(BIN)/tinyexit reliability faults $(OUT) --target qemu
+	$(BIN)/tinyexit reliability fuzz-decoder --inputs 1000000
+	$(BIN)/tinyexit reliability fuzz-c --seconds 600
 
 install: system-packages $(STAMP)
 
