@@ -134,7 +134,7 @@ def compare_runs(clean_path: Path, faulty_path: Path, tick_tolerance: int | None
     reference = {record_key(r): r for r in clean}
     seen = Counter(record_key(r) for r in faulty)
     mismatches = Counter({"exit": 0, "logits": 0, "host_reference": 0})
-    max_tick_diff = 0
+    max_tick_diff, identical = 0, 0
     for r in faulty:
         c = reference.get(record_key(r))
         if c is None:
@@ -145,13 +145,15 @@ def compare_runs(clean_path: Path, faulty_path: Path, tick_tolerance: int | None
         if tick_tolerance is not None:
             diff = _tick_diff(r, c)
             max_tick_diff = max(max_tick_diff, diff)
+            identical += diff == 0
             mismatches["ticks"] += diff > tick_tolerance
     return {"lines": len(faulty), "unique_keys": len(seen), "clean_lines": len(clean),
             "missing": sum(1 for k in reference if k not in seen),
             "duplicates": sum(n - 1 for n in seen.values()), "extra": sum(1 for k in seen if k not in reference),
             "torn_line": torn, "mismatches": dict(mismatches),
             "ticks_compared": tick_tolerance is not None, "tick_tolerance": tick_tolerance,
-            "max_tick_difference": max_tick_diff if tick_tolerance is not None else None}
+            "max_tick_difference": max_tick_diff if tick_tolerance is not None else None,
+            "ticks_identical": identical if tick_tolerance is not None else None}
 
 
 def _tick_diff(a: dict, b: dict) -> int:

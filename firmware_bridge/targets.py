@@ -108,8 +108,11 @@ class _AgentProcess:
         code = self.proc.poll()
         if code is None:
             return None
+        if code < 0:
+            return f"the host agent was killed by signal {-code}; see {self.log_path}"
         last = _last_line(self.log_path)
-        return f"the host agent exited with code {code}" + (f" ({last})" if last else "") + f"; see {self.log_path}"
+        said = f" ({last})" if last.startswith("tinyexit: error:") else ""
+        return f"the host agent exited with code {code}{said}; see {self.log_path}"
 
     def restart(self) -> None:
         if self.proc.poll() is None:  # hung rather than dead: a reset is a reset

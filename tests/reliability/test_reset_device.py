@@ -9,7 +9,7 @@ import pytest
 from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
 from tinyexit.firmware_bridge.fault_socket import SocketRelay
 from tinyexit.firmware_bridge.faults import PtyBridge
-from tinyexit.firmware_bridge.reliability import FaultRunConfig, run_fault_benchmark
+from tinyexit.firmware_bridge.reliability import DeviceKiller, FaultRunConfig, run_fault_benchmark
 from tinyexit.firmware_bridge.results import read_results, record_key
 from tinyexit.firmware_bridge.session import SessionConfig
 
@@ -35,6 +35,23 @@ def test_a_spawned_agent_killed_twice_on_a_noisy_link_is_restarted_and_nothing_i
 def test_a_qemu_that_dies_on_a_noisy_link_is_restarted_and_gives_the_clean_ticks(rel_run, need_qemu):
     report = _faulty_run_with_kills(rel_run, "qemu", 1)
     assert report["mismatches"]["ticks"] == 0 and report["ticks_compared"]
+
+
+@pytest.mark.parametrize("target", ["agent", "qemu"])
+def test_a_device_the_harness_started_is_started_again_on_a_clean_link(rel_run, target, request):
+    if target == "qemu":
+        request.getfixturevalue("need_qemu")
+    out = rel_run / "bench" / "plain" / "results.jsonl"
+    killer = DeviceKiller(target, out, 60 * 2, 1, log=lambda msg: None)
+    try:
+        summary = run_benchmark(rel_run, [target], BenchConfig(modes=("early_exit", "segments"), warmup=0, limit=60,
+                                                               name="plain", progress=False), log=lambda msg: None)
+    finally:
+        killer.stop()
+    records, _ = read_results(out)
+    assert killer.kills == 1 and summary["link"]["restarts"] == summary["link"]["resets"] == 1
+    assert len(records) == 60 * 4 == len({record_key(r) for r in records})
+    assert all(r["exit"] == r["host_exit"] and r["host_logits_equal"] for r in records)
 
 
 def _when_results(path, n: int, action) -> threading.Thread:
