@@ -52,7 +52,7 @@ class FaultRunConfig:
     reply_timeout_s: float = 0.5
     max_retries: int = 30
     grace_s: float = 0.01              # loopback replies arrive within milliseconds
-    name: str = "reliability"
+    name: str | None = None            # bench directory prefix; None: reliability, reliability-2, ... (first free)
     progress: bool = True
 
     def __post_init__(self):
@@ -61,7 +61,7 @@ class FaultRunConfig:
             raise UserError(f"--target {self.target}: fault runs need a device tinyexit starts; use agent or qemu")
         if not 0 <= self.resets <= 100:
             raise UserError(f"--resets {self.resets}: use 0..100")
-        if not self.name or "/" in self.name or self.name.startswith("."):
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise UserError(f"--name '{self.name}': use a plain directory name")
         self.faults()  # probabilities checked now
 
@@ -83,11 +83,7 @@ def run_fault_benchmark(run_dir, cfg: FaultRunConfig, log=print) -> dict:
     from tinyexit.rundir import require_run_dir, write_json
 
     run = require_run_dir(run_dir)
-    names = {kind: f"{cfg.name}-{target_name(cfg.target)}-{kind}" for kind in ("clean", "faults")}
-    for kind, name in names.items():
-        if (run / "bench" / name).exists():
-            raise UserError(f"{run / 'bench' / name}: exists from an earlier reliability run; pass --name NEW "
-                            "(nothing there is overwritten)")
+    names = _bench_names(run, cfg)
     base = BenchConfig(model=cfg.model, modes=cfg.modes, warmup=0, limit=cfg.limit, progress=cfg.progress)
     log(f"reliability: clean run on {cfg.target} -> bench/{names['clean']}")
     t0 = time.monotonic()
@@ -119,6 +115,25 @@ def run_fault_benchmark(run_dir, cfg: FaultRunConfig, log=print) -> dict:
     write_json(run / "bench" / names["faults"] / "reliability.json", report)
     log(one_line(report))
     return report
+
+
+def _bench_names(run: Path, cfg: FaultRunConfig) -> dict[str, str]:
+    """Bench directories of the clean and faulty runs; an earlier run's are never reused."""
+    def names(prefix: str) -> dict[str, str]:
+        return {kind: f"{prefix}-{target_name(cfg.target)}-{kind}" for kind in ("clean", "faults")}
+
+    def taken(n: dict) -> list[Path]:
+        return [run / "bench" / name for name in n.values() if (run / "bench" / name).exists()]
+
+    if cfg.name is not None:
+        if taken(names(cfg.name)):
+            raise UserError(f"{taken(names(cfg.name))[0]}: exists from an earlier reliability run; pass another "
+                            "--name (nothing there is overwritten)")
+        return names(cfg.name)
+    k = 1
+    while taken(names("reliability" if k == 1 else f"reliability-{k}")):
+        k += 1
+    return names("reliability" if k == 1 else f"reliability-{k}")
 
 
 def _describe(cfg: FaultRunConfig) -> str:

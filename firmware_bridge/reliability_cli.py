@@ -38,7 +38,8 @@ def register(sub) -> None:
     f.add_argument("--limit", type=int, default=None, help="first N test samples (default: the whole split)")
     f.add_argument("--timeout", type=float, default=0.5, help="reply timeout per try, s (default 0.5)")
     f.add_argument("--retries", type=int, default=30, help="retransmissions per request (default 30)")
-    f.add_argument("--name", default="reliability", help="bench directory prefix (default reliability)")
+    f.add_argument("--name", default=None,
+                   help="bench directory prefix (default: reliability, or reliability-2, ... when taken)")
     f.set_defaults(handler=_faults)
 
     z = acts.add_parser("fuzz-decoder", help="hypothesis fuzzing of the Python frame decoder and message parsers",

@@ -242,8 +242,8 @@ ROWS = [
      ["{run}/x: output directory is not empty", "--force"]),
     ("demo-epochs", ["demo", "--out", "{run}/z", "--epochs", "-1"], None, ["epochs -1"]),
     # reliability
-    ("reliability-out-exists", ["reliability", "faults", "{run}", "--target", "agent"], earlier_reliability,
-     ["{run}/bench/reliability-host-agent-clean: exists", "--name"]),
+    ("reliability-out-exists", ["reliability", "faults", "{run}", "--target", "agent", "--name", "reliability"],
+     earlier_reliability, ["{run}/bench/reliability-host-agent-clean: exists", "--name"]),
     ("reliability-probability", ["reliability", "faults", "{run}", "--target", "agent", "--corrupt", "1.5"], None,
      ["corrupt=1.5 must be in [0, 1]"]),
 ]

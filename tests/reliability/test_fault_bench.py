@@ -119,3 +119,14 @@ def test_a_dead_link_to_qemu_ends_the_run_in_bounded_time_and_keeps_results(rel_
         _dead_then_resume(rel_run, relay.url, relay, 100)
     finally:
         relay.close()
+
+
+def test_a_later_fault_run_never_reuses_an_earlier_runs_directories(tmp_path):
+    from tinyexit.firmware_bridge.reliability import _bench_names
+
+    (tmp_path / "bench" / "reliability-host-agent-faults").mkdir(parents=True)
+    assert _bench_names(tmp_path, FaultRunConfig()) == {"clean": "reliability-2-host-agent-clean",
+                                                        "faults": "reliability-2-host-agent-faults"}
+    assert _bench_names(tmp_path, FaultRunConfig(target="qemu"))["faults"] == "reliability-qemu-faults"
+    with pytest.raises(UserError, match="reliability-host-agent-faults: exists from an earlier reliability run"):
+        _bench_names(tmp_path, FaultRunConfig(name="reliability"))
