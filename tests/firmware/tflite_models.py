@@ -227,7 +227,8 @@ def fake_run(tmp: Path, blobs: list[bytes], model: str = "tm", n_inputs: int = 4
                      "outputs": [spec(outs[0], "logits")] + ([spec(outs[1], "features")] if len(outs) > 1 else [])})
     digest = hashlib.sha256("".join(s["files"]["tflm"]["sha256"] for s in segs).encode()).hexdigest()
     manifest = {"tinyexit_version": __version__, "model": model, "artifact_hash": digest, "layout": "NHWC",
-                "input": segs[0]["inputs"][0], "files": {}, "segments": segs, "policy": None}
+                "input": segs[0]["inputs"][0], "files": {}, "segments": segs, "policy": None,
+                "exits": [{"index": k} for k in range(len(segs))]}
     (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     x = np.stack(random_inputs(segs[0]["inputs"][0]["shape"], n_inputs, seed))[:, 0]
     np.savez(mdir / "inputs.npz", x=x, y=np.zeros(len(x), np.int64))
