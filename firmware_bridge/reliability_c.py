@@ -1,24 +1,28 @@
-"""Fuzzing the firmware's C protocol code: `fuzz_c(run_dir, workdir, FuzzCConfig) -> dict`.
+"""Fuzzing the firmware's C code that parses host bytes: `fuzz_c(run_dir, workdir, FuzzCConfig) -> dict`.
 
-firmware/fuzz/fuzz_protocol.c feeds arbitrary bytes through the firmware's frame
-decoder and request handler (core/) with the run's generated classifier and
-denoiser linked in, so LOAD_INPUT, RUN in every mode and GENERATE execute the
-real kernels.  It is compiled with clang, libFuzzer, AddressSanitizer and
-UndefinedBehaviorSanitizer (any report aborts) and checks every reply against
-the protocol.  The seed corpus is the recorded transcripts
-(tests/firmware_bridge/transcripts) plus sessions built with the Python framing
-layer for both models.  One process, one core.
+Two libFuzzer targets in firmware/fuzz/, compiled with clang, AddressSanitizer and
+UndefinedBehaviorSanitizer (any report aborts), one process on one core:
+  protocol  fuzz_protocol.c: arbitrary bytes through the firmware's frame decoder and
+            request handler (core/) with the run's classifier and denoiser linked in,
+            so LOAD_INPUT, RUN in every mode and GENERATE execute the real kernels;
+            every decoder event and reply is checked against fuzz_oracle.c, an
+            independent reading of docs/protocol.md.  Seeds: the recorded
+            transcripts (tests/firmware_bridge/transcripts) and sessions built with
+            the Python framing layer (reliability_c_seeds.py).
+  mlperf    fuzz_mlperf.c: the MLPerf Tiny DUT command parser (apps/mlperf_main.c).
 
-    tinyexit reliability fuzz-c [RUN_DIR] --seconds 600
+    tinyexit reliability fuzz-c [RUN_DIR] --seconds 600 [--target mlperf]
     python -m tinyexit.firmware_bridge.reliability_c [RUN_DIR] --seconds 600
 
 Without RUN_DIR the small trained run of tinyexit.export.testing is built once
 in the work directory (needs torch and TensorFlow, like `tinyexit export`).
+Figures go to WORKDIR/<target>/fuzz-c.json, crashing inputs to WORKDIR/<target>/crashes.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,10 +35,18 @@ from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR, kernel_sources
 from tinyexit.firmware_bridge.reliability_c_seeds import dictionary, seed_corpus
 
-FUZZ_SRC = FIRMWARE_DIR / "fuzz" / "fuzz_protocol.c"
+FUZZ_DIR = FIRMWARE_DIR / "fuzz"
+# fuzz targets: the harness sources and the core files each links (the rest of its program is the models)
+# (the mlperf app is built with a compiled-in exit policy, as firmware_build does when the manifest has one)
+TARGETS = {"protocol": (("fuzz_protocol.c", "fuzz_oracle.c"), ("te_frame.c", "te_device.c", "te_run.c", "te_policy.c",
+                                                               "te_sampler.c", "te_status.c", "te_port_weak.c"), ()),
+           "mlperf": (("fuzz_mlperf.c",), ("te_policy.c", "te_status.c", "te_sampler.c", "te_port_weak.c"),
+                      ("-DTE_MLPERF_POLICY_ID=0", "-DTE_MLPERF_THRESHOLD=0.6f"))}
+# the files whose line coverage a run reports
+COVERED = {"protocol": ("core/te_frame.c", "core/te_device.c", "core/te_run.c", "core/te_policy.c",
+                        "core/te_sampler.c"), "mlperf": ("apps/mlperf_main.c", "core/te_policy.c")}
 CLANG_INSTALL = "sudo apt-get install -y clang libclang-rt-14-dev"
 MODELS = ("classifier", "denoiser")   # firmware images, in the order of the control byte
-CORE = ("te_frame.c", "te_device.c", "te_run.c", "te_policy.c", "te_sampler.c", "te_status.c", "te_port_weak.c")
 _SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "protocol violation",
                     "ERROR: libFuzzer", "deadly signal")
 
@@ -42,6 +54,7 @@ _SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime 
 @dataclass(frozen=True)
 class FuzzCConfig:
     seconds: int = 600              # wall time of the fuzzing run
+    target: str = "protocol"        # protocol (core/: frames and requests) | mlperf (apps/mlperf_main.c)
     kernels: str = "reference"      # kernel set linked in (arm_dsp runs on the host through its C emulation)
     seed: int = 1                   # libFuzzer's seed
     max_len: int = 4096             # longest input, bytes
@@ -54,6 +67,8 @@ class FuzzCConfig:
         if not 1 <= self.seconds <= 7 * 86400:
             raise UserError(f"--seconds {self.seconds}: use 1 .. 604800")
         kernel_sources(self.kernels)
+        if self.target not in TARGETS:
+            raise UserError(f"--target {self.target}: unknown; choose one of {', '.join(TARGETS)}")
         if not 16 <= self.max_len <= 1 << 20:
             raise UserError(f"--max-len {self.max_len}: use 16 .. 1048576 bytes")
         if self.input_timeout_s < 1 or self.progress_s <= 0:
@@ -113,8 +128,8 @@ def model_sources(run_dir: Path, out: Path, kernels: str) -> tuple[list[Path], l
 
 
 def build_fuzzer(run_dir, out, kernels: str = "reference", coverage: bool = False, cc: str = "clang",
-                 extra_flags: tuple[str, ...] = ()) -> Path:
-    """Compile fuzz_protocol.c + core + both models + one kernel set; returns the executable.
+                 extra_flags: tuple[str, ...] = (), target: str = "protocol") -> Path:
+    """Compile a fuzz target (TARGETS) + its core files + both models + one kernel set; returns the executable.
 
     The protocol code, the models' glue and the arena and input buffers get ASan and UBSan.  The kernels
     and generated layers get UBSan only, at -O2: they never see a host length (every offset and size
@@ -135,17 +150,17 @@ def build_fuzzer(run_dir, out, kernels: str = "reference", coverage: bool = Fals
     _clang([*base, "-O2", *compute_flags, "-c", *map(str, compute), *map(str, kernel_sources(kernels))],
            out / "obj")
     objs = sorted((out / "obj").glob("*.o"))
-    exe = out / ("fuzz_protocol_cov" if coverage else "fuzz_protocol")
-    _clang([*base, "-O1", *flags, *extra_flags, str(FUZZ_SRC), str(FUZZ_SRC.parent / "fuzz_oracle.c"),
-            *(str(core / n) for n in CORE), *map(str, glue),
-            *map(str, objs), "-lm", "-o", str(exe)], out)
+    harness, core_files, defines = TARGETS[target]
+    exe = out / (f"fuzz_{target}" + ("_cov" if coverage else ""))
+    _clang([*base, "-O1", *flags, *defines, *extra_flags, *(str(FUZZ_DIR / n) for n in harness),
+            *(str(core / n) for n in core_files), *map(str, glue), *map(str, objs), "-lm", "-o", str(exe)], out)
     return exe
 
 
 def _clang(cmd: list[str], cwd: Path) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     if res.returncode != 0:
-        raise UserError(f"clang build of {FUZZ_SRC.name} failed:\n{res.stderr.strip()[-4000:]}")
+        raise UserError(f"clang build of a fuzz target in {FUZZ_DIR} failed:\n{res.stderr.strip()[-4000:]}")
 
 
 # --- run ---------------------------------------------------------------------------------
@@ -156,7 +171,7 @@ def run_fuzzer(exe: Path, corpus: Path, seeds: Path, artifacts: Path, cfg: FuzzC
     log_path = artifacts.parent / "libfuzzer.log"
     cmd = [str(exe), f"-max_total_time={cfg.seconds}", f"-seed={cfg.seed}", f"-max_len={cfg.max_len}",
            f"-timeout={cfg.input_timeout_s}", "-rss_limit_mb=2048", "-print_final_stats=1", "-use_value_profile=1",
-           f"-dict={dictionary(artifacts.parent / 'fuzz.dict')}",
+           f"-dict={dictionary(artifacts.parent / 'fuzz.dict', cfg.target)}",
            f"-artifact_prefix={artifacts}/", str(corpus), str(seeds)]
     t0 = time.monotonic()
     with open(log_path, "w") as err:
@@ -203,7 +218,7 @@ def _status(text: str) -> dict:
         hit = re.search(rf"stat::{key}:\s+(\d+)", text)
         if hit:
             out[name] = int(hit.group(1))
-    reached = re.findall(r"fuzz_protocol: reached (.*)$", text, re.M)
+    reached = re.findall(r"fuzz_\w+: reached (.*)$", text, re.M)
     if reached:
         out["reached"] = _reached(reached[-1])
     return out
@@ -222,20 +237,18 @@ def _reached(line: str) -> dict:
     return out
 
 
-def line_coverage(exe: Path, corpus: Path, work: Path) -> dict:
-    """Line coverage of each core/*.c file when the whole corpus is replayed once (llvm-cov)."""
+def line_coverage(exe: Path, corpus: Path, work: Path, target: str = "protocol") -> dict:
+    """Line and branch coverage of the target's C files (COVERED) when the corpus is replayed once (llvm-cov)."""
     profdata, cov = shutil.which("llvm-profdata") or "llvm-profdata-14", shutil.which("llvm-cov") or "llvm-cov-14"
     if shutil.which(profdata) is None or shutil.which(cov) is None:
         return {"skipped": "llvm-profdata/llvm-cov not found (Debian package llvm-14)"}
     raw = work / "cov.profraw"
-    subprocess.run([str(exe), "-runs=0", f"-artifact_prefix={work}/", str(corpus)], env={"LLVM_PROFILE_FILE": str(raw)},
-                   capture_output=True,
-                   timeout=3600)
+    subprocess.run([str(exe), "-runs=0", f"-artifact_prefix={work}/", str(corpus)], capture_output=True, timeout=3600,
+                   env={**os.environ, "LLVM_PROFILE_FILE": str(raw)})
     subprocess.run([profdata, "merge", "-sparse", str(raw), "-o", str(work / "cov.profdata")], check=True,
                    capture_output=True)
-    core = FIRMWARE_DIR / "core"
     res = subprocess.run([cov, "export", "-summary-only", str(exe), f"-instr-profile={work / 'cov.profdata'}",
-                          *(str(core / n) for n in CORE if n != "te_port_weak.c")],
+                          *(str(FIRMWARE_DIR / n) for n in COVERED[target])],
                          capture_output=True, text=True, check=True)
     files = json.loads(res.stdout)["data"][0]["files"]
     return {Path(f["filename"]).name: {k: round(f["summary"][k]["percent"], 1) for k in ("lines", "branches")}
@@ -243,35 +256,36 @@ def line_coverage(exe: Path, corpus: Path, work: Path) -> dict:
 
 
 def fuzz_c(run_dir=None, workdir="build/fuzz-c", cfg: FuzzCConfig = FuzzCConfig(), log=print) -> dict:
-    """Build, seed and run the C fuzzer; returns (and writes to WORKDIR/fuzz-c.json) its figures."""
+    """Build, seed and run one fuzz target; returns (and writes to WORKDIR/<target>/fuzz-c.json) its figures."""
     from tinyexit import __version__
 
     check_clang()
-    work = Path(workdir).resolve()
+    base = Path(workdir).resolve()
+    work = base / cfg.target
     work.mkdir(parents=True, exist_ok=True)
     if run_dir is None:
         from tinyexit.export.testing import exported_run  # trains: a developer command, never on a device
 
-        log(f"fuzz-c: no RUN_DIR; building the small test run in {work} (once, about a minute)")
-        run_dir = exported_run(work)
+        log(f"fuzz-c: no RUN_DIR; building the small test run in {base} (once, about a minute)")
+        run_dir = exported_run(base)
     run_dir = Path(run_dir).resolve()
-    log(f"fuzz-c: building {FUZZ_SRC.name} with clang (libFuzzer, ASan, UBSan), {cfg.kernels} kernels, "
-        f"classifier and denoiser of {run_dir}")
-    exe = build_fuzzer(run_dir, work / "build", cfg.kernels)
-    seeds = seed_corpus(run_dir, work / "seeds")
+    log(f"fuzz-c: building fuzz_{cfg.target} with clang (libFuzzer, ASan, UBSan), {cfg.kernels} kernels, "
+        f"the models of {run_dir}")
+    exe = build_fuzzer(run_dir, work / "build", cfg.kernels, target=cfg.target)
+    seeds = seed_corpus(run_dir, work / "seeds", cfg.target)
     corpus = work / "corpus"
     if cfg.fresh and corpus.exists():
         shutil.rmtree(corpus)
     for old in (work / "crashes").glob("*") if (work / "crashes").is_dir() else ():
         old.unlink()
-    log(f"fuzz-c: {len(list(seeds.iterdir()))} seeds (transcripts and sessions), "
+    log(f"fuzz-c: {len(list(seeds.iterdir()))} seeds, "
         f"{len(list(corpus.glob('*'))) if corpus.is_dir() else 0} corpus inputs kept; fuzzing {cfg.seconds} s")
     figures = run_fuzzer(exe, corpus, seeds, work / "crashes", cfg, log)
     figures["ok"] = figures["exit_status"] == 0 and not figures["reports"] and not figures["crash_files"]
     if cfg.coverage and figures["ok"]:
-        log("fuzz-c: replaying the corpus for line coverage of core/")
-        figures["line_coverage"] = line_coverage(build_fuzzer(run_dir, work / "build", cfg.kernels, coverage=True),
-                                                 corpus, work / "build")
+        log(f"fuzz-c: replaying the corpus for the line coverage of {', '.join(COVERED[cfg.target])}")
+        cov_exe = build_fuzzer(run_dir, work / "build", cfg.kernels, coverage=True, target=cfg.target)
+        figures["line_coverage"] = line_coverage(cov_exe, corpus, work / "build", cfg.target)
     result = {"tinyexit_version": __version__, "config": cfg.to_dict(), "run_dir": str(run_dir), **figures}
     (work / "fuzz-c.json").write_text(json.dumps(result, indent=2) + "\n")
     log(f"fuzz-c: {figures.get('executions', 0)} inputs in {figures['seconds']} s "
@@ -297,6 +311,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
                    help="run with the classifier and denoiser exported (default: build the small test run)")
     p.add_argument("--seconds", type=int, default=600, help="fuzzing time (default 600)")
+    p.add_argument("--target", default="protocol", choices=sorted(TARGETS),
+                   help="protocol: the frame decoder and request handler (default); mlperf: the MLPerf Tiny DUT "
+                        "command parser")
     p.add_argument("--kernels", default="reference", help="kernel set: reference or arm_dsp (default reference)")
     p.add_argument("--seed", type=int, default=1, help="libFuzzer seed (default 1)")
     p.add_argument("--workdir", default="build/fuzz-c", help="build, corpus and crashes (default build/fuzz-c)")
@@ -305,12 +322,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fuzz_c(args: argparse.Namespace) -> int:
-    cfg = FuzzCConfig(seconds=args.seconds, kernels=args.kernels, seed=args.seed, fresh=args.fresh,
+    cfg = FuzzCConfig(seconds=args.seconds, target=args.target, kernels=args.kernels, seed=args.seed, fresh=args.fresh,
                       coverage=not args.no_coverage)
     res = fuzz_c(args.run_dir, args.workdir, cfg)
     if not res["ok"]:
         raise UserError(f"fuzz-c found a problem: {(res['reports'] or res['crash_files'] or ['exit status'])[0]}; "
-                        f"inputs in {Path(args.workdir) / 'crashes'}, log {res['log']}")
+                        f"inputs in {Path(args.workdir) / args.target / 'crashes'}, log {res['log']}")
     return 0
 
 

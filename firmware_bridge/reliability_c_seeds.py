@@ -78,12 +78,22 @@ def _sessions(run_dir: Path, model: str) -> dict[str, list[Frame]]:
     return out
 
 
-def seed_corpus(run_dir, out) -> Path:
-    """Write the seed inputs (control byte + body, see fuzz_protocol.c) into `out`; returns it."""
+def seed_corpus(run_dir, out, target: str = "protocol") -> Path:
+    """Write the seed inputs of a fuzz target into `out` (emptied first); returns it."""
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    seeds = _protocol_seeds(Path(run_dir)) if target == "protocol" else _mlperf_seeds(Path(run_dir))
+    for path in sorted((REGRESSIONS / target).glob("*")) if (REGRESSIONS / target).is_dir() else ():
+        seeds[f"regression-{path.name}"] = path.read_bytes()  # inputs that once found a bug (fixed)
+    for name, data in seeds.items():
+        (out / name).write_bytes(data)
+    return out
+
+
+def _protocol_seeds(run_dir: Path) -> dict[str, bytes]:
+    """Control byte + body (see fuzz_protocol.c): transcripts and sessions, as wire bytes and as frame records."""
     seeds: dict[str, bytes] = {}
     if not TRANSCRIPTS.is_dir():
         raise UserError(f"{TRANSCRIPTS}: missing; fuzz-c seeds its corpus from the recorded transcripts "
@@ -102,15 +112,34 @@ def seed_corpus(run_dir, out) -> Path:
                 encode_frame(f, lead=i == 0) for i, f in enumerate(frames))
             seeds[f"session-{model}-{name}-records"] = bytes([image | 2]) + b"".join(
                 _record(f, lead=i == 0) for i, f in enumerate(frames))
-    for path in sorted(REGRESSIONS.glob("*")) if REGRESSIONS.is_dir() else ():
-        seeds[f"regression-{path.name}"] = path.read_bytes()  # inputs that once found a bug (fixed)
-    for name, data in seeds.items():
-        (out / name).write_bytes(data)
-    return out
+    return seeds
 
 
-def dictionary(path) -> Path:
-    """libFuzzer tokens: boundary integers and floats a host might send (float compares give the fuzzer no hints)."""
+def _mlperf_seeds(run_dir: Path) -> dict[str, bytes]:
+    """Command sequences of the MLPerf Tiny runner (docs/mlperf-tiny.md), good and bad."""
+    from tinyexit.firmware_bridge.firmware_verify import test_split_inputs
+
+    x = np.asarray(test_split_inputs(run_dir, "classifier")[:1], np.int8).tobytes()
+    hexed = x.hex()
+    sessions = {
+        "identify": "name%profile%help%timestamp%",
+        "infer": f"db load {len(x)}%db {hexed[:64]}%db {hexed[64:]}%db print%infer 2 1%results%timestamp%",
+        "bad": f"%db%db load 0%db load 99999999%db load x%db 1%db zz%infer 1%results%infer 0%infer 1 x%nothing%"
+               f"db load {len(x) - 1}%db {hexed}%infer 1 0%db load {len(x)}%db {'0' * 2000}%",
+        "long": "x" * 1100 + "%name%",
+    }
+    return {f"mlperf-{name}": text.encode() for name, text in sessions.items()}
+
+
+def dictionary(path, target: str = "protocol") -> Path:
+    """libFuzzer tokens: boundary integers and floats a host might send (float compares give the fuzzer no hints);
+    for the MLPerf parser, its command words and numbers."""
+    if target == "mlperf":
+        words = ["name", "profile", "help", "timestamp", "db", "load", "print", "infer", "results", "%", " ", "0",
+                 "64", "65", "1024", "4294967295", "99999999", "100000000", "ff", "0F"]
+        path = Path(path)
+        path.write_text("".join(f'k{i}="{_escaped(w.encode())}"\n' for i, w in enumerate(words)))
+        return path
     floats = [0.0, -0.0, 0.5, 1.0, 1.0000001, 0.99999994, -0.1, 1.5, 2.0, 2.5, 16.0, 17.0, 65535.0, 65536.0, 7e4, 1e30,
               3.4e38, float("inf"), float("-inf"), float("nan"), 1e-45]
     ints = [(v, f) for f in ("<H", "<I") for v in (0, 1, 2, 3, 15, 16, 17, 63, 64, 255, 256, 767, 768, 1019, 1020,

@@ -3,8 +3,9 @@
 The target links the real generated classifier and denoiser of the shared small test run, so the seeds
 (recorded transcripts and sessions built with the Python framing layer) reach LOAD_INPUT, RUN in every
 mode, GENERATE and every refusal; a 30 s fuzzing run finds no crash, no sanitizer report and no protocol
-violation; and a planted overflow is found and reported, so a real one would be too.
-The long run is `tinyexit reliability fuzz-c --seconds 600`.
+violation; a planted overflow is found and reported, so a real one would be too; and the MLPerf Tiny
+DUT command parser (apps/mlperf_main.c, firmware/fuzz/fuzz_mlperf.c) gets a short run as well.
+The long run is `tinyexit reliability fuzz-c --seconds 600` (`--target mlperf` for the second parser).
 """
 import shutil
 import subprocess
@@ -67,15 +68,29 @@ def test_thirty_seconds_of_fuzzing_find_nothing(run, tmp_path):
     assert res["seconds"] >= 30 and res["executions"] > 1000 and res["new_units"] > 0
     got = res["reached"]
     assert got["result"][0] > 0 and got["result"][1] > 0 and got["generate"] > 0
-    assert (tmp_path / "work" / "fuzz-c.json").is_file()
+    assert (tmp_path / "work" / "protocol" / "fuzz-c.json").is_file()
 
 
 def test_a_planted_overflow_is_found_and_reported(run, tmp_path):
+    """A harness build whose LOAD_INPUT copy checks the offset but not the end: fuzzing the seeds that fill the
+    input buffer to 4 bytes short of its end (none of them overflows) finds the overflow within seconds."""
     exe = build_fuzzer(run, tmp_path / "planted", extra_flags=("-DTE_FUZZ_PLANTED_BUG",))
     seeds = seed_corpus(run, tmp_path / "seeds")
-    res = subprocess.run([str(exe), "-max_total_time=60", "-seed=1", f"-artifact_prefix={tmp_path}/", str(seeds)],
-                         capture_output=True, text=True, timeout=180)
+    (tmp_path / "start").mkdir()
+    for path in seeds.glob("session-*-buffer_end-records"):
+        shutil.copy(path, tmp_path / "start")
+    assert replay(exe, tmp_path / "start")["exit_status"] == 0  # the seeds alone are fine
+    res = subprocess.run([str(exe), "-max_total_time=90", "-seed=1", f"-artifact_prefix={tmp_path}/",
+                          str(tmp_path / "start")], capture_output=True, text=True, timeout=300)
     assert res.returncode != 0
     assert "AddressSanitizer: global-buffer-overflow" in res.stderr
     crash = next(tmp_path.glob("crash-*"))
     assert replay(exe, crash)["exit_status"] != 0  # the saved input reproduces it
+
+
+def test_the_mlperf_command_parser_under_the_fuzzer_too(run, tmp_path):
+    res = fuzz_c(run, tmp_path / "work", FuzzCConfig(seconds=10, target="mlperf", coverage=False, fresh=True),
+                 log=print)
+    assert res["ok"] and res["reports"] == [] and res["crash_files"] == [], (res["reports"], res["log"])
+    got = res["reached"]
+    assert res["executions"] > 1000 and got["infers"] > 0 and got["commands"] > res["executions"]

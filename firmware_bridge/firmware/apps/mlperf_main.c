@@ -255,12 +255,31 @@ static void command(char *line)
     out("m-ready\r\n");
 }
 
+static size_t cmd_len;
+static int cmd_overflow;
+
+/* One received byte: commands collect until '%' (fuzz/fuzz_mlperf.c drives this directly). */
+static void on_byte(uint8_t c)
+{
+    if (c == '%') {
+        cmd[cmd_len] = 0;
+        if (cmd_overflow) out("e-[Command too long]\r\nm-ready\r\n");
+        else command(cmd);
+        cmd_len = 0;
+        cmd_overflow = 0;
+    } else if (c == '\r' || c == '\n') {
+        return;
+    } else if (cmd_len < MAX_HEX_LINE) {
+        cmd[cmd_len++] = (char)c;
+    } else {
+        cmd_overflow = 1; /* never written past the buffer; the command is refused at its '%' */
+    }
+}
+
 int main(void)
 {
     port_init();
     out("m-init-done\r\nm-ready\r\n");
-    size_t pos = 0;
-    int overflow = 0;
     for (;;) {
         const int c = port_uart_getc();
         if (c < 0) {
@@ -268,18 +287,6 @@ int main(void)
             port_idle();
             continue;
         }
-        if (c == '%') {
-            cmd[pos] = 0;
-            if (overflow) out("e-[Command too long]\r\nm-ready\r\n");
-            else command(cmd);
-            pos = 0;
-            overflow = 0;
-        } else if (c == '\r' || c == '\n') {
-            continue;
-        } else if (pos < MAX_HEX_LINE) {
-            cmd[pos++] = (char)c;
-        } else {
-            overflow = 1; /* never written past the buffer; the command is refused at its '%' */
-        }
+        on_byte((uint8_t)c);
     }
 }
