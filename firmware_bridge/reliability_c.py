@@ -263,7 +263,10 @@ def fuzz_c(run_dir=None, workdir="build/fuzz-c", cfg: FuzzCConfig = FuzzCConfig(
     base = Path(workdir).resolve()
     work = base / cfg.target
     work.mkdir(parents=True, exist_ok=True)
-    if run_dir is None:
+    if run_dir is None and all((base / "tiny_run" / "export" / m / "manifest.json").is_file() for m in MODELS):
+        run_dir = base / "tiny_run"
+        log(f"fuzz-c: no RUN_DIR; using the small test run built earlier in {run_dir}")
+    elif run_dir is None:
         from tinyexit.export.testing import exported_run  # trains: a developer command, never on a device
 
         log(f"fuzz-c: no RUN_DIR; building the small test run in {base} (once, about a minute)")
