@@ -141,5 +141,6 @@ def test_qemu_reset_behind_the_relay_with_its_boot_info_lost_is_noticed(rel_run,
         summary, _ = _bench(rel_run, relay.url, messages)
     finally:
         relay.close()
-    assert summary["link"]["resets"] == 1 and relay.connections == 2
+    # A loaded machine may add a reconnect after a reply timeout; the one reset is what must be seen.
+    assert summary["link"]["resets"] == 1 and relay.connections >= 2
     assert any("lost the inputs it acknowledged" in m for m in messages), messages
