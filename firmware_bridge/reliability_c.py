@@ -33,7 +33,6 @@ from pathlib import Path
 from tinyexit.errors import UserError
 from tinyexit.firmware_bridge import protocol_constants as pc
 from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR, kernel_sources
-from tinyexit.firmware_bridge.reliability_c_seeds import dictionary, seed_corpus
 
 FUZZ_DIR = FIRMWARE_DIR / "fuzz"
 # fuzz targets: the harness sources and the core files each links (the rest of its program is the models)
@@ -166,6 +165,8 @@ def _clang(cmd: list[str], cwd: Path) -> None:
 # --- run ---------------------------------------------------------------------------------
 def run_fuzzer(exe: Path, corpus: Path, seeds: Path, artifacts: Path, cfg: FuzzCConfig, log=print) -> dict:
     """One libFuzzer process for cfg.seconds; returns its figures (executions, coverage, reports)."""
+    from tinyexit.firmware_bridge.reliability_c_seeds import dictionary
+
     artifacts.mkdir(parents=True, exist_ok=True)
     corpus.mkdir(parents=True, exist_ok=True)
     log_path = artifacts.parent / "libfuzzer.log"
@@ -258,6 +259,7 @@ def line_coverage(exe: Path, corpus: Path, work: Path, target: str = "protocol")
 def fuzz_c(run_dir=None, workdir="build/fuzz-c", cfg: FuzzCConfig = FuzzCConfig(), log=print) -> dict:
     """Build, seed and run one fuzz target; returns (and writes to WORKDIR/<target>/fuzz-c.json) its figures."""
     from tinyexit import __version__
+    from tinyexit.firmware_bridge.reliability_c_seeds import seed_corpus
 
     check_clang()
     base = Path(workdir).resolve()
