@@ -49,6 +49,19 @@ def test_the_fuzzer_catches_a_decoder_that_loses_frames(monkeypatch):
         check_example([("flood", 3000), ("frame", GOOD)], [], pc.MAX_PAYLOAD, 1, stats)
 
 
+def test_the_fuzzer_interrupts_a_decoder_that_spins(monkeypatch):
+    def spin(self, data):  # an infinite loop on some input: what "no hang" must catch
+        while True:
+            pass
+
+    monkeypatch.setattr(FrameDecoder, "feed", spin)
+    stats = {"inputs": 0, "bytes": 0, "frames": 0, "errors": 0, "max_input_s": 0.0}
+    t0 = time.monotonic()
+    with pytest.raises(InternalError, match=r"an input used more than 0.2 s of CPU \(a hang\)"):
+        check_example([("frame", GOOD)], [], pc.MAX_PAYLOAD, 1, stats, max_input_s=0.2)
+    assert time.monotonic() - t0 < 20
+
+
 def test_memory_stays_bounded_whatever_the_stream():
     rng = random.Random(3)
     flood = bytes(rng.randrange(1, 256) for _ in range(1 << 16)) * 64          # 4 MiB, no delimiter
