@@ -28,7 +28,7 @@ def prepare_output_dir(out: str | os.PathLike, force: bool = False) -> Path:
         probe.unlink()
     except OSError as exc:
         raise UserError(f"{path}: cannot write there ({exc.strerror}); choose a writable --out") from None
-    return path
+    return path.resolve()  # absolute: later stages run tools (make, qemu) from other directories
 
 
 def require_run_dir(run: str | os.PathLike) -> Path:
@@ -39,7 +39,7 @@ def require_run_dir(run: str | os.PathLike) -> Path:
     if not (path / "config.json").is_file():
         raise UserError(f"{path}/config.json missing: not a tinyexit run directory; "
                         f"create one with 'tinyexit train early-exit --out {path}'")
-    return path
+    return path.resolve()  # absolute: later stages run tools (make, qemu) from other directories
 
 
 def read_json(path: Path) -> dict:
