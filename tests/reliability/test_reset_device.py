@@ -25,6 +25,7 @@ def _faulty_run_with_kills(run, target: str, kills: int) -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_a_spawned_agent_killed_twice_on_a_noisy_link_is_restarted_and_nothing_is_lost(rel_run):
     report = _faulty_run_with_kills(rel_run, "agent", 2)
     log = (rel_run / "bench" / report["bench"]["faults"] / "agent-0.log").read_text()
