@@ -94,7 +94,7 @@ def _train_classifiers(splits, cfg: DemoConfig, run: Path) -> None:
     from tinyexit.models.train_run import ClassifierRunConfig, train_classifiers
 
     ccfg = ClassifierRunConfig(dataset=cfg.dataset)
-    if cfg.epochs:
+    if cfg.epochs is not None:
         ccfg = replace(ccfg, train=replace(ccfg.train, epochs=cfg.epochs))
     train_classifiers(splits, ccfg, run)
 
@@ -103,6 +103,6 @@ def _train_denoiser(splits, cfg: DemoConfig, run: Path) -> None:
     from tinyexit.models.train_denoiser import DenoiserRunConfig, train_denoiser
 
     dcfg = DenoiserRunConfig(dataset=cfg.dataset)
-    if cfg.denoiser_epochs:
+    if cfg.denoiser_epochs is not None:
         dcfg = replace(dcfg, epochs=cfg.denoiser_epochs)
     train_denoiser(splits, dcfg, run)

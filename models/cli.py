@@ -36,7 +36,7 @@ def _train(args: argparse.Namespace) -> int:
         from tinyexit.models.train_denoiser import DenoiserRunConfig, train_denoiser
 
         cfg = DenoiserRunConfig(dataset=args.dataset, seed=args.seed,
-                                **({"epochs": args.epochs} if args.epochs else {}))
+                                **({"epochs": args.epochs} if args.epochs is not None else {}))
         train_denoiser(splits, cfg, out)
     return 0
 
@@ -47,6 +47,6 @@ def train_early_exit(splits, args, out) -> None:
     from tinyexit.models.train_run import ClassifierRunConfig, train_classifiers
 
     cfg = ClassifierRunConfig(dataset=args.dataset, data_dir=args.data_dir)
-    train = replace(cfg.train, seed=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    train = replace(cfg.train, seed=args.seed, **({"epochs": args.epochs} if args.epochs is not None else {}))
     for row in train_classifiers(splits, replace(cfg, train=train), out):
         print(f"trained {row['name']}: val accuracy {row['final_val_acc']:.4f} in {row['seconds']:.1f} s")
