@@ -18,13 +18,13 @@ import threading
 import time
 
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge.faults import FaultConfig, FaultInjector, forward
+from tinyexit.firmware_bridge.faults import FaultConfig, FaultInjector, _Relay, forward
 
 LOOPBACK = "127.0.0.1"
 _RECONNECT_S = 0.05
 
 
-class SocketRelay:
+class SocketRelay(_Relay):
     def __init__(self, upstream_port: int, to_device: FaultConfig = FaultConfig(),
                  to_host: FaultConfig = FaultConfig(), upstream_host: str = LOOPBACK):
         if upstream_host not in (LOOPBACK, "localhost"):
@@ -52,17 +52,8 @@ class SocketRelay:
             self._upstream = (LOOPBACK, int(upstream_port))
             self._drop_device()
 
-    def set_dead(self, dead: bool = True) -> None:
-        self.to_device.dead = self.to_host.dead = dead
-
-    def counts(self) -> dict:
-        return {"to_device": dict(self.to_device.counts), "to_host": dict(self.to_host.counts)}
-
     def close(self) -> None:
-        os.write(self._stop_w, b"x")
-        self._thread.join(5)
-        for fd in (self._stop_r, self._stop_w):
-            os.close(fd)
+        self._stop_thread()
         with self._lock:
             self._drop_device()
             if self._client is not None:

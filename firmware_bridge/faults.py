@@ -154,7 +154,25 @@ def total_counts(directions: dict) -> dict:
             "bytes_in": total["bytes_in"]}
 
 
-class PtyBridge:
+class _Relay:
+    """What both relays (pty bridge, TCP relay) share: a fault injector per direction and a
+    relay thread stopped through a pipe."""
+
+    def set_dead(self, dead: bool = True) -> None:
+        """Make the link swallow every byte in both directions (a pulled cable), or revive it."""
+        self.to_device.dead = self.to_host.dead = dead
+
+    def counts(self) -> dict:
+        return {"to_device": dict(self.to_device.counts), "to_host": dict(self.to_host.counts)}
+
+    def _stop_thread(self) -> None:
+        os.write(self._stop_w, b"x")
+        self._thread.join(5)
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
+
+
+class PtyBridge(_Relay):
     """Relay between a host-side pty (`host_path`) and a device-side pty (`device_path`)."""
 
     def __init__(self, to_device: FaultConfig = FaultConfig(), to_host: FaultConfig = FaultConfig()):
@@ -182,17 +200,7 @@ class PtyBridge:
                     dest, injector = routes[fd]
                     forward(injector, data, dest.write)
 
-    def set_dead(self, dead: bool = True) -> None:
-        """Make the link swallow every byte in both directions (a pulled cable), or revive it."""
-        self.to_device.dead = self.to_host.dead = dead
-
-    def counts(self) -> dict:
-        return {"to_device": dict(self.to_device.counts), "to_host": dict(self.to_host.counts)}
-
     def close(self) -> None:
-        os.write(self._stop_w, b"x")
-        self._thread.join(5)
-        for fd in (self._stop_r, self._stop_w):
-            os.close(fd)
+        self._stop_thread()
         self._host.close()
         self._device.close()
