@@ -16,9 +16,10 @@ from tinyexit.errors import UserError
 _COMMAND_MODULES = (
     "tinyexit.models.cli",
     "tinyexit.export.cli",
-    "tinyexit.firmware_bridge.cli",
-    "tinyexit.firmware_bridge.firmware_cli",
-    "tinyexit.firmware_bridge.reliability_cli",
+    "tinyexit.firmware_bridge.agent.cli",
+    "tinyexit.firmware_bridge.harness.cli",
+    "tinyexit.firmware_bridge.firmware.cli",
+    "tinyexit.firmware_bridge.reliability.cli",
     "tinyexit.eval.cli",
     "tinyexit.eval.check_cli",
     "tinyexit.pipeline_cli",

@@ -60,7 +60,7 @@ def choose_target(requested: str | None) -> tuple[str, str]:
     """The benchmark target and why: the emulated Cortex-M4 when its toolchain is here, else the host agent."""
     if requested:
         return requested, "requested with --target"
-    from tinyexit.firmware_bridge.qemu_target import qemu_available
+    from tinyexit.firmware_bridge.harness.qemu import qemu_available
 
     ok, why = qemu_available()
     if ok:
@@ -69,7 +69,7 @@ def choose_target(requested: str | None) -> tuple[str, str]:
 
 
 def _benchmark(run: Path, cfg: DemoConfig, clock: _Clock) -> None:
-    from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
+    from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
 
     target, why = choose_target(cfg.target)
     clock.stage(f"bench: classifier on target '{target}' ({why})")
@@ -85,7 +85,7 @@ def _benchmark(run: Path, cfg: DemoConfig, clock: _Clock) -> None:
 
 
 def _dir_name(target: str) -> str:
-    from tinyexit.firmware_bridge.targets import bench_name
+    from tinyexit.firmware_bridge.harness.targets import bench_name
 
     return bench_name([target])
 

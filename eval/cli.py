@@ -13,7 +13,7 @@ def register(sub) -> None:
 
 def _report(args) -> int:
     from tinyexit.eval.report import write_report
-    from tinyexit.models.exit_policy import ExitPolicy
+    from tinyexit.exit_policy import ExitPolicy
     from tinyexit.rundir import require_run_dir, update_config
 
     run = require_run_dir(args.run_dir)

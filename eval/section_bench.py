@@ -294,7 +294,7 @@ def _model_inputs(run_dir: Path, sources, seg_rows: list[dict], feature: str):
 def _sweep(run_dir: Path, man: dict, per_exit: list[dict], ref) -> list[dict]:
     """Threshold sweep on the test split's per-exit logits, costed with measured path latencies."""
     from tinyexit.eval import study
-    from tinyexit.models.exit_policy import ExitPolicy
+    from tinyexit.exit_policy import ExitPolicy
 
     path = run_dir / "predictions" / "early_exit.npz"
     lat = [e["latency_median"] for e in per_exit]

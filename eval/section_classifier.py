@@ -16,7 +16,7 @@ from tinyexit.eval import study
 from tinyexit.eval.macs import count_macs, cumulative_exit_macs, segment_macs
 from tinyexit.eval.plots import figure, md_table, save
 from tinyexit.eval.report import Section
-from tinyexit.models.exit_policy import ExitPolicy
+from tinyexit.exit_policy import ExitPolicy
 from tinyexit.rundir import load_config
 
 ORDER = 10

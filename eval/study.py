@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyexit.models.exit_policy import ExitPolicy, gather_exit_logits, max_softmax
+from tinyexit.exit_policy import ExitPolicy, gather_exit_logits, max_softmax
 
 SWEEP = {
     "max_softmax": (0.1, 0.15, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999),

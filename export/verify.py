@@ -18,7 +18,7 @@ from tinyexit.errors import UserError
 from tinyexit.export import boundary, manifest as mf, runtimes as rt, tflite_graph as tg
 from tinyexit.export.config import VerifyConfig
 from tinyexit.export.families import FAMILIES
-from tinyexit.models.exit_policy import ExitPolicy
+from tinyexit.exit_policy import ExitPolicy
 from tinyexit.rundir import read_json, require_run_dir, sha256_file, write_json
 
 

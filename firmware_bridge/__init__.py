@@ -1,13 +1,12 @@
 """firmware_bridge: run exported exits on a device over a serial link and measure them there.
 
-Entry points (import lazily; nothing here imports torch or TensorFlow, so a
-Raspberry Pi installs only numpy, pyserial and ai-edge-litert):
-    tinyexit.firmware_bridge.agent.run_agent(AgentConfig)          device side: `tinyexit agent`
-    tinyexit.firmware_bridge.bench.run_benchmark(run_dir, targets, BenchConfig) -> summary
-                                                                  host side: `tinyexit bench`
-The protocol: protocol_constants (every constant, rendered as the C header),
-framing (COBS + CRC-32 frames, streaming decoder), messages (payload layouts),
-session (host requests, retries, link statistics), link (pyserial URLs, pty
-pairs, port locks), faults (a fault-injecting pty bridge for tests).
-Spec: docs/protocol.md; results format: docs/artifacts.md; Pi setup: docs/raspberry-pi.md.
+Five rooms, each with its entry named in its own __init__ (imports are lazy, and
+nothing here imports torch or TensorFlow: a Raspberry Pi installs only numpy,
+pyserial and one interpreter runtime):
+    protocol/     frames, messages, constants (Python + the generated C header), exit-policy wire rules
+    agent/        what runs on a Raspberry Pi: `tinyexit agent`        -> agent.run_agent(AgentConfig)
+    harness/      bench over a link, targets, power monitors            -> harness.run_benchmark(run, targets, cfg)
+    firmware/     the C tree (core, kernels, ports, apps) and its build -> firmware.build_firmware(bundle, cfg)
+    reliability/  fuzzers and long fault runs                           -> reliability.run_fault_benchmark(...)
+The arrows between them are in docs/packages.md; tests/core/test_architecture.py enforces them.
 """

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tinyexit.eval import study
-from tinyexit.models.exit_policy import ExitPolicy, gather_exit_logits
+from tinyexit.exit_policy import ExitPolicy, gather_exit_logits
 
 CUM = [100, 300, 1000]
 

@@ -15,7 +15,7 @@ import pytest
 
 from tinyexit.export.codegen import CodegenConfig, generate_c, generate_c_for_run
 from tinyexit.export.codegen_consts import ConstPool
-from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR, HostRunner, kernel_sources
+from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, HostRunner, kernel_sources
 
 _KEY = "tinyexit_tests_tflite_models"
 if _KEY not in sys.modules:
@@ -107,7 +107,7 @@ def _logits_position(blob: bytes) -> int:
 def test_exported_variants_hold_each_weight_once_and_stay_bit_exact(tmp_path_factory):
     """The real export: segmented, full-depth and all-exits models; flash ~1x the distinct arrays."""
     from tinyexit.export.testing import copy_run, exported_run
-    from tinyexit.firmware_bridge.firmware_verify import test_split_inputs
+    from tinyexit.firmware_bridge.firmware.verify import test_split_inputs
 
     run = copy_run(exported_run(tmp_path_factory.getbasetemp()), tmp_path_factory.mktemp("dedupe") / "run")
     c_dir = generate_c_for_run(run, "classifier")

@@ -15,7 +15,7 @@ from tinyexit.export.codegen_graph import read_tflite
 from tinyexit.export.codegen_lower import lower
 from tinyexit.export.codegen_pack import (HEADER_WORDS, MAGIC, acc_bound, column_mode, fast_requant, pack_conv,
                                           packed_taps, why_not_packed)
-from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR, HostRunner, build_host_runner
+from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, HostRunner, build_host_runner
 
 _KEY = "tinyexit_tests_tflite_models"
 if _KEY not in sys.modules:

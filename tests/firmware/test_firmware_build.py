@@ -10,9 +10,9 @@ import pytest
 
 from tinyexit.cli import main
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge import firmware_build as fb
-from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, build_firmware
-from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR
+from tinyexit.firmware_bridge.firmware import build as fb
+from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
+from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR
 
 _KEY = "tinyexit_tests_tflite_models"
 if _KEY not in sys.modules:

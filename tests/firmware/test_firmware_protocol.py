@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, models_c
-from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR, build_frame_dump, build_host_firmware
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, encode_frame
-from tinyexit.models.exit_policy import ExitPolicy
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, models_c
+from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, build_frame_dump, build_host_firmware
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, encode_frame
+from tinyexit.exit_policy import ExitPolicy
 
 _KEY = "tinyexit_tests_tflite_models"
 if _KEY not in sys.modules:

@@ -12,12 +12,12 @@ import pytest
 
 from tinyexit.errors import UserError
 from tinyexit.export.codegen import CodegenConfig, generate_c
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, build_firmware, models_c
-from tinyexit.firmware_bridge.firmware_host import build_host_firmware
-from tinyexit.firmware_bridge.firmware_sampler import MODE_GENERATE, MSG_GENERATE, generate_on_device, sample_reference
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, encode_frame
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware, models_c
+from tinyexit.firmware_bridge.firmware.host import build_host_firmware
+from tinyexit.firmware_bridge.harness.sampler import MODE_GENERATE, MSG_GENERATE, generate_on_device, sample_reference
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, encode_frame
 
 _KEY = "tinyexit_tests_tflite_models"
 if _KEY not in sys.modules:
@@ -83,8 +83,8 @@ def test_generation_on_the_host_port_equals_the_reference(den_run, tmp_path):
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="needs qemu-system-arm and gcc-arm-none-eabi")
 def test_generation_on_the_emulated_board(den_run):
-    from tinyexit.firmware_bridge.link import SerialLink
-    from tinyexit.firmware_bridge.qemu_target import start_qemu
+    from tinyexit.firmware_bridge.harness.link import SerialLink
+    from tinyexit.firmware_bridge.harness.qemu import start_qemu
 
     run, man = den_run
     rep = build_firmware(run, "den", FirmwareConfig(verify=False), log=lambda msg: None)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge import firmware_host
-from tinyexit.firmware_bridge.firmware_host import FIRMWARE_DIR, build_host_runner, kernel_sources
+from tinyexit.firmware_bridge.firmware import host as firmware_host
+from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, build_host_runner, kernel_sources
 
 _KEY = "tinyexit_tests_tflite_models"  # one instance per session: its TensorFlow-built models are cached
 if _KEY not in sys.modules:
@@ -112,7 +112,7 @@ def test_optimized_set_never_falls_back(tmp_path, monkeypatch):
 def test_exported_models_every_segment_whole_test_split(tmp_path_factory, model):
     """The real exported segments of both families on the whole digits test split, both kernel sets."""
     from tinyexit.export.testing import exported_run
-    from tinyexit.firmware_bridge.firmware_verify import test_split_inputs
+    from tinyexit.firmware_bridge.firmware.verify import test_split_inputs
 
     run = exported_run(tmp_path_factory.getbasetemp())
     mdir = run / "export" / model

@@ -39,7 +39,7 @@ def _kernel_sizes(run) -> dict[str, tuple]:
 
 
 def test_optimized_kernels_reach_the_instruction_targets(run):
-    from tinyexit.firmware_bridge.qemu_target import profile_layers
+    from tinyexit.firmware_bridge.harness.qemu import profile_layers
 
     quiet = dict(log=lambda msg: None)
     fast = profile_layers(run, "classifier", "arm_dsp", **quiet)

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, build_firmware
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, encode_frame
-from tinyexit.firmware_bridge.link import SerialLink
-from tinyexit.firmware_bridge.qemu_target import INSTRUCTIONS_PER_TICK, start_qemu, start_qemu_target
-from tinyexit.firmware_bridge.session import DeviceSession
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, encode_frame
+from tinyexit.firmware_bridge.harness.link import SerialLink
+from tinyexit.firmware_bridge.harness.qemu import INSTRUCTIONS_PER_TICK, start_qemu, start_qemu_target
+from tinyexit.firmware_bridge.harness.session import DeviceSession
 
 _KEY = "tinyexit_tests_tflite_models"
 if _KEY not in sys.modules:

@@ -181,7 +181,7 @@ def random_inputs(shape, n: int, seed: int) -> list[np.ndarray]:
 def host_runner(tmp: Path, blobs: list[bytes], kernels: str, name: str = "tm"):
     """generate_c + the host tier build for `blobs` -> (HostRunner, CSources)."""
     from tinyexit.export.codegen import CodegenConfig, generate_c
-    from tinyexit.firmware_bridge.firmware_host import HostRunner, build_host_runner
+    from tinyexit.firmware_bridge.firmware.host import HostRunner, build_host_runner
 
     src = generate_c(blobs, CodegenConfig(model_name=name))
     c_dir = src.write(Path(tmp) / f"c_{name}")

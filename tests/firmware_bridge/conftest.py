@@ -131,7 +131,7 @@ def build_artifact(run_dir: Path) -> Path:
     (out / "classifier.all_exits.int8.tflite").write_bytes(all_bytes)
     manifest = _manifest(out, x_val)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    from tinyexit.firmware_bridge.artifact import TensorSpec, quantize
+    from tinyexit.bundle import TensorSpec, quantize
 
     spec = TensorSpec.from_dict(manifest["input"])
     np.savez(out / "inputs.npz", x=quantize(x_te, spec), y=y_te)
@@ -163,8 +163,8 @@ def _tensor(name, d):
 def _manifest(out: Path, x_val: np.ndarray) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
-    from tinyexit.firmware_bridge.artifact import TensorSpec, dequantize, quantize
-    from tinyexit.models.exit_policy import max_softmax
+    from tinyexit.bundle import TensorSpec, dequantize, quantize
+    from tinyexit.exit_policy import max_softmax
 
     tfl = out / "classifier.int8.tflite"
     full = out / "classifier.full.int8.tflite"

@@ -5,19 +5,19 @@ import sys
 import numpy as np
 import pytest
 
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.agent import AgentConfig, DeviceCore
-from tinyexit.firmware_bridge.agent_runtime import make_backend
-from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, ProtocolError
-from tinyexit.firmware_bridge.reference import compute_reference
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.agent.server import AgentConfig, DeviceCore
+from tinyexit.firmware_bridge.agent.runtime import make_backend
+from tinyexit.bundle import load_bundle, load_test_inputs
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError
+from tinyexit.firmware_bridge.harness.reference import compute_reference
 
 
 @pytest.fixture(scope="module")
 def setup(fixture_run_template):
-    art = load_artifact(fixture_run_template / "export" / "classifier")
-    x, y = load_test_inputs(fixture_run_template, art, limit=40)
+    art = load_bundle(fixture_run_template / "export" / "classifier")
+    x, y = load_test_inputs(art, limit=40)
     return art, make_backend(art), x, compute_reference(art, x, art.policy)
 
 
@@ -150,8 +150,8 @@ def test_undecodable_frames_are_nacked(setup):
 
 
 def test_device_side_imports_no_torch_or_tensorflow():
-    code = ("import sys; import tinyexit.firmware_bridge.agent, tinyexit.firmware_bridge.bench, "
-            "tinyexit.firmware_bridge.cli, tinyexit.firmware_bridge.power, tinyexit.firmware_bridge.faults; "
+    code = ("import sys; import tinyexit.firmware_bridge.agent.server, tinyexit.firmware_bridge.harness.bench, "
+            "tinyexit.firmware_bridge.harness.cli, tinyexit.firmware_bridge.harness.power, tinyexit.firmware_bridge.harness.faults; "
             "bad = [m for m in ('torch', 'tensorflow', 'sklearn') if m in sys.modules]; print(bad); "
             "sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tinyexit.firmware_bridge.decide import ExitDecider
-from tinyexit.models.exit_policy import ExitPolicy, max_softmax, normalized_entropy
+from tinyexit.firmware_bridge.protocol.decide import ExitDecider
+from tinyexit.exit_policy import ExitPolicy, max_softmax, normalized_entropy
 
 QUANT = [(0.047, 18), (0.054, 2), (0.044, -37)]
 logits3 = st.lists(st.lists(st.integers(-128, 127), min_size=10, max_size=10), min_size=3, max_size=3)
@@ -47,11 +47,11 @@ def test_decider_on_known_values():
 
 
 def test_the_agent_and_host_reference_use_the_decider(fixture_run_template):
-    from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs
-    from tinyexit.firmware_bridge.reference import compute_reference, wire_policy
+    from tinyexit.bundle import load_bundle, load_test_inputs
+    from tinyexit.firmware_bridge.harness.reference import compute_reference, wire_policy
 
-    art = load_artifact(fixture_run_template / "export" / "classifier")
-    x, _ = load_test_inputs(fixture_run_template, art, limit=100)
+    art = load_bundle(fixture_run_template / "export" / "classifier")
+    x, _ = load_test_inputs(art, limit=100)
     ref = compute_reference(art, x, art.policy)
     p = wire_policy(art.policy)
     specs = [s.outputs["logits"] for s in art.segments]

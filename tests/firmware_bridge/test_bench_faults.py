@@ -10,11 +10,11 @@ import pytest
 
 from tinyexit.cli import main
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
-from tinyexit.firmware_bridge.faults import FaultConfig, PtyBridge
-from tinyexit.firmware_bridge.link import PtyPair, SerialLink
-from tinyexit.firmware_bridge.results import read_results, record_key
-from tinyexit.firmware_bridge.session import SessionConfig
+from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
+from tinyexit.firmware_bridge.harness.faults import FaultConfig, PtyBridge
+from tinyexit.firmware_bridge.harness.link import PtyPair, SerialLink
+from tinyexit.firmware_bridge.harness.results import read_results, record_key
+from tinyexit.firmware_bridge.harness.session import SessionConfig
 
 QUIET = dict(progress=False, warmup=0)
 
@@ -78,7 +78,7 @@ def test_port_in_use_missing_port_and_silent_device(fixture_run, capsys):
 
 def test_qemu_target_without_its_module(fixture_run, capsys):
     try:
-        import tinyexit.firmware_bridge.qemu_target  # noqa: F401
+        import tinyexit.firmware_bridge.harness.qemu  # noqa: F401
         pytest.skip("the QEMU target module exists in this checkout")
     except ModuleNotFoundError:
         pass
@@ -128,7 +128,7 @@ def test_harness_killed_mid_run_resumes_without_losing_or_repeating(fixture_run)
 
 
 def test_devices_file_expands_to_targets(tmp_path):
-    from tinyexit.firmware_bridge.cli import expand_targets
+    from tinyexit.firmware_bridge.harness.cli import expand_targets
 
     f = tmp_path / "devices.txt"
     f.write_text("# the farm\n/dev/ttyACM0\n\nrfc2217://lab:2217   # bench 2\n")

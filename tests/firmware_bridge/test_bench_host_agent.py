@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
-from tinyexit.firmware_bridge.results import read_results, record_key
+from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
+from tinyexit.firmware_bridge.harness.results import read_results, record_key
 
 MODES = ["early_exit", "full", "full:all_exits", "segment:0", "segment:1", "segment:2"]
 
@@ -87,8 +87,8 @@ def test_two_devices_share_the_test_split(fixture_run):
 
 
 def test_a_model_without_a_fitting_test_split_gets_seeded_synthetic_inputs(fixture_run):
-    from tinyexit.firmware_bridge.artifact import load_artifact
-    from tinyexit.firmware_bridge.bench import _inputs
+    from tinyexit.bundle import load_bundle
+    from tinyexit.firmware_bridge.harness.bench import _inputs
 
     art_dir = fixture_run / "export" / "classifier"
     (art_dir / "inputs.npz").unlink()
@@ -96,7 +96,7 @@ def test_a_model_without_a_fitting_test_split_gets_seeded_synthetic_inputs(fixtu
     man.update(policy=None, float_input_range=[-1.0, 1.0],
                input={**man["input"], "shape": [1, 8, 8, 2], "scale": 2 / 255, "zero_point": -1})
     (art_dir / "manifest.json").write_text(json.dumps(man))
-    art = load_artifact(art_dir)
+    art = load_bundle(art_dir)
     notes = []
     x, y, source = _inputs(fixture_run, art, 20, notes.append)
     assert source.startswith("synthetic") and x.shape == (20, 8, 8, 2) and x.dtype == np.int8

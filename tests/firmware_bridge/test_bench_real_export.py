@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs
-from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
-from tinyexit.firmware_bridge.results import read_results, record_key
+from tinyexit.bundle import load_bundle, load_test_inputs
+from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
+from tinyexit.firmware_bridge.harness.results import read_results, record_key
 
 pytestmark = pytest.mark.slow
 
@@ -37,13 +37,13 @@ def test_real_export_on_the_host_agent_equals_the_host_reference(real_run, runti
     assert all(r["host_logits_equal"] and r["exit"] == r["host_exit"] for r in records)
     assert summary["devices"][0]["info"]["runtime"] == runtime
     assert summary["payload_efficiency"] >= 0.9
-    art = load_artifact(real_run / "export" / "classifier")
+    art = load_bundle(real_run / "export" / "classifier")
     assert [e["macs"] for e in summary["per_exit"]] == [e["cumulative_macs"] for e in art.manifest["exits"]]
 
 
 def test_harness_inputs_match_the_exported_input_quantization(real_run):
-    art = load_artifact(real_run / "export" / "classifier")
-    x, y = load_test_inputs(real_run, art)
+    art = load_bundle(real_run / "export" / "classifier")
+    x, y = load_test_inputs(art)
     assert x.shape == (447, 8, 8, 1) and x.dtype == np.int8 and len(y) == 447
     # digits pixels are k/16: with scale 1/255 and zero point -128 they map to -128 .. 127 exactly at the ends
     assert x.min() == -128 and x.max() == 127

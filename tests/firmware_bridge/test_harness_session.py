@@ -5,22 +5,22 @@ import numpy as np
 import pytest
 
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs
-from tinyexit.firmware_bridge.faults import FaultConfig, PtyBridge
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder
-from tinyexit.firmware_bridge.link import PtyPair, SerialLink
-from tinyexit.firmware_bridge.reference import compute_reference
-from tinyexit.firmware_bridge.session import DeviceReset, DeviceSession, SessionConfig
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.bundle import load_bundle, load_test_inputs
+from tinyexit.firmware_bridge.harness.faults import FaultConfig, PtyBridge
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder
+from tinyexit.firmware_bridge.harness.link import PtyPair, SerialLink
+from tinyexit.firmware_bridge.harness.reference import compute_reference
+from tinyexit.firmware_bridge.harness.session import DeviceReset, DeviceSession, SessionConfig
 
 FAST = SessionConfig(reply_timeout_s=0.5, max_retries=3, boot_timeout_s=30)
 
 
 @pytest.fixture(scope="module")
 def data(fixture_run_template):
-    art = load_artifact(fixture_run_template / "export" / "classifier")
-    x, _ = load_test_inputs(fixture_run_template, art, limit=4)
+    art = load_bundle(fixture_run_template / "export" / "classifier")
+    x, _ = load_test_inputs(art, limit=4)
     return art, x, compute_reference(art, x, art.policy)
 
 
@@ -100,7 +100,7 @@ def test_oversize_length_field_is_rejected_and_the_agent_keeps_answering(data, s
     try:
         s.handshake()
         import struct
-        from tinyexit.firmware_bridge.framing import cobs_encode, crc32
+        from tinyexit.firmware_bridge.protocol.framing import cobs_encode, crc32
 
         raw = struct.pack("<BBHH", 1, pc.MSG_LOAD_INPUT, 40, 65000) + bytes(12)
         link.write(b"\x00" + cobs_encode(raw + struct.pack("<I", crc32(raw))) + b"\x00")

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge.link import PtyPair, SerialLink, lock_path
+from tinyexit.firmware_bridge.harness.link import PtyPair, SerialLink, lock_path
 
 
 def _read_all(link, n, timeout=2.0):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge.energy import PROFILES, EnergyProfile, modelled_energy_j, profile_for
-from tinyexit.firmware_bridge.power import (PPK2_RATE_HZ, PowerSpec, PowerTrace, gpio_windows, ina_power_w,
+from tinyexit.firmware_bridge.harness.energy import PROFILES, EnergyProfile, modelled_energy_j, profile_for
+from tinyexit.firmware_bridge.harness.power import (PPK2_RATE_HZ, PowerSpec, PowerTrace, gpio_windows, ina_power_w,
                                             parse_power_spec, ppk2_trace, swap16, timed_window_energy_j,
                                             window_energies_j)
 
@@ -104,7 +104,7 @@ class ReplayMonitor:
 
 
 def test_measured_energy_is_labelled_measured(fixture_run):
-    from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
+    from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
 
     cfg = BenchConfig(limit=4, modes=("early_exit", "segments"), warmup=0, progress=False, power="ppk2:replay",
                       energy_repeats=10)

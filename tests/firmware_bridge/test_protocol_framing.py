@@ -4,8 +4,8 @@ import struct
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.framing import (Frame, FrameDecoder, ProtocolError, cobs_decode, cobs_encode, crc32,
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.protocol.framing import (Frame, FrameDecoder, ProtocolError, cobs_decode, cobs_encode, crc32,
                                               encode_frame, max_encoded_size, parse_raw_frame)
 
 

@@ -4,10 +4,10 @@ import struct
 
 import pytest
 
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.framing import ProtocolError
-from tinyexit.models.exit_policy import POLICY_IDS
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.protocol.framing import ProtocolError
+from tinyexit.exit_policy import POLICY_IDS
 
 
 def test_status_codes_unique_and_grouped_by_range():
@@ -95,7 +95,7 @@ def test_the_spec_example_exchange_decodes():
     """docs/protocol.md's hex example must stay what the code sends."""
     from pathlib import Path
 
-    from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, cobs_decode
+    from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, cobs_decode
 
     text = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     blocks = re.findall(r"  raw  (.*?)\n  wire (.*?)(?:\n(?=\S)|\n```)", text, re.S)
@@ -118,4 +118,4 @@ def test_the_firmware_header_is_the_rendered_one():
     header = Path(__file__).parents[2] / "firmware_bridge" / "firmware" / "core" / "tinyexit_protocol.h"
     if not header.is_file():
         pytest.skip("no C firmware in this checkout")
-    assert header.read_text() == pc.c_header(), "re-render it: python -m tinyexit.firmware_bridge.protocol_constants"
+    assert header.read_text() == pc.c_header(), "re-render it: python -m tinyexit.firmware_bridge.protocol.constants"

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.agent import AgentConfig, DeviceCore
-from tinyexit.firmware_bridge.agent_runtime import make_backend
-from tinyexit.firmware_bridge.artifact import load_artifact
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder
-from tinyexit.firmware_bridge.messages import Error
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.agent.server import AgentConfig, DeviceCore
+from tinyexit.firmware_bridge.agent.runtime import make_backend
+from tinyexit.bundle import load_bundle
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder
+from tinyexit.firmware_bridge.protocol.messages import Error
 
 HERE = Path(__file__).parent / "transcripts"
 
@@ -48,7 +48,7 @@ def test_decoder_reports_what_the_transcript_expects(name, step):
 
 @pytest.fixture(scope="module")
 def core(fixture_run_template):
-    art = load_artifact(fixture_run_template / "export" / "classifier")
+    art = load_bundle(fixture_run_template / "export" / "classifier")
     return art, make_backend(art)
 
 

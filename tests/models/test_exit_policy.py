@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tinyexit.errors import UserError
-from tinyexit.models.exit_policy import ExitPolicy, normalized_entropy
+from tinyexit.exit_policy import ExitPolicy, normalized_entropy
 
 
 def _logits():

@@ -57,7 +57,7 @@ def rel_template(tmp_path_factory) -> Path:
     if not (run / "export" / "classifier" / "c").is_dir():
         codegen.generate_c_for_run(run, "classifier")
     if HAVE_QEMU:
-        from tinyexit.firmware_bridge.qemu_target import start_qemu_target
+        from tinyexit.firmware_bridge.harness.qemu import start_qemu_target
 
         class _Cfg:
             kernels = "arm_dsp"
@@ -109,7 +109,7 @@ def spawn_agent(tmp_path):
 @pytest.fixture
 def qemu_device(rel_run, need_qemu):
     """Start QEMU on the run's firmware ourselves (a device the harness did not start): (start, handles)."""
-    from tinyexit.firmware_bridge.qemu_target import firmware_for, start_qemu
+    from tinyexit.firmware_bridge.harness.qemu import firmware_for, start_qemu
 
     elf = firmware_for(rel_run, "classifier", log=lambda msg: None)
     handles = []

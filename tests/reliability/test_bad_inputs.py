@@ -17,7 +17,7 @@ ART = "export/classifier"
 @pytest.fixture(scope="module")
 def bad_template(rel_template, tmp_path_factory):
     """The reliability run plus a benchmark, a report and a baseline: something for every command to read."""
-    from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
+    from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
 
     run = tmp_path_factory.mktemp("bad") / "run"
     shutil.copytree(rel_template, run)

@@ -12,9 +12,9 @@ import subprocess
 
 import pytest
 
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.reliability_c import FuzzCConfig, build_fuzzer, check_clang, fuzz_c, replay
-from tinyexit.firmware_bridge.reliability_c_seeds import seed_corpus
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.reliability.fuzz_c import FuzzCConfig, build_fuzzer, check_clang, fuzz_c, replay
+from tinyexit.firmware_bridge.reliability.fuzz_c_seeds import seed_corpus
 
 pytestmark = pytest.mark.slow
 

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.artifact import load_artifact, load_test_inputs
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, cobs_encode, crc32, encode_frame
-from tinyexit.firmware_bridge.link import PtyPair, SerialLink
-from tinyexit.firmware_bridge.session import DeviceError, DeviceSession, SessionConfig
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.bundle import load_bundle, load_test_inputs
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, cobs_encode, crc32, encode_frame
+from tinyexit.firmware_bridge.harness.link import PtyPair, SerialLink
+from tinyexit.firmware_bridge.harness.session import DeviceError, DeviceSession, SessionConfig
 
 S = pc.Status
 LOADED = 2  # samples loaded before every row: slots 0 and 1 valid, slot 2 not
@@ -158,8 +158,8 @@ def _drive_table(session: DeviceSession, art, x: np.ndarray) -> dict:
 
 @pytest.fixture
 def art_inputs(rel_run):
-    art = load_artifact(rel_run / "export" / "classifier")
-    x, _ = load_test_inputs(rel_run, art, limit=4)
+    art = load_bundle(rel_run / "export" / "classifier")
+    x, _ = load_test_inputs(art, limit=4)
     return art, x
 
 

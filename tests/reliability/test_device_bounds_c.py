@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, ProtocolError, cobs_encode, crc32, encode_frame
-from tinyexit.firmware_bridge.link import PtyPair, SerialLink
-from tinyexit.firmware_bridge.session import DeviceSession
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError, cobs_encode, crc32, encode_frame
+from tinyexit.firmware_bridge.harness.link import PtyPair, SerialLink
+from tinyexit.firmware_bridge.harness.session import DeviceSession
 
 pytestmark = pytest.mark.slow
 S = pc.Status
@@ -39,8 +39,8 @@ def run(tmp_path_factory):
 
 
 def _host_firmware(run: Path, out: Path) -> Path:
-    from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, ensure_sources, models_c
-    from tinyexit.firmware_bridge.firmware_host import build_host_firmware
+    from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, ensure_sources, models_c
+    from tinyexit.firmware_bridge.firmware.host import build_host_firmware
 
     manifest = json.loads((run / "export" / MODEL / "manifest.json").read_text())
     c_dir = ensure_sources(run, MODEL, manifest, log=lambda msg: None)
@@ -98,8 +98,8 @@ def device(request, run, tmp_path_factory):
     else:
         if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
             pytest.skip("needs qemu-system-arm and gcc-arm-none-eabi (make install)")
-        from tinyexit.firmware_bridge.firmware_build import FirmwareConfig, build_firmware
-        from tinyexit.firmware_bridge.qemu_target import start_qemu
+        from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
+        from tinyexit.firmware_bridge.harness.qemu import start_qemu
 
         report = build_firmware(run, MODEL, FirmwareConfig(kernels="arm_dsp", verify=False, monolithic=False), log=lambda msg: None)
         url, handle = start_qemu(Path(report["elf"]), tmp_path_factory.mktemp("qemu") / "qemu.log")

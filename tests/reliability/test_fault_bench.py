@@ -11,12 +11,12 @@ import pytest
 
 from tinyexit.cli import main
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
-from tinyexit.firmware_bridge.fault_socket import SocketRelay
-from tinyexit.firmware_bridge.faults import PtyBridge
-from tinyexit.firmware_bridge.reliability import FaultRunConfig, run_fault_benchmark
-from tinyexit.firmware_bridge.results import read_results, record_key
-from tinyexit.firmware_bridge.session import SessionConfig
+from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
+from tinyexit.firmware_bridge.harness.fault_socket import SocketRelay
+from tinyexit.firmware_bridge.harness.faults import PtyBridge
+from tinyexit.firmware_bridge.reliability.fault_runs import FaultRunConfig, run_fault_benchmark
+from tinyexit.firmware_bridge.harness.results import read_results, record_key
+from tinyexit.firmware_bridge.harness.session import SessionConfig
 
 QUIET = lambda msg: None  # noqa: E731
 SAMPLES = 80
@@ -122,7 +122,7 @@ def test_a_dead_link_to_qemu_ends_the_run_in_bounded_time_and_keeps_results(rel_
 
 
 def test_a_later_fault_run_never_reuses_an_earlier_runs_directories(tmp_path):
-    from tinyexit.firmware_bridge.reliability import _bench_names
+    from tinyexit.firmware_bridge.reliability.fault_runs import _bench_names
 
     (tmp_path / "bench" / "reliability-host-agent-faults").mkdir(parents=True)
     assert _bench_names(tmp_path, FaultRunConfig()) == {"clean": "reliability-2-host-agent-clean",

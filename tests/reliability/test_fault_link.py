@@ -6,10 +6,10 @@ import time
 import pytest
 
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge.fault_socket import SocketRelay
-from tinyexit.firmware_bridge.faults import FaultConfig, FaultInjector, PtyBridge, total_counts
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, ProtocolError, encode_frame
-from tinyexit.firmware_bridge.link import SerialLink
+from tinyexit.firmware_bridge.harness.fault_socket import SocketRelay
+from tinyexit.firmware_bridge.harness.faults import FaultConfig, FaultInjector, PtyBridge, total_counts
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError, encode_frame
+from tinyexit.firmware_bridge.harness.link import SerialLink
 
 DATA = bytes((i * 37 + 11) % 255 + 1 for i in range(200_000))  # no 0x00: no frame boundaries
 

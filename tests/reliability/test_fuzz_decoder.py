@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from tinyexit.cli import main
 from tinyexit.errors import InternalError
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.framing import Frame, FrameDecoder, ProtocolError, encode_frame
-from tinyexit.firmware_bridge.reliability_fuzz import FuzzConfig, check_example, fuzz_decoder, max_encoded
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError, encode_frame
+from tinyexit.firmware_bridge.reliability.fuzz_decoder import FuzzConfig, check_example, fuzz_decoder, max_encoded
 
 GOOD = Frame(pc.MSG_RUN, 7, bytes(range(1, 60)))
 

@@ -8,10 +8,10 @@ import sys
 import time
 
 from tinyexit.cli import main
-from tinyexit.firmware_bridge.faults import FaultConfig, PtyBridge
-from tinyexit.firmware_bridge.link import SerialLink, lock_path
-from tinyexit.firmware_bridge.results import read_results, record_key
-from tinyexit.firmware_bridge.session import DeviceSession
+from tinyexit.firmware_bridge.harness.faults import FaultConfig, PtyBridge
+from tinyexit.firmware_bridge.harness.link import SerialLink, lock_path
+from tinyexit.firmware_bridge.harness.results import read_results, record_key
+from tinyexit.firmware_bridge.harness.session import DeviceSession
 
 
 def _bench(run, port: str, name: str, limit: int) -> list[str]:

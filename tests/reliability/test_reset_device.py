@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from tinyexit.firmware_bridge.bench import BenchConfig, run_benchmark
-from tinyexit.firmware_bridge.fault_socket import SocketRelay
-from tinyexit.firmware_bridge.faults import PtyBridge
-from tinyexit.firmware_bridge.reliability import DeviceKiller, FaultRunConfig, run_fault_benchmark
-from tinyexit.firmware_bridge.results import read_results, record_key
-from tinyexit.firmware_bridge.session import SessionConfig
+from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
+from tinyexit.firmware_bridge.harness.fault_socket import SocketRelay
+from tinyexit.firmware_bridge.harness.faults import PtyBridge
+from tinyexit.firmware_bridge.reliability.fault_runs import DeviceKiller, FaultRunConfig, run_fault_benchmark
+from tinyexit.firmware_bridge.harness.results import read_results, record_key
+from tinyexit.firmware_bridge.harness.session import SessionConfig
 
 SAMPLES = 80
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from tinyexit.firmware_bridge.results import read_results, record_key
+from tinyexit.firmware_bridge.harness.results import read_results, record_key
 
 SAMPLES, MODES = 150, 4  # early_exit + segment:0..2
 

@@ -1,6 +1,6 @@
 /* The device end of the protocol, independent of the board: one decoded
  * request in, one raw reply frame out.  Mirrors the Python DeviceCore
- * (firmware_bridge/agent.py): a retransmitted request (same type, sequence
+ * (firmware_bridge/agent/server.py): a retransmitted request (same type, sequence
  * number, length and CRC) is answered from the cached last reply and not
  * executed again; HELLO is always answered afresh. */
 #ifndef TE_DEVICE_H

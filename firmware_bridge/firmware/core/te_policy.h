@@ -1,4 +1,4 @@
-/* Exit policies on the device (ids shared with tinyexit.models.exit_policy):
+/* Exit policies on the device (ids shared with tinyexit.exit_policy):
  *   0 max_softmax  leave at exit k when max softmax(logits_k) >= t          params [t]
  *   1 entropy      when entropy(softmax)/ln(C) <= t                          params [t]
  *   2 patience     when argmax is unchanged for p consecutive exits          params [p]

@@ -8,7 +8,7 @@
  * P = p*A[i] + (1 - p)*B[i] with A, B chosen by y, and y_{t-1}[j] = +1 iff
  * u < P for a uniform u from the seeded generator (te_sampler_uniform).
  * Constants come from manifest.json "denoiser" (models/denoiser.py
- * device_constants); firmware_bridge/firmware_sampler.py is the host twin. */
+ * device_constants); firmware_bridge/harness/sampler.py is the host twin. */
 #ifndef TE_SAMPLER_H
 #define TE_SAMPLER_H
 

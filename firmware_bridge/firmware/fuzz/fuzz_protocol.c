@@ -2,7 +2,7 @@
  * request handler (core/te_frame.c, te_device.c, te_run.c, te_policy.c,
  * te_sampler.c) with real generated models linked in, under AddressSanitizer
  * and UndefinedBehaviorSanitizer.  Built and run by
- * tinyexit/firmware_bridge/reliability_c.py (`tinyexit reliability fuzz-c`).
+ * tinyexit/firmware_bridge/reliability/fuzz_c.py (`tinyexit reliability fuzz-c`).
  *
  * Input: one control byte, then the body.
  *   control bit 0  the firmware image: 0 classifier (te_models), 1 denoiser

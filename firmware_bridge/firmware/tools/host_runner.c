@@ -6,7 +6,7 @@
  * per input = its logits then its features (if any).  chain == 1: each input
  * is the model input; segments 0..segment run chained through the arena and
  * the reply is every executed segment's logits.  Repeats until EOF.
- * Build: see tinyexit/firmware_bridge/firmware_host.py (host gcc, one kernel set).
+ * Build: see tinyexit/firmware_bridge/firmware/host.py (host gcc, one kernel set).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,9 +16,9 @@ import struct
 import sys
 from pathlib import Path
 
-from tinyexit.firmware_bridge import messages as m
-from tinyexit.firmware_bridge import protocol_constants as pc
-from tinyexit.firmware_bridge.framing import Frame, cobs_encode, crc32, encode_frame
+from tinyexit.firmware_bridge.protocol import messages as m
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.protocol.framing import Frame, cobs_encode, crc32, encode_frame
 
 HERE = Path(__file__).resolve().parent
 HASH = bytes(range(32))
@@ -74,7 +74,7 @@ def decoder_transcripts() -> dict[str, tuple[bytes, list[str]]]:
     out["truncated"] = (run[:9] + b"\x00" + run, [_error_line("FRAME_SHORT"), _frame_line(msgs[4])])
     # Three payload bytes missing inside a well-stuffed frame: the length field disagrees.
     raw = run[:-1]
-    from tinyexit.firmware_bridge.framing import cobs_decode
+    from tinyexit.firmware_bridge.protocol.framing import cobs_decode
 
     cut = cobs_decode(raw)
     out["length_mismatch"] = (cobs_encode(cut[:-7] + cut[-4:]) + b"\x00" + run,
@@ -97,7 +97,7 @@ def decoder_transcripts() -> dict[str, tuple[bytes, list[str]]]:
 
 def _garbage_events(garbage: bytes) -> list[str]:
     # The noise pieces between zero bytes; each non-empty piece is one rejected frame.
-    from tinyexit.firmware_bridge.framing import FrameDecoder
+    from tinyexit.firmware_bridge.protocol.framing import FrameDecoder
 
     events = FrameDecoder().feed(garbage + b"\x00")
     return [_error_line(e.name) for e in events]

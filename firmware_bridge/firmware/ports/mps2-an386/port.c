@@ -114,7 +114,7 @@ void port_watchdog_feed(void)
 }
 
 /* Sleep until the next byte.  The watchdog is stopped meanwhile: an idle
- * device waits for its host as long as it takes (under QEMU, virtual time
+ * device waits for its host as it takes (under QEMU, virtual time
  * runs at wall-clock speed while the core sleeps). */
 void port_idle(void)
 {

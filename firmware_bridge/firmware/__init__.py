@@ -1,0 +1,14 @@
+"""The C firmware tree (core/, kernels/, ports/, apps/, tools/, fuzz/) and its build.
+
+Entry: `build_firmware(...)` (`tinyexit firmware build`) compiles the generated
+sources of an export bundle (RUN/export/<model>/c) with the kernels and a port.
+    host     the host-gcc tier (tools/host_runner.c) driven over stdin/stdout
+    verify   firmware outputs against the bundle's reference outputs
+"""
+
+
+def build_firmware(*args, **kwargs):
+    """See tinyexit.firmware_bridge.firmware.build.build_firmware."""
+    from tinyexit.firmware_bridge.firmware.build import build_firmware as _build
+
+    return _build(*args, **kwargs)

@@ -1,0 +1,186 @@
+"""Stage entry of the host side: `run_benchmark(run_dir, targets, BenchConfig) -> summary dict`.
+
+Streams the test split through one worker per target (the samples are sharded
+round-robin), the device deciding early exits itself; adds full-depth and
+per-segment-chain runs so every exit path's latency is measured; checks each
+result against the host's int8 reference; appends every result to
+RUN/bench/<name>/results.jsonl as it arrives and writes summary.json at the end.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit import __version__
+from tinyexit.errors import UserError
+from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.bundle import load_bundle, load_test_inputs, synthetic_inputs, verify_files
+from tinyexit.firmware_bridge.harness.summary import summarize
+from tinyexit.firmware_bridge.harness.worker import BenchContext, Worker
+from tinyexit.firmware_bridge.harness.faults import FaultConfig
+from tinyexit.firmware_bridge.harness.power import open_monitor, parse_power_spec
+from tinyexit.firmware_bridge.harness.results import ResultsWriter, read_results
+from tinyexit.firmware_bridge.harness.session import LinkStats, SessionConfig
+from tinyexit.firmware_bridge.harness.targets import bench_name
+from tinyexit.rundir import load_config, read_json, require_run_dir, write_json
+
+MODES = ("early_exit", "full", "segments")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    model: str = "classifier"
+    modes: tuple[str, ...] = MODES       # "segments" expands to segment:0 .. segment:E-1 (chains 0..k)
+    repeats: int = 1                     # timed runs per (sample, mode), each its own results line
+    warmup: int = 3                      # untimed runs per mode when a session starts
+    limit: int | None = None             # first N test samples only
+    resume: bool = False
+    power: str | None = None             # power monitor spec (power.parse_power_spec)
+    energy_repeats: int = 200            # back-to-back runs inside one measured energy window
+    name: str | None = None              # bench directory name; default from the targets
+    runtime: str = "litert"              # runtime of a spawned host agent
+    baud: int = pc.DEFAULT_BAUD
+    session: SessionConfig = field(default_factory=SessionConfig)
+    max_resets: int = 10                 # device restarts tolerated per worker
+    progress: bool = True
+    faults: FaultConfig | None = None    # tests and `tinyexit reliability`: a seeded fault-injecting relay
+
+    def __post_init__(self):
+        object.__setattr__(self, "modes", tuple(self.modes))
+        if isinstance(self.session, dict):
+            object.__setattr__(self, "session", SessionConfig.from_dict(self.session))
+        if isinstance(self.faults, dict):
+            object.__setattr__(self, "faults", FaultConfig.from_dict(self.faults))
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise UserError(f"--modes {','.join(self.modes)}: unknown {bad or 'empty'}; use a comma list of "
+                            f"{', '.join(MODES)}")
+        if not 1 <= self.repeats <= 1000 or not 0 <= self.warmup <= 1000:
+            raise UserError(f"--repeats {self.repeats} / --warmup {self.warmup}: use 1..1000 and 0..1000")
+        if self.limit is not None and self.limit < 1:
+            raise UserError(f"--limit {self.limit}: must be >= 1")
+        if not 1 <= self.energy_repeats <= pc.MAX_REPEAT:
+            raise UserError(f"--energy-repeats {self.energy_repeats}: use 1..{pc.MAX_REPEAT}")
+        if self.baud <= 0 or not 0 <= self.max_resets <= 1000:
+            raise UserError(f"--baud {self.baud} / --max-resets {self.max_resets}: use a baud rate > 0 and "
+                            "0..1000 resets")
+        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
+            raise UserError(f"--name '{self.name}': use a plain directory name")
+        if self.power:
+            parse_power_spec(self.power)  # a malformed spec fails before anything runs
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["modes"], d["session"] = list(self.modes), self.session.to_dict()
+        d["faults"] = self.faults.to_dict() if self.faults else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchConfig":
+        return cls(**{**d, "modes": tuple(d["modes"]), "session": SessionConfig.from_dict(d["session"]),
+                      "faults": FaultConfig.from_dict(d["faults"]) if d.get("faults") else None})
+
+
+def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(), log=print, monitor=None) -> dict:
+    """Benchmark RUN/export/<model> on every target; returns the summary also written to summary.json.
+
+    `monitor`: an already open power monitor (start()/stop() -> PowerTrace, a `name`) used with
+    cfg.power's spec for labels, instead of opening the meter cfg.power names.
+    """
+    run = require_run_dir(run_dir)
+    load_config(run)  # refuses a run directory written by a newer tinyexit
+    targets = list(targets)
+    if not targets:
+        raise UserError("no --target given; use --target agent, --target qemu or a serial URL")
+    if monitor is not None and not cfg.power:
+        raise UserError("a power monitor was given without cfg.power naming its kind (e.g. 'ppk2:PORT')")
+    if cfg.power and len(targets) > 1:
+        raise UserError("--power measures one device; give a single --target with it")
+    art = load_bundle(run / "export" / cfg.model)
+    verify_files(art, onnx=cfg.runtime == "onnxruntime")  # a damaged file is named here, not by a device later
+    if "early_exit" in cfg.modes and art.policy is None:
+        log(f"bench: {art.dir}/manifest.json has no exit policy ({art.model}); early_exit skipped")
+        cfg = replace(cfg, modes=tuple(m for m in cfg.modes if m != "early_exit") or ("segments",))
+    x, y, inputs = _inputs(run, art, cfg.limit, log)
+    out = run / "bench" / (cfg.name or bench_name(targets))
+    _check_previous(out, art, cfg)
+    # The meter is opened before anything is written or run: a missing package or port fails now.
+    if cfg.power and monitor is None:
+        monitor = open_monitor(parse_power_spec(cfg.power))
+    writer = ResultsWriter(out / "results.jsonl", cfg.resume, log)
+    write_json(out / "bench_config.json", {"tinyexit_version": __version__, "model": art.model,
+                                           "artifact_hash": art.artifact_hash, "targets": targets,
+                                           "config": cfg.to_dict()})
+    ctx = BenchContext(run, art, x, y, cfg, writer, multi=len(targets) > 1, log=log, monitor=monitor)
+    workers = [Worker(i, spec, list(range(i, len(y), len(targets))), ctx) for i, spec in enumerate(targets)]
+    log(f"bench: {len(y)} samples x {len(ctx.modes)} modes x {cfg.repeats} repeat(s) of {art.model} on "
+        f"{len(targets)} target(s) -> {out}")
+    started = time.monotonic()
+    try:
+        _run_workers(workers, ctx)
+    except UserError as exc:
+        new = len(writer.done) - writer.previous
+        if not new:
+            raise
+        raise UserError(f"{exc} [{new} results written before this are kept in {writer.path}; "
+                        "re-run with --resume to finish]") from None
+    finally:
+        ctx.close_progress()
+        writer.close()
+    records, _ = read_results(out / "results.jsonl")
+    stats = LinkStats()
+    for w in workers:
+        stats.merge(w.stats)
+    summary = summarize(records, art, ctx, workers, stats, time.monotonic() - started, writer)
+    summary["inputs"] = inputs
+    summary["results"] = str(out / "results.jsonl")
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _run_workers(workers: list, ctx: BenchContext) -> None:
+    threads = [threading.Thread(target=w.run, name=f"bench-{w.index}", daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        ctx.abort.set()  # workers stop after their current request; what is written stays
+        for t in threads:
+            t.join(30)
+        raise
+    errors = [w.error for w in workers if w.error is not None]
+    if errors:
+        raise errors[0]
+
+
+def _inputs(run: Path, art, limit: int | None, log) -> tuple:
+    """The test split when it fits the model; else seeded synthetic inputs with unknown labels (-1)."""
+    try:
+        x, y = load_test_inputs(art, limit)
+        return x, y, "test split"
+    except UserError:
+        if (art.dir / "inputs.npz").is_file() or art.policy is not None:
+            raise  # a classifier must be measured on its own test split
+    n = limit or 447
+    log(f"bench: no test split fits {art.model}'s input {list(art.input.shape)}; using {n} seeded synthetic inputs "
+        "(timing and device/host agreement only, no accuracy)")
+    source = "synthetic (seeded, uniform over the float input range)"
+    return synthetic_inputs(art, n), np.full(n, -1, dtype=np.int64), source
+
+
+def _check_previous(out: Path, art, cfg: BenchConfig) -> None:
+    prev = out / "bench_config.json"
+    if not (cfg.resume and prev.is_file()):
+        return
+    old = read_json(prev)
+    if old.get("artifact_hash") != art.artifact_hash or old.get("model") != art.model:
+        raise UserError(f"{out}: measured on {old.get('model')} artifact {str(old.get('artifact_hash'))[:12]}, "
+                        f"but the export is now {art.model} {art.artifact_hash[:12]}; resume is refused, "
+                        "use --name for a new bench directory")

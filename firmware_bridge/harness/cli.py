@@ -1,0 +1,98 @@
+"""`tinyexit bench` (host side), registered by tinyexit.cli; handlers import lazily."""
+from __future__ import annotations
+
+import argparse
+
+from tinyexit.firmware_bridge.protocol import constants as pc
+
+
+def register(sub) -> None:
+    """Add this stage's subcommands to the `tinyexit` parser."""
+    b = sub.add_parser("bench", help="benchmark an exported model on one or more devices over the serial protocol",
+                       description="Stream the test split through each --target, early exit decided on the device, "
+                                   "plus full-depth and per-segment runs; writes RUN/bench/<target>/results.jsonl "
+                                   "and summary.json.")
+    b.add_argument("run_dir", metavar="RUN_DIR")
+    b.add_argument("--target", action="append", required=True, metavar="TARGET",
+                   help="agent (spawn the host agent on a pty pair), qemu, or a pyserial URL "
+                        "(/dev/ttyUSB0, socket://HOST:PORT, rfc2217://HOST:PORT); repeat to shard across devices, "
+                        "or @FILE for a devices file (one target per line, # comments)")
+    b.add_argument("--model", default="classifier", help="exported model to benchmark (default classifier)")
+    b.add_argument("--modes", default="early_exit,full,segments",
+                   help="comma list of early_exit, full, segments (default all three)")
+    b.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run, skipping results already written")
+    b.add_argument("--repeats", type=int, default=1, help="timed runs per sample and mode (default 1)")
+    b.add_argument("--warmup", type=int, default=3, help="untimed runs per mode before measuring (default 3)")
+    b.add_argument("--limit", type=int, default=None, help="only the first N test samples")
+    b.add_argument("--power", default=None, metavar="SPEC",
+                   help="power monitor: ppk2:/dev/ttyACM1 | ina219:BUS:ADDR[:SHUNT_OHM] | ina226:BUS:ADDR[:SHUNT_OHM]; "
+                        "without it energy is modelled and labelled so")
+    b.add_argument("--energy-repeats", type=int, default=200,
+                   help="inferences inside each measured energy window (with --power; default 200)")
+    b.add_argument("--name", default=None, help="bench directory name (default derived from the targets)")
+    b.add_argument("--runtime", choices=["litert", "onnxruntime"], default="litert",
+                   help="runtime of a spawned host agent (default litert)")
+    b.add_argument("--baud", type=int, default=pc.DEFAULT_BAUD, help=f"baud rate for serial targets "
+                                                                       f"(default {pc.DEFAULT_BAUD})")
+    b.add_argument("--timeout", type=float, default=pc.REPLY_TIMEOUT_S,
+                   help=f"seconds to wait for each reply before retrying (default {pc.REPLY_TIMEOUT_S})")
+    b.add_argument("--retries", type=int, default=pc.MAX_RETRIES,
+                   help=f"retransmissions per request before giving up (default {pc.MAX_RETRIES})")
+    b.add_argument("--max-resets", type=int, default=10,
+                   help="device restarts survived per target before giving up (default 10)")
+    b.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
+    from tinyexit.firmware_bridge.harness.session import SessionConfig
+
+    cfg = BenchConfig(model=args.model, modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+                      repeats=args.repeats, warmup=args.warmup, limit=args.limit, resume=args.resume,
+                      power=args.power, energy_repeats=args.energy_repeats, name=args.name, runtime=args.runtime,
+                      baud=args.baud, session=SessionConfig(reply_timeout_s=args.timeout, max_retries=args.retries),
+                      max_resets=args.max_resets)
+    summary = run_benchmark(args.run_dir, expand_targets(args.target), cfg)
+    print(_one_line(summary))
+    return 0
+
+
+def expand_targets(specs: list[str]) -> list[str]:
+    """--target values with every @FILE replaced by the targets listed in it."""
+    from pathlib import Path
+
+    from tinyexit.errors import UserError
+
+    out = []
+    for spec in specs:
+        if not spec.startswith("@"):
+            out.append(spec)
+            continue
+        path = Path(spec[1:])
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read the devices file ({exc.strerror}); give one target per line") \
+                from None
+        found = [line.split("#", 1)[0].strip() for line in lines]
+        found = [t for t in found if t]
+        if not found:
+            raise UserError(f"{path}: no targets in the devices file; give one target per line")
+        out += found
+    return out
+
+
+def _one_line(s: dict) -> str:
+    link = s["link"]
+    parts = [f"bench {s['target']}: {s['samples']} samples", f"{s['wall_s']:.1f} s"]
+    if s.get("accuracy", {}).get("early_exit") is not None:
+        parts.append(f"early-exit accuracy {s['accuracy']['early_exit']:.4f}")
+    if s.get("agreement_exit") is not None:
+        parts.append(f"device=host exit {s['agreement_exit']:.4f} top1 {s['agreement_top1']:.4f}")
+    if s.get("segment_overhead") is not None:
+        parts.append(f"segment overhead {100 * s['segment_overhead']:+.1f} %")
+    if link.get("payload_efficiency") is not None:
+        parts.append(f"payload efficiency {100 * link['payload_efficiency']:.1f} %")
+    parts.append(f"retries {link['retries']}")
+    return ", ".join(parts) + f" -> {s['results']}"

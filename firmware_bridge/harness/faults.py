@@ -1,0 +1,206 @@
+"""A man in the middle for link tests: a relay that damages the bytes it carries, seeded and counted.
+
+    harness --(host_path, a pyserial URL)--> [relay + FaultInjector] --(device_path)--> agent / firmware
+
+Two relays share one `FaultInjector` per direction: `PtyBridge` (two pty pairs,
+for the host agent or any device on a tty) and `fault_socket.SocketRelay`
+(loopback TCP, for QEMU's socket serial port).  The relay is real (file
+descriptors, select, threads); the damage is seeded and counted: flipped bits,
+dropped and duplicated bytes, writes split in two, delayed writes, stalls of
+the whole direction, a link that goes dead on command, and named frames
+corrupted on purpose (`corrupt_frames`, counted per direction from 0 by frame
+delimiters) for deterministic tests.
+"""
+from __future__ import annotations
+
+import os
+import random
+import select
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+
+from tinyexit.errors import UserError
+from tinyexit.firmware_bridge.harness.link import PtyPair
+
+_PROBABILITIES = ("corrupt", "drop", "duplicate", "split", "delay", "stall")
+SPLIT_GAP_S = 0.001  # between the two halves of a split write, so the reader sees two reads
+TO_HOST_SEED_OFFSET = 1_000_003  # the reply direction draws from its own stream
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    corrupt: float = 0.0            # probability that a byte gets one bit flipped
+    drop: float = 0.0               # probability that a byte is dropped
+    duplicate: float = 0.0          # probability that a byte is sent twice
+    split: float = 0.0              # probability that a chunk is written in two parts
+    delay: float = 0.0              # probability that a chunk waits delay_s before it is written
+    stall: float = 0.0              # probability that the direction stops for stall_s before a chunk
+    delay_s: float = 0.002
+    stall_s: float = 0.25
+    corrupt_frames: tuple[int, ...] = ()  # non-empty frames (0-based) whose third byte gets a bit flipped
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "corrupt_frames", tuple(int(v) for v in self.corrupt_frames))
+        for name in _PROBABILITIES:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"fault probability {name}={getattr(self, name)} must be in [0, 1]")
+        for name in ("delay_s", "stall_s"):
+            if not 0.0 <= getattr(self, name) <= 10.0:
+                raise UserError(f"fault {name}={getattr(self, name)} must be in [0, 10] seconds")
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, name) for name in _PROBABILITIES) or bool(self.corrupt_frames)
+
+    def directions(self) -> tuple["FaultConfig", "FaultConfig"]:
+        """(to_device, to_host): the same rates, independent seeded streams; named frames only to the device."""
+        return self, replace(self, seed=self.seed + TO_HOST_SEED_OFFSET, corrupt_frames=())
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "corrupt_frames": list(self.corrupt_frames)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FaultConfig":
+        return cls(**{**d, "corrupt_frames": tuple(d.get("corrupt_frames", ()))})
+
+
+class FaultInjector:
+    """Damages one direction of a byte stream; `counts` says what it did.  Thread-safe."""
+
+    def __init__(self, cfg: FaultConfig):
+        self.cfg = cfg
+        self._rng = random.Random(cfg.seed)
+        self._frame = 0        # non-empty frames seen so far (lone delimiters do not count)
+        self._in_frame = 0     # bytes of the current frame
+        self._lock = threading.Lock()
+        self.dead = False      # a dead link swallows every byte (set_dead on the relay)
+        self.counts: Counter = Counter()
+
+    def apply(self, data: bytes) -> list[bytes]:
+        """The chunks to write instead of `data` (more than one when a write is split)."""
+        with self._lock:
+            self.counts["bytes_in"] += len(data)
+            if self.dead:
+                self.counts["dead_dropped"] += len(data)
+                return []
+            out = bytearray()
+            for byte in data:
+                out += self._one(byte)
+            self.counts["bytes_out"] += len(out)
+            if len(out) > 1 and self.cfg.split and self._rng.random() < self.cfg.split:
+                cut = self._rng.randrange(1, len(out))
+                self.counts["splits"] += 1
+                return [bytes(out[:cut]), bytes(out[cut:])]
+            return [bytes(out)] if out else []
+
+    def pause_s(self) -> float:
+        """Seconds to hold the next chunk: a stall (the whole direction stops) or a short delay."""
+        with self._lock:
+            cfg, rng = self.cfg, self._rng
+            if cfg.stall and rng.random() < cfg.stall:
+                self.counts["stalls"] += 1
+                return cfg.stall_s
+            if cfg.delay and rng.random() < cfg.delay:
+                self.counts["delayed"] += 1
+                return cfg.delay_s
+            return 0.0
+
+    def _one(self, byte: int) -> bytes:
+        if byte == 0:
+            self._frame += 1 if self._in_frame else 0
+            self._in_frame = 0
+        else:
+            self._in_frame += 1
+            if self._in_frame == 3 and self._frame in self.cfg.corrupt_frames:  # inside the frame, never a delimiter
+                self.counts["frames_corrupted"] += 1
+                byte ^= 0x10
+        rng, cfg = self._rng, self.cfg
+        if cfg.drop and rng.random() < cfg.drop:
+            self.counts["dropped"] += 1
+            return b""
+        if cfg.corrupt and rng.random() < cfg.corrupt:
+            self.counts["corrupted"] += 1
+            byte ^= 1 << rng.randrange(8)
+        if cfg.duplicate and rng.random() < cfg.duplicate:
+            self.counts["duplicated"] += 1
+            return bytes([byte, byte])
+        return bytes([byte])
+
+
+def forward(injector: FaultInjector, data: bytes, write) -> None:
+    """Pass `data` through `injector` to `write`, honouring its pauses and split writes."""
+    wait = injector.pause_s()
+    if wait:
+        time.sleep(wait)
+    for i, chunk in enumerate(injector.apply(data)):
+        if i:
+            time.sleep(SPLIT_GAP_S)
+        try:
+            write(chunk)
+        except Exception:  # the far end is gone (a device restarting); the bytes are lost like on a wire
+            injector.counts["lost_writes"] += 1
+
+
+def total_counts(directions: dict) -> dict:
+    """Sum of the per-direction counters: what a report calls 'faults injected'."""
+    total: Counter = Counter()
+    for counts in directions.values():
+        total.update(counts)
+    keys = ("corrupted", "dropped", "duplicated", "splits", "delayed", "stalls", "frames_corrupted", "dead_dropped")
+    return {**{k: total[k] for k in keys}, "injected": sum(total[k] for k in keys if k != "dead_dropped"),
+            "bytes_in": total["bytes_in"]}
+
+
+class _Relay:
+    """What both relays (pty bridge, TCP relay) share: a fault injector per direction and a
+    relay thread stopped through a pipe."""
+
+    def set_dead(self, dead: bool = True) -> None:
+        """Make the link swallow every byte in both directions (a pulled cable), or revive it."""
+        self.to_device.dead = self.to_host.dead = dead
+
+    def counts(self) -> dict:
+        return {"to_device": dict(self.to_device.counts), "to_host": dict(self.to_host.counts)}
+
+    def _stop_thread(self) -> None:
+        os.write(self._stop_w, b"x")
+        self._thread.join(5)
+        for fd in (self._stop_r, self._stop_w):
+            os.close(fd)
+
+
+class PtyBridge(_Relay):
+    """Relay between a host-side pty (`host_path`) and a device-side pty (`device_path`)."""
+
+    def __init__(self, to_device: FaultConfig = FaultConfig(), to_host: FaultConfig = FaultConfig()):
+        self._host, self._device = PtyPair(), PtyPair()
+        self.host_path, self.device_path = self._host.slave_path, self._device.slave_path
+        self.to_device, self.to_host = FaultInjector(to_device), FaultInjector(to_host)
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._relay, name="pty-bridge", daemon=True)
+        self._thread.start()
+
+    def _relay(self) -> None:
+        a, b = self._host.link, self._device.link
+        routes = {a._fd: (b, self.to_device), b._fd: (a, self.to_host)}
+        while True:
+            ready, _, _ = select.select([*routes, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            for fd in ready:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # an end with no reader yet or gone: wait for it
+                    data = b""
+                    time.sleep(0.01)
+                if data:
+                    dest, injector = routes[fd]
+                    forward(injector, data, dest.write)
+
+    def close(self) -> None:
+        self._stop_thread()
+        self._host.close()
+        self._device.close()

@@ -1,0 +1,244 @@
+"""The emulated board: the firmware on `qemu-system-arm -M mps2-an386`, reached over loopback TCP.
+
+`start_qemu_target(run_dir, model, cfg) -> (url, handle)` is what `tinyexit bench
+--target qemu` calls: it builds the firmware if needed, starts one QEMU for the
+whole benchmark with `-icount shift=0` (one guest instruction = 1 ns of virtual
+time, so the 25 MHz timer counts one tick per 40 instructions, identically on
+every run) and returns `socket://127.0.0.1:PORT`.  `handle.close()` sends the
+firmware's EXIT request without waiting for a reply, then reads QEMU's exit
+status; QEMU is killed if it does not stop in time.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinyexit.errors import UserError
+
+QEMU = "qemu-system-arm"
+MACHINE = "mps2-an386"
+TICK_HZ = 25_000_000
+INSTRUCTIONS_PER_TICK = 1_000_000_000 // TICK_HZ  # -icount shift=0: 1 ns per instruction
+MSG_EXIT = 0x05          # firmware extension: end the program (semihosting exit 0); no reply
+LABEL = (f"simulated: QEMU {MACHINE} (Cortex-M4F), -icount shift=0: 1 tick = {INSTRUCTIONS_PER_TICK} "
+         "instructions (not cycles of a real chip)")
+
+
+def qemu_command(elf: Path, port: int) -> list[str]:
+    return [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-kernel", str(elf),
+            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
+
+
+def check_qemu() -> None:
+    if shutil.which(QEMU) is None:
+        raise UserError(f"{QEMU} not found; install it with: sudo apt-get install -y qemu-system-arm")
+
+
+def qemu_available() -> tuple[bool, str]:
+    """(True, "") when the emulated board can be used, else (False, why and the install command).
+
+    For `tinyexit demo`, which benchmarks on QEMU by default and says why when it
+    falls back to the host agent."""
+    from tinyexit.firmware_bridge.firmware.build import check_toolchain
+
+    if shutil.which(QEMU) is None:
+        return False, f"{QEMU} not found (sudo apt-get install -y qemu-system-arm)"
+    try:
+        check_toolchain()
+    except UserError as exc:
+        return False, str(exc)
+    return True, ""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    """Is something listening on 127.0.0.1:port?  Read from /proc so the one client QEMU accepts stays free."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    want = f"0100007F:{port:04X}"
+    return any(p[1] == want and p[3] == "0A" for p in (line.split() for line in lines) if len(p) > 3)
+
+
+@dataclass
+class QemuHandle:
+    proc: subprocess.Popen
+    port: int
+    elf: Path
+    log_path: Path
+    started_s: float
+    simulated_or_real: str = LABEL
+    target_name: str = "qemu"
+    instructions_per_tick: int = INSTRUCTIONS_PER_TICK
+    exit_status: int | None = None
+    profile: dict = field(default_factory=dict)     # per-layer instructions (profile.json), when available
+
+    def alive(self) -> str | None:
+        code = self.proc.poll()
+        return None if code is None else f"QEMU exited with status {code}; see {self.log_path}"
+
+    def close(self, timeout: float = 5.0) -> int | None:
+        """EXIT request (no reply awaited), then QEMU's own exit status; SIGTERM/SIGKILL on timeout."""
+        if self.proc.poll() is None:
+            _send_exit(self.port)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        self.exit_status = self.proc.returncode
+        return self.exit_status
+
+
+def _send_exit(port: int) -> None:
+    from tinyexit.firmware_bridge.protocol.framing import Frame, encode_frame
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(encode_frame(Frame(MSG_EXIT, 0xFFFE, b""), lead=True))
+    except OSError:
+        pass  # QEMU already gone or not accepting: close() falls back to signals
+
+
+def start_qemu(elf: Path, log_path: Path, boot_timeout: float = 10.0) -> tuple[str, QemuHandle]:
+    """Start QEMU on `elf`, listening on a free loopback port; returns (pyserial URL, handle)."""
+    check_qemu()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # another process may grab the free port first
+        port = _free_port()
+        log = open(log_path, "ab")
+        t0 = time.monotonic()
+        proc = subprocess.Popen(qemu_command(elf, port), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        while time.monotonic() - t0 < boot_timeout and proc.poll() is None and not _listening(port):
+            time.sleep(0.01)
+        if _listening(port):
+            return f"socket://127.0.0.1:{port}", QemuHandle(proc, port, elf, log_path, time.monotonic() - t0)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if "Address already in use" not in log_path.read_text(errors="replace"):
+            break
+    raise UserError(f"{QEMU} did not start listening on 127.0.0.1 (see {log_path})")
+
+
+def firmware_for(run: Path, model: str, kernels: str = "arm_dsp", log=print) -> Path:
+    """The run's mps2-an386 firmware ELF, built (or rebuilt for a new export) when needed."""
+    from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware, firmware_sources_sha256
+    from tinyexit.rundir import read_json
+
+    cfg = FirmwareConfig(board=MACHINE, kernels=kernels)
+    out = run / "firmware" / model / cfg.dir_name
+    manifest = read_json(run / "export" / model / "manifest.json")
+    meta = json.loads((out / "firmware.json").read_text()) if (out / "firmware.json").is_file() else {}
+    if not (out / "fw.elf").is_file() or meta.get("artifact_hash") != manifest.get("artifact_hash") \
+            or meta.get("firmware_sources_sha256") != firmware_sources_sha256():
+        build_firmware(run, model, cfg, log=log)
+    return out / "fw.elf"
+
+
+def start_qemu_target(run_dir, model: str, cfg) -> tuple[str, QemuHandle]:
+    """Hook of `tinyexit bench --target qemu`: one QEMU per benchmark run."""
+    from tinyexit.rundir import require_run_dir
+
+    run = require_run_dir(run_dir)
+    kernels = getattr(cfg, "kernels", "arm_dsp")
+    elf = firmware_for(run, model, kernels)
+    profile = _profile_for(run, model, kernels)
+    url, handle = start_qemu(elf, elf.parent / "qemu.log")
+    handle.profile = profile
+    return url, handle
+
+
+def _profile_for(run: Path, model: str, kernels: str) -> dict:
+    """profile.json beside the firmware: per-layer instructions, measured once per export."""
+    from tinyexit.rundir import read_json
+
+    from tinyexit.firmware_bridge.firmware.build import firmware_sources_sha256
+
+    path = run / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
+    manifest = read_json(run / "export" / model / "manifest.json")
+    if path.is_file():
+        prof = json.loads(path.read_text())
+        if prof.get("artifact_hash") == manifest.get("artifact_hash") and \
+                prof.get("firmware_sources_sha256") == firmware_sources_sha256():
+            return prof
+    prof = profile_layers(run, model, kernels, log=lambda msg: None)
+    print(f"qemu: per-layer profile of {model} ({kernels}): {prof['instructions_per_mac']:.3f} instructions/MAC "
+          f"-> {path}")
+    return prof
+
+
+def run_selftest(elf: Path, timeout: float = 120.0) -> str:
+    """Run the selftest firmware to completion; its UART text."""
+    check_qemu()
+    cmd = [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-kernel", str(elf),
+           "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-serial", "stdio"]
+    try:
+        res = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"selftest firmware {elf} did not finish in {timeout:.0f} s") from None
+    if res.returncode != 0:
+        raise UserError(f"selftest firmware {elf} exited with status {res.returncode}: "
+                        f"{res.stderr.decode(errors='replace')[-300:]}")
+    return res.stdout.decode(errors="replace")
+
+
+def parse_selftest(text: str) -> dict:
+    """Per-segment and per-layer ticks (summed over the selftest's repeats) -> instructions per inference."""
+    head = next((line.split() for line in text.splitlines() if line.startswith("model ")), None)
+    if head is None or "done" not in text:
+        raise UserError(f"selftest output incomplete: {text[-200:]!r}")
+    reps = int(head[head.index("repeats") + 1])
+    hz = int(head[head.index("tick_hz") + 1])
+    per_tick = 1e9 / hz
+    segs, layers = [], []
+    for line in text.splitlines():
+        p = line.split()
+        if p and p[0] in ("segment", "layer"):
+            ticks, macs = int(p[3]), int(p[5])
+            row = {"name": p[1], "instructions": round(ticks * per_tick / reps), "macs": macs}
+            row["instructions_per_mac"] = row["instructions"] / macs if macs else None
+            (segs if p[0] == "segment" else layers).append(row)
+    total = sum(s["instructions"] for s in segs)
+    macs = sum(s["macs"] for s in segs)
+    stack = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("stack_used ")), None)
+    return {"segments": segs, "per_layer": layers, "instructions": total, "macs": macs, "stack_used_bytes": stack,
+            "instructions_per_mac": total / macs, "tick_hz": hz, "instructions_per_tick": per_tick,
+            "repeats": reps}
+
+
+def profile_layers(run_dir, model: str = "classifier", kernels: str = "arm_dsp", log=print) -> dict:
+    """Build the selftest firmware, run it under QEMU, write profile.json beside the firmware."""
+    from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
+    from tinyexit.rundir import require_run_dir, write_json
+
+    run = require_run_dir(run_dir)
+    cfg = FirmwareConfig(board=MACHINE, kernels=kernels, app="selftest", verify=False, monolithic=False)
+    report = build_firmware(run, model, cfg, log=log)
+    res = parse_selftest(run_selftest(Path(report["elf"])))
+    res.update({"model": model, "kernels": kernels, "board": MACHINE, "unit": "instructions",
+                "artifact_hash": report.get("artifact_hash", ""),
+                "firmware_sources_sha256": report.get("firmware_sources_sha256", ""),
+                "note": "QEMU -icount shift=0: instructions, not cycles of a real chip"})
+    path = run / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
+    write_json(path, res)
+    res["path"] = str(path)
+    return res
