@@ -8,7 +8,7 @@ APT_PACKAGES := qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi clang 
 # Re-install only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test benchmarks reliability install system-packages clean
+.PHONY: demo test benchmarks reliability install system-packages clean agent-venv-check
 
 demo: install
 	$(BIN)/tinyexit demo --out $(OUT) $(if $(FORCE),--force,)
@@ -25,6 +25,10 @@ reliability: install
 	$(BIN)/tinyexit reliability faults $(OUT) --target qemu
 	$(BIN)/tinyexit reliability fuzz-decoder --inputs 1000000
 	$(BIN)/tinyexit reliability fuzz-c --seconds 600
+
+# Not a test: two fresh venvs with only `pip install '.[agent]'` run the agent and the bench on a copied bundle.
+agent-venv-check: install
+	bash tests/core/agent_venv_check.sh $(BUNDLE)
 
 install: system-packages $(STAMP)
 

@@ -30,6 +30,8 @@ INPUTS_FILE = "inputs.npz"
 # The relative tolerance of a boundary's scale: both sides are written from one float32 value,
 # so they agree to float32 rounding at worst (JSON carries them as decimal text).
 BOUNDARY_SCALE_RTOL = 1e-6
+# The monolithic models a bundle may record: name -> (its key in "files", the manifest's MAC key).
+MONOLITHIC = {"full": ("full_tflite", "full_macs"), "all_exits": ("all_exits_tflite", "all_exits_macs")}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,21 @@ class Segment:
     files: dict
     macs: int
     ops: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class MonolithicModel:
+    """A one-subgraph model of the bundle, recorded as a segment is (from its graph, at export):
+    "full" = the backbone and only the last head (the network with no exit taken), "all_exits" =
+    every exit head in one subgraph (the baseline for the cost of splitting)."""
+    name: str                        # "full" | "all_exits": its key under the manifest's "monolithic"
+    file: str                        # its entry in Bundle.files ("full_tflite", "all_exits_tflite")
+    signature: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]  # in the subgraph's order ("logits" first; all_exits: then logits_0, ...)
+    macs: int
+    param_bytes: int
+    ops: tuple[dict, ...] = ()       # the per-op records of export.tflite_graph.op_record
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,11 @@ class Bundle:
     policy_provenance: PolicyProvenance | None
     files: dict = field(default_factory=dict)
     inputs: dict | None = None  # the inputs.npz file entry and what it holds
+    # Where the model came from: None in a bundle made without a checkpoint (`tinyexit import`).
+    source_checkpoint_sha256: str | None = None
+    config_sha256: str | None = None
+    # The monolithic models exported beside the segments, by name ("full", "all_exits"); empty when none.
+    monolithic: dict = field(default_factory=dict)  # name -> MonolithicModel
 
     @property
     def n_segments(self) -> int:
@@ -199,9 +221,39 @@ def _parse(d: Path, man: dict) -> Bundle:
     inputs = man.get("inputs")
     if inputs is not None and not (isinstance(inputs, dict) and "path" in inputs):
         raise UserError(f"{where}: 'inputs' must name a file ({INPUTS_FILE}); re-run 'tinyexit export'")
+    ckpt = man.get("source_checkpoint")
     return Bundle(d, man, str(man["model"]), schema, digest, TensorSpec.from_dict(man["input"]), tuple(segments),
                   exits, int(man.get("full_macs") or exits[-1].cumulative_macs), policy, provenance,
-                  dict(man["files"]), inputs)
+                  dict(man["files"]), inputs,
+                  source_checkpoint_sha256=_digest(where, "source_checkpoint.sha256", (ckpt or {}).get("sha256")),
+                  config_sha256=_digest(where, "config_sha256", man.get("config_sha256")),
+                  monolithic=_monolithic(where, man))
+
+
+def _digest(where: Path, key: str, value) -> str | None:
+    if value is None:
+        return None
+    if not re.fullmatch(r"[0-9a-f]{64}", str(value)):
+        raise UserError(f"{where}: {key} '{str(value)[:20]}' is not a sha256 hex digest; re-run 'tinyexit export'")
+    return str(value)
+
+
+def _monolithic(where: Path, man: dict) -> dict:
+    """The "monolithic" records (cost records: the models' files are checked with the others)."""
+    recs = man.get("monolithic")
+    if recs is None:
+        return {}
+    if not isinstance(recs, dict) or not all(isinstance(r, dict) for r in recs.values()):
+        raise UserError(f"{where}: 'monolithic' must map model names to records; re-run 'tinyexit export'")
+    out = {}
+    for name, r in recs.items():
+        file_key, macs_key = MONOLITHIC.get(name, (f"{name}_tflite", None))
+        out[name] = MonolithicModel(str(name), str(r.get("file", file_key)), str(r.get("signature", name)),
+                                    tuple(TensorSpec.from_dict(t) for t in r.get("inputs", ())),
+                                    tuple(TensorSpec.from_dict(t) for t in r.get("outputs", ())),
+                                    int(r.get("macs", man.get(macs_key) or 0)), int(r.get("param_bytes", 0)),
+                                    tuple(r.get("ops", ())))
+    return out
 
 
 def _segment(where: Path, k: int, s: dict, n: int) -> Segment:

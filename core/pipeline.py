@@ -1,7 +1,8 @@
-"""The main job, `tinyexit demo`: train -> report -> export -> verify -> benchmark -> report.
+"""The main job, `tinyexit demo`: train -> export -> verify -> benchmark -> report.
 
-Only composes stage entry functions; each stage prints a line (and its own
-progress bar) so a user sees where the time goes.
+Data flows forward: training chooses the exit threshold on val, export copies it into
+the bundle, and the report comes last.  Only composes stage entry functions; each stage
+prints a line (and one progress bar, or plain lines outside a terminal).
 """
 from __future__ import annotations
 
@@ -39,12 +40,10 @@ def run_demo(out: str | Path, cfg: DemoConfig) -> Path:
     clock = _Clock()
     run = prepare_output_dir(out, cfg.force)
     splits = load_dataset(cfg.dataset)
-    clock.stage("train: early-exit classifier, baseline, small networks")
+    clock.stage("train: early-exit classifier, baseline, small networks; exit threshold chosen on val")
     _train_classifiers(splits, cfg, run)
     clock.stage("train: binary denoiser")
     _train_denoiser(splits, cfg, run)
-    clock.stage("report: choose the exit threshold on val")
-    write_report(run)
     clock.stage("export: int8 ONNX / TFLite / TFLite Micro / C")
     export_run(run, ExportConfig())
     clock.stage("verify: every artifact on the test split")

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyexit.eval.energy import label
 from tinyexit.eval.plots import figure, md_table, save
 
 # A segment or exit whose cost share differs from its MAC share by more than this is called out.
@@ -21,6 +20,11 @@ def fmt_latency(v, unit: str) -> str:
         if abs(v) >= scale:
             return f"{v / scale:.3g} {name}"
     return f"{v / 1e-9:.3g} ns"
+
+
+def label(kind: str | None) -> str:
+    """Energy table label: only what a meter recorded reads as measured."""
+    return {"measured": "measured", "modelled": "modelled"}.get(kind, "–")
 
 
 def _fmt(v, spec: str = ".3f") -> str:
@@ -88,7 +92,7 @@ def markdown(name: str, t: dict, pngs: list[str]) -> str:
                 "(artifact hash differs); re-run 'tinyexit bench' before trusting the MAC comparison.", ""]
     out += [
            md_table(["figure", "value"], [
-               ["samples (early exit)", t["samples"]],
+               ["samples (early exit)" if ee.get("samples") else "samples", t["samples"]],
                ["device-vs-host agreement: top-1 / exit / int8 logits equal",
                 f"{_pct(t['agreement_top1'])} / {_pct(t['agreement_exit'])} / {_pct(t['logits_equal'])}"],
                ["segment overhead (chained vs monolithic, measured)", _pct(t["segment_overhead"], signed=True)],
@@ -101,18 +105,16 @@ def markdown(name: str, t: dict, pngs: list[str]) -> str:
                     [[e["exit"], f"{e['macs']:,}", e["mac_ratio"], fmt_latency(e["latency_median"], unit),
                       fmt_latency(e["latency_p90"], unit), e["latency_ratio"], _pct(e["ratio_rel_difference"], True),
                       _fmt(e["energy_j"], ".3g"), e["energy_ratio"], label(e["energy_kind"])] for e in t["per_exit"]]),
-           "", f"Early exit on the device ({ee['samples']} samples, policy {_policy(ee.get('policy'))}): accuracy "
-           f"{_pct(ee['accuracy'])}, MAC ratio {_fmt(ee['mac_ratio'])} (analytic), latency ratio "
-           f"{_fmt(ee['latency_ratio'])} (measured), exit fractions "
-           f"{' / '.join(f'{100 * f:.1f} %' for f in ee['exit_fractions'] or [])}.", "",
+           "", _early_exit_md(t), "",
            f"Energy source: {t['per_exit'][0]['energy_source'] if t['per_exit'] else '–'}.", ""]
     out += _model_md(t) + _sweep_md(t)
     notes = t.get("where_macs_mislead") or []
     out += ["### Where MACs mislead", ""] + ([f"- {n}" for n in notes] or ["- nowhere beyond 10 % on this target"])
     if t.get("instructions_per_mac") is not None:
         by = ", ".join(f"{k} kernels {v:.2f}" for k, v in (t.get("instructions_per_mac_by_kernels") or {}).items() if v)
-        out += ["", f"Full-depth model on the device: {t['instructions_per_mac']:.2f} instructions per MAC "
-                "(QEMU instruction counts, not cycles of a real chip)" + (f"; selftest profiles: {by}." if by else ".")]
+        out += ["", f"Instructions per MAC on the device, {t.get('instructions_per_mac_of') or 'reference path'}: "
+                f"{t['instructions_per_mac']:.2f} (QEMU instruction counts, not cycles of a real chip)"
+                + (f"; selftest profiles (all segments chained with exit heads, per layer): {by}." if by else ".")]
     if t.get("per_layer"):
         out += ["", f"Per layer ({t.get('per_layer_kernels') or '?'} kernels, from {t.get('per_layer_source')}):", "",
                 md_table(["layer", "MACs (analytic)", "instructions (measured)", "instructions/MAC"],
@@ -120,6 +122,20 @@ def markdown(name: str, t: dict, pngs: list[str]) -> str:
                            r.get("instructions_per_mac")] for r in t["per_layer"]])]
     out += [""] + [f"![{p}]({p})" for p in pngs]
     return "\n".join(out) + "\n"
+
+
+def _early_exit_md(t: dict) -> str:
+    ee = t["early_exit"]
+    if not ee.get("samples"):
+        # a model without an exit policy (the denoiser) has no early-exit runs: say what was run instead
+        return (f"No early exit on the device: `{t['model']}` has no exit policy in its bundle; each of its "
+                f"{len(t['per_exit'])} depths was run for every one of the {t['samples']} samples "
+                "(per-exit table above).")
+    return (f"Early exit on the device ({ee['samples']} samples, policy {_policy(ee.get('policy'))}): accuracy "
+            f"{_pct(ee['accuracy'])}, MAC ratio {_fmt(ee['mac_ratio'])} (analytic), latency ratio "
+            f"{_fmt(ee['latency_ratio'])} (measured, expected over exits; plain mean "
+            f"{_fmt(ee.get('latency_mean_ratio'))}), exit fractions "
+            f"{' / '.join(f'{100 * f:.1f} %' for f in ee['exit_fractions'] or [])}.")
 
 
 def _model_md(t: dict) -> list[str]:

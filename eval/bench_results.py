@@ -191,39 +191,25 @@ def segment_feature(seg: dict, feature: str) -> float:
     return moved
 
 
-# Monolithic modes of the harness: mode -> (manifest MAC key, manifest file key, manifest record key).
+# Monolithic modes of the harness: mode -> (manifest MAC key, manifest file key, key under manifest "monolithic").
 MONOLITHIC = {"full": ("full_macs", "full_tflite", "full"),
               "full:all_exits": ("all_exits_macs", "all_exits_tflite", "all_exits")}
 
 
 def monolithic_feature(manifest: dict, feature: str, model_dir: Path | None = None,
                        mode: str = "full") -> float | None:
-    """A monolithic model's op count or bytes: from the manifest's record of it (`full` for the
-    full-depth model) when it has one, else read from the .tflite the manifest names (needs ai-edge-litert)."""
-    _, file_key, record_key = MONOLITHIC[mode]
-    full = manifest.get(record_key)
+    """A monolithic model's op count or bytes, from the manifest's record of it (`monolithic.full` for
+    the full-depth model, `monolithic.all_exits`), as export wrote it from the graph.  None when the
+    bundle has no such record: eval reads no model file (it may not import export's TFLite reader)."""
+    _, _, record_key = MONOLITHIC[mode]
+    full = (manifest.get("monolithic") or {}).get(record_key)
     if not isinstance(full, dict):
-        full = _full_from_tflite(manifest, model_dir, file_key)
-    if not full:
         return None
     if feature == "ops" and full.get("ops") is not None:
         return float(len(full["ops"]))
     if feature == "bytes" and (full.get("inputs") or full.get("param_bytes") is not None):
         return segment_feature(full, "bytes")
     return None
-
-
-def _full_from_tflite(manifest: dict, model_dir: Path | None, file_key: str) -> dict | None:
-    rec = (manifest.get("files") or {}).get(file_key)
-    if model_dir is None or not rec or not (model_dir / rec["path"]).is_file():
-        return None
-    try:
-        from tinyexit.export import tflite_graph
-    except ImportError:        # a report-only install without the TFLite schema bindings
-        return None
-    sg = tflite_graph.read_file(model_dir / rec["path"])[1][0]
-    return {"ops": [{"type": op.type, "macs": op.macs} for op in sg.ops], "param_bytes": sg.param_bytes,
-            "inputs": [t.io_dict() for t in sg.input_tensors()], "outputs": [t.io_dict() for t in sg.output_tensors()]}
 
 
 def fraction(pairs) -> float | None:

@@ -7,7 +7,8 @@ def register(sub) -> None:
                        description="Write a Markdown + JSON + PNG report from whatever the run directory holds.")
     p.add_argument("run_dir", help="a run directory made by 'tinyexit train' or 'tinyexit demo'")
     p.add_argument("--threshold", type=float, default=None,
-                   help="use this max-softmax threshold instead of the one chosen on the validation split")
+                   help="what-if: compute the early-exit figures at this max-softmax threshold instead of the run's "
+                        "policy (labelled as a what-if in report.json; does not change the export)")
     p.set_defaults(handler=_report)
 
 

@@ -115,17 +115,14 @@ def adaptive_summary(kl_test: np.ndarray, schedule: list[int], exit_macs: list[i
             "steps_per_exit": {str(k): int(np.sum(np.asarray(schedule) == k)) for k in range(-1, len(exit_macs))}}
 
 
-def tolerance_frontier(kl_val: np.ndarray, kl_test: np.ndarray, exit_macs: list[int], prior_bits: float,
-                       tolerances=(0.0, 0.005, 0.01, 0.015, 0.02, 0.05, 0.1)) -> list[dict]:
-    """Schedules chosen on val at several tolerances, scored on test: the MACs-vs-quality trade-off."""
-    from tinyexit.models.denoiser import choose_exit_schedule
-
+def tolerance_frontier(schedules: dict, kl_test: np.ndarray, exit_macs: list[int], prior_bits: float) -> list[dict]:
+    """Schedules chosen on val at several tolerances at training time ({tolerance: schedule}), scored on
+    test: the MACs-vs-quality trade-off."""
     out = []
-    for tol in tolerances:
-        s = choose_exit_schedule(kl_val, exit_macs, tol, prior_bits)
+    for tol, s in sorted(schedules.items(), key=lambda kv: float(kv[0])):
         r = adaptive_summary(kl_test, s, exit_macs, prior_bits)
-        out.append({"val_tolerance": tol, "mac_saving": r["mac_saving"],
-                    "bits_per_dim_increase": r["bits_per_dim_increase"], "schedule": s})
+        out.append({"val_tolerance": float(tol), "mac_saving": r["mac_saving"],
+                    "bits_per_dim_increase": r["bits_per_dim_increase"], "schedule": list(s)})
     return out
 
 

@@ -2,9 +2,10 @@
 
 One sub-dict per RUN/bench/<target>/ (see docs/artifacts.md).  Latencies and
 agreement are **measured** on the device; MACs are **analytic** (the manifest);
-energy is measured when a meter recorded it and otherwise **modelled** from a
-profile (eval/energy.py), labelled either way.  Reads artifacts only: nothing
-here talks to a device.
+energy is rendered from summary.json, measured when a meter recorded it and
+otherwise **modelled** by the harness from a named profile, labelled either way.
+Every figure summary.json holds is taken from it (bench_figures.py).  Reads
+artifacts only: nothing here talks to a device.
 """
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyexit.bundle import load_bundle
 from tinyexit.errors import UserError
 from tinyexit.eval import bench_results as br
+from tinyexit.eval.bench_figures import apply_energy, apply_figures
 from tinyexit.eval.bench_markdown import markdown, mislead_notes, plots
-from tinyexit.eval.energy import EnergyProfile, path_energy, profile_for
 from tinyexit.eval.latency_model import LatencyModelConfig, Path as ChainPath, Point, fit_latency_model, full_rank
 from tinyexit.eval.report import Section
 from tinyexit.rundir import read_json
@@ -54,13 +56,13 @@ def _target_key(run: br.TargetRun) -> tuple:
 
 
 def load_manifest(run_dir: Path, model: str) -> dict:
-    path = run_dir / "export" / model / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"{path}: missing but bench results name model '{model}'; run 'tinyexit export {run_dir}'")
-    m = read_json(path)
-    if not m.get("segments") or not m.get("full_macs"):
-        raise UserError(f"{path}: no segments/full_macs; re-run 'tinyexit export {run_dir}'")
-    return m
+    """The bundle's manifest, read and checked by the one bundle loader (tinyexit.bundle)."""
+    d = run_dir / "export" / model
+    if not (d / "manifest.json").is_file():
+        raise UserError(f"{d / 'manifest.json'}: missing but bench results name model '{model}'; "
+                        f"run 'tinyexit export {run_dir}'")
+    bundle = load_bundle(d)
+    return bundle.manifest | {"full_macs": bundle.full_macs}
 
 
 def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = LatencyModelConfig(),
@@ -81,11 +83,8 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
     ref_vals, ref_name = _reference(run, timing, primary, man)
     ref = br.stats(ref_vals)["median"]
     out["latency_reference"] = ref_name
-    profile, measured, meter = _energy_inputs(s, timing.unit)
-    ref_energy = path_energy(measured.get("full", []), ref, timing.unit, profile, meter)
-    out["per_exit"] = [_exit_row(run, timing, man, primary, k, ref, ref_energy, profile, measured, meter)
-                       for k in range(len(man.get("exits") or []))]
-    out["early_exit"] = _early_exit(run, timing, man, primary, ref, out["per_exit"])
+    out["per_exit"] = [_exit_row(run, timing, man, primary, k, ref) for k in range(len(man.get("exits") or []))]
+    out["early_exit"] = _early_exit(run, timing, man, primary, ref)
     out.update(_agreement(run, primary))
     out["samples"] = out["early_exit"]["samples"] or len({r.get("sample") for r in run.lines})
     out["segment_overhead"] = _segment_overhead(run, timing, primary, man)
@@ -94,7 +93,11 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
     link = s.get("link") or {}
     out["link"] = {k: link.get(k, s.get(k)) for k in LINK_KEYS} | {
         k: v for k, v in link.items() if k not in LINK_KEYS}
-    out["energy_profile"] = profile.to_dict()
+    if timing.unit == "instructions":
+        out.update(_qemu_fields(run_dir, run, primary, man, ref))
+    # summary.json's figures win: the harness computed them once (bench_figures.py)
+    apply_figures(out, s, timing.unit)
+    apply_energy(out, s, len(man["segments"]))
     sources = [(run, timing, manifests)] + [
         (o, br.timing_of(o), {m: load_manifest(run_dir, m) for m in o.models}) for o in companions
         if br.timing_of(o).unit == timing.unit]
@@ -105,28 +108,8 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
             if e["latency_ratio"] is not None and e["mac_ratio"] is not None]
     out["latency_model"]["mac_only_max_abs_ratio_error"] = max(errs) if errs else None
     out["sweep"] = _sweep(run_dir, man, out["per_exit"], ref) if primary == "classifier" else []
-    if timing.unit == "instructions":
-        out.update(_qemu_fields(run_dir, run, primary, man, ref))
     out["where_macs_mislead"] = mislead_notes(out)
     return out
-
-
-def _energy_inputs(s: dict, unit: str) -> tuple:
-    """(profile, measured joules per mode, meter name).  The harness's own profile is used so the
-    report's modelled figures equal summary.json's; per instruction, only a profile that has a figure
-    per instruction can convert."""
-    energy = s.get("energy") if isinstance(s.get("energy"), dict) else {}
-    measured, meter = {}, None
-    if str(energy.get("source", "")).startswith("measured"):
-        meter = energy.get("meter") or energy["source"]
-        measured = {mode: [float(v["energy_j"])] for mode, v in (energy.get("per_mode") or {}).items()
-                    if isinstance(v, dict) and v.get("energy_j") is not None}
-    profile = profile_for(s, unit)
-    if "energy_profile" not in s and isinstance(energy.get("profile"), dict):
-        harness = EnergyProfile.from_dict(energy["profile"])
-        if unit == "s" or harness.energy_per_instruction_j is not None:
-            profile = harness
-    return profile, measured, meter
 
 
 def _device_name(s: dict) -> str | None:
@@ -152,7 +135,7 @@ def _reference(run, timing, model: str, man: dict) -> tuple[list[float], str]:
     return br.path_latencies(run, timing, model, f"segment:{last}"), "all segments chained (no monolithic run)"
 
 
-def _exit_row(run, timing, man, model, k, ref, ref_energy, profile, measured, meter) -> dict:
+def _exit_row(run, timing, man, model, k, ref) -> dict:
     ex = man["exits"][k]
     lat = br.path_latencies(run, timing, model, f"segment:{k}")
     source = f"segment:{k} runs (segments 0..{k} chained)"
@@ -163,14 +146,12 @@ def _exit_row(run, timing, man, model, k, ref, ref_energy, profile, measured, me
     st = br.stats(lat)
     mac_ratio = ex.get("mac_ratio", ex["cumulative_macs"] / man["full_macs"])
     ratio = st["median"] / ref if st["median"] is not None and ref else None
-    en = path_energy(measured.get(f"segment:{k}", []), st["median"], timing.unit, profile, meter)
-    e_ratio = en["energy_j"] / ref_energy["energy_j"] if en["energy_j"] and ref_energy["energy_j"] else None
     row = {"exit": k, "macs": ex["cumulative_macs"], "mac_ratio": mac_ratio,
            "latency_median": st["median"], "latency_p90": st["p90"], "latency_n": st["n"],
            "latency_unit": timing.unit, "latency_source": source, "latency_ratio": ratio,
            "ratio_rel_difference": (ratio - mac_ratio) / mac_ratio if ratio is not None and mac_ratio else None,
            "early_exit_latency_median": br.stats(early_lat)["median"], "segments_timed": k + 1,
-           **en, "energy_ratio": e_ratio,
+           "energy_j": None, "energy_ratio": None, "energy_kind": None, "energy_source": None,   # apply_energy
            "agreement_top1": br.fraction(r.get("host_top1") == r.get("top1") if "host_top1" in r else None
                                          for r in br.first_per_sample(early))}
     if timing.unit == "instructions" and st["median"] is not None:
@@ -178,7 +159,7 @@ def _exit_row(run, timing, man, model, k, ref, ref_energy, profile, measured, me
     return row
 
 
-def _early_exit(run, timing, man, model, ref, per_exit) -> dict:
+def _early_exit(run, timing, man, model, ref) -> dict:
     all_lines = br.mode_lines(run, model, "early_exit")
     lines = br.first_per_sample(all_lines)
     if not lines:
@@ -196,7 +177,6 @@ def _early_exit(run, timing, man, model, ref, per_exit) -> dict:
     expected = sum(f * m for f, m in zip(frac, medians) if f > 0) if all(
         m is not None for f, m in zip(frac, medians) if f > 0) else None
     decision = [br.line_latency(r | {"ticks": [0]}, timing, run) for r in all_lines if r.get("ticks")]
-    e = [p["energy_j"] for p in per_exit]
     return {"samples": len(lines),
             "accuracy": br.fraction(r["top1"] == r["label"] for r in labelled) if labelled else None,
             "mac_ratio": float(cum[exits].mean() / man["full_macs"]),
@@ -204,8 +184,6 @@ def _early_exit(run, timing, man, model, ref, per_exit) -> dict:
             "latency_ratio": expected / ref if expected is not None and ref else None,
             "latency_mean_ratio": mean_lat / ref if mean_lat is not None and ref else None,
             "decision_latency_mean": float(np.mean(decision)) if decision else None,
-            "energy_j": float(np.mean([e[x] for x in exits])) if all(v is not None for v in e) else None,
-            "energy_kind": per_exit[0]["energy_kind"] if per_exit else None,
             "exit_fractions": frac.tolist(),
             "policy": run.summary.get("policy") or man.get("policy")}
 

@@ -1,8 +1,11 @@
 """Report section "classifier": the early-exit study answered on the test split.
 
-Reads RUN/predictions/*.npz (per-exit logits saved at training time) and counts
-MACs from the checkpoints' structure.  Accuracies are measured on data; MACs are
-analytic (modelled) counts.
+Reads RUN/predictions/*.npz (per-exit logits, and the MACs training counted, saved at
+training time) and the classifier bundle (RUN/export/classifier, through tinyexit.bundle):
+the exported model's MACs come from its graph, its operating threshold is the one the
+bundle carries (chosen on val at training time, or an export override), with provenance.
+No torch: nothing here runs or loads a network.  Accuracies are measured on data; MACs are
+analytic counts.  `tinyexit report --threshold` is a what-if and is labelled so.
 """
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyexit.errors import UserError
 from tinyexit.eval import study
-from tinyexit.eval.macs import count_macs, cumulative_exit_macs, segment_macs
 from tinyexit.eval.plots import figure, md_table, save
 from tinyexit.eval.report import Section
 from tinyexit.exit_policy import ExitPolicy
@@ -22,9 +25,11 @@ from tinyexit.rundir import load_config
 ORDER = 10
 
 
-def _predictions(run: Path, name: str) -> tuple[study.Predictions, study.Predictions]:
-    from tinyexit.errors import UserError
+DEFAULT_THRESHOLD = 0.9
+GRAPH_SOURCE = "counted from the exported TFLite graph (bundle manifest)"
 
+
+def _predictions(run: Path, name: str) -> tuple[study.Predictions, study.Predictions]:
     path = run / "predictions" / f"{name}.npz"
     try:
         d = np.load(path)
@@ -33,47 +38,88 @@ def _predictions(run: Path, name: str) -> tuple[study.Predictions, study.Predict
         raise UserError(f"{path}: unreadable predictions ({type(exc).__name__}); re-run 'tinyexit train early-exit'") from None
 
 
-def _exit_macs(run: Path, name: str, input_shape) -> list[int]:
-    from tinyexit.models.train_classifier import load_checkpoint
+def _npz_field(run: Path, name: str, key: str):
+    path = run / "predictions" / f"{name}.npz"
+    try:
+        with np.load(path) as d:
+            return d[key] if key in d else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
 
-    return cumulative_exit_macs(segment_macs(count_macs(load_checkpoint(run / "checkpoints" / f"{name}.pt"),
-                                                        input_shape)))
+
+def _exit_macs(run: Path, name: str) -> list[int]:
+    """Cumulative MACs per exit that training counted and saved beside the predictions."""
+    macs = _npz_field(run, name, "exit_macs")
+    if macs is None:
+        raise UserError(f"{run}/predictions/{name}.npz: no MAC counts (trained by an older tinyexit); "
+                        "re-run 'tinyexit train early-exit'")
+    return [int(m) for m in macs]
+
+
+def _bundle(run: Path):
+    from tinyexit.bundle import load_bundle
+
+    if not (run / "export" / "classifier" / "manifest.json").is_file():
+        return None
+    return load_bundle(run / "export" / "classifier")
+
+
+def _run_policy(run: Path, cfg: dict, bundle) -> tuple[float, dict]:
+    """The operating threshold of the run and where it came from: the bundle's policy (what a device runs),
+    else the one training chose (config.json), else the default."""
+    if bundle is not None and bundle.policy is not None:
+        prov = bundle.policy_provenance.to_dict() if bundle.policy_provenance else {"source": "unknown"}
+        return float(bundle.policy.params[0]), {**prov, "read_from": "export/classifier/manifest.json"}
+    chosen = cfg.get("exit_policy")
+    if chosen:
+        return float(chosen["params"][0]), {**chosen.get("provenance", {}), "read_from": "config.json"}
+    return DEFAULT_THRESHOLD, {"source": "default", "split": None, "rule": "tinyexit's default threshold",
+                               "chosen_value": None, "read_from": None}
 
 
 def build(run_dir: Path, report_dir: Path) -> Section | None:
     if not (run_dir / "predictions" / "early_exit.npz").is_file():
         return None
     cfg = load_config(run_dir)["classifier"]
-    in_shape = (cfg["arch"]["in_channels"], *_input_hw(cfg))
     val, test = _predictions(run_dir, "early_exit")
-    cum = _exit_macs(run_dir, "early_exit", in_shape)
+    bundle = _bundle(run_dir)
+    if bundle is not None and len(bundle.exits) == val.logits.shape[0]:
+        cum, macs_source = [e.cumulative_macs for e in bundle.exits], GRAPH_SOURCE
+    else:
+        cum, macs_source = _exit_macs(run_dir, "early_exit"), _macs_source(run_dir, "early_exit")
     base_val, base_test = _predictions(run_dir, "baseline")
-    base_macs = _exit_macs(run_dir, "baseline", in_shape)[-1]
+    base_macs = _exit_macs(run_dir, "baseline")[-1]
 
-    override = load_config(run_dir).get("report", {}).get("threshold")
-    threshold = override if override is not None else study.choose_threshold(val, cum)
+    run_threshold, provenance = _run_policy(run_dir, cfg, bundle)
+    what_if = load_config(run_dir).get("report", {}).get("threshold")
+    threshold = what_if if what_if is not None else run_threshold
     policy = ExitPolicy("max_softmax", (threshold,))
     chosen = study.evaluate(policy, test, cum)
     rows = study.sweep(val, test, cum, base_macs)
-    smalls = _small_networks(run_dir, in_shape, base_macs, rows)
+    smalls = _small_networks(run_dir, base_macs, rows)
     small = min(smalls, key=lambda s: abs(s["macs"] - chosen["mean_macs"])) if smalls else None
     data = {
         "splits": cfg.get("splits"),
         "macs": {"full": cum[-1], "per_exit_cumulative": cum, "baseline": base_macs,
-                 "small": small["macs"] if small else None, "unit": "MACs per sample (analytic)"},
+                 "small": small["macs"] if small else None, "unit": "MACs per sample (analytic)",
+                 "source": {"early_exit": macs_source, "baseline": _macs_source(run_dir, "baseline"),
+                            "small": _macs_source(run_dir, small["name"]) if small else None}},
         "accuracy": {"baseline": study.accuracy(base_test.logits[-1], base_test.y),
                      "small": small["accuracy"] if small else None,
                      "per_exit": [study.accuracy(test.logits[k], test.y) for k in range(len(cum))],
                      "early_exit": chosen["accuracy"], "split": "test"},
         "early_exit": {"policy": "max_softmax", "threshold": threshold,
-                       "chosen_on": "user (--threshold)" if override is not None else "val",
+                       "chosen_on": ("what-if (tinyexit report --threshold), not the run's policy"
+                                     if what_if is not None else _chosen_on(provenance)),
+                       "what_if": what_if is not None,
+                       "run_threshold": run_threshold, "threshold_provenance": provenance,
                        "exit_fractions": chosen["exit_fractions"], "mac_ratio": chosen["mean_macs"] / base_macs,
                        "mac_ratio_vs_full": chosen["mean_macs"] / cum[-1], "mean_macs": chosen["mean_macs"],
                        **study.confidence_split(policy, test)},
         "sweep": rows,
         "small_networks": smalls,
         "small_comparison": small["name"] if small else None,
-        "seeds": _seed_study(run_dir, in_shape),
+        "seeds": _seed_study(run_dir),
     }
     spike = study.spike_threshold(rows)
     data["spike_threshold"] = spike["threshold"]
@@ -84,15 +130,23 @@ def build(run_dir: Path, report_dir: Path) -> Section | None:
     return Section("classifier", data, _markdown(data, plots), plots)
 
 
-def _input_hw(cfg: dict) -> tuple[int, int]:
-    return (32, 32) if cfg["dataset"] == "cifar10" else tuple(cfg.get("input_hw", (8, 8)))
+def _chosen_on(prov: dict) -> str:
+    """The old report.json key: "val" when training chose it on val, else the source in words."""
+    if prov.get("source") == "chosen at training":
+        return prov.get("split") or "val"
+    return str(prov.get("source"))
 
 
-def _small_networks(run: Path, in_shape, base_macs: int, rows: list[dict]) -> list[dict]:
+def _macs_source(run: Path, name: str) -> str:
+    src = _npz_field(run, name, "macs_source")
+    return str(src) if src is not None else "unknown"
+
+
+def _small_networks(run: Path, base_macs: int, rows: list[dict]) -> list[dict]:
     out = []
     for path in sorted((run / "predictions").glob("small_w*.npz")):
         _, test = _predictions(run, path.stem)
-        macs = _exit_macs(run, path.stem, in_shape)[-1]
+        macs = _exit_macs(run, path.stem)[-1]
         acc = study.accuracy(test.logits[-1], test.y)
         ee_acc = study.curve_accuracy_at(rows, macs / base_macs)
         out.append({"name": path.stem, "macs": macs, "mac_ratio": macs / base_macs, "accuracy": acc,
@@ -116,23 +170,25 @@ def _curve_vs_small(rows: list[dict], smalls: list[dict]) -> dict:
             "early_exit_curve_above_small": bool(cmp) and above == len(cmp)}
 
 
-def _seed_study(run: Path, in_shape) -> list[dict]:
-    """Per training seed: threshold chosen on val, test accuracy gap to full depth, MAC ratio."""
+def _seed_study(run: Path) -> list[dict]:
+    """Per training seed: the threshold training chose on val, test accuracy gap to full depth, MAC ratio."""
     out = []
     names = ["early_exit"] + sorted(p.stem for p in (run / "predictions").glob("early_exit_seed*.npz"))
     for name in names:
         suffix = name[len("early_exit"):]
-        if not (run / "predictions" / f"baseline{suffix}.npz").is_file():
+        t = _npz_field(run, name, "threshold")
+        if not (run / "predictions" / f"baseline{suffix}.npz").is_file() or t is None:
             continue
+        t = float(t)
         val, test = _predictions(run, name)
-        cum = _exit_macs(run, name, in_shape)
+        cum = _exit_macs(run, name)
         _, base_test = _predictions(run, f"baseline{suffix}")
-        base_macs = _exit_macs(run, f"baseline{suffix}", in_shape)[-1]
-        t = study.choose_threshold(val, cum)
+        base_macs = _exit_macs(run, f"baseline{suffix}")[-1]
         r = study.evaluate(ExitPolicy("max_softmax", (t,)), test, cum)
         full = study.accuracy(test.logits[-1], test.y)
         out.append({"model": name, "seed": int(m.group(1)) if (m := re.search(r"seed(\d+)", name)) else 0,
-                    "threshold": t, "early_exit_accuracy": r["accuracy"], "full_depth_accuracy": full,
+                    "threshold": t, "threshold_chosen_on": "val (at training)",
+                    "early_exit_accuracy": r["accuracy"], "full_depth_accuracy": full,
                     "baseline_accuracy": study.accuracy(base_test.logits[-1], base_test.y),
                     "gap_vs_full_depth": r["accuracy"] - full, "mac_ratio": r["mean_macs"] / base_macs})
     return out
@@ -151,7 +207,7 @@ def _plot_curve(report_dir: Path, d: dict) -> str:
     ax.plot([s["mac_ratio"] for s in sm], [100 * s["accuracy"] for s in sm], "rX-", ms=9, label="small networks")
     ee = d["early_exit"]
     ax.plot([ee["mac_ratio"]], [100 * d["accuracy"]["early_exit"]], "go", ms=12, mfc="none",
-            label=f"chosen threshold {ee['threshold']:g} (val)")
+            label=f"threshold {ee['threshold']:g} ({'what-if' if ee.get('what_if') else ee['chosen_on']})")
     ax.set_xlabel("mean MACs / baseline MACs (analytic)")
     ax.set_ylabel("test accuracy (%)")
     lo = min(100 * min(r["accuracy"] for r in d["sweep"]), 100 * min([s["accuracy"] for s in sm] or [1]))
@@ -181,9 +237,9 @@ def _markdown(d: dict, plots: list[str]) -> str:
     ee, acc, macs = d["early_exit"], d["accuracy"], d["macs"]
     small = next((s for s in d["small_networks"] if s["name"] == d["small_comparison"]), None)
     lines = ["## Early-exit classifier (measured on the test split; MACs analytic)", "",
-              f"Splits: {d['splits']}. Threshold chosen on **val** (the lowest max-softmax threshold, at least "
-             "0.9, at which early exit changes no full-depth answer on val, nor at any higher threshold); "
-             "all figures below are **test**.", "",
+             f"Splits: {d['splits']}. {_threshold_sentence(ee)} All figures below are **test**. "
+             f"MACs: early-exit net {macs['source']['early_exit']}; baseline and small networks "
+             f"{macs['source']['baseline']}.", "",
              md_table(["question", "answer"], [
                  ["1. baseline accuracy", f"{100 * acc['baseline']:.2f} % at {macs['baseline']:,} MACs"],
                  ["2. early-exit accuracy", f"{100 * acc['early_exit']:.2f} % at threshold {ee['threshold']:g}"],
@@ -216,10 +272,30 @@ def _markdown(d: dict, plots: list[str]) -> str:
                        for s in d["seeds"]]), "",
              "### Sweep (test accuracy; MAC ratio vs baseline)", "",
              md_table(["policy", "threshold", "accuracy", "val accuracy", "MAC ratio", "exit fractions"],
-                      [[r["policy"], r["threshold"], _pct(r["accuracy"]), _pct(r["val_accuracy"]), r["mac_ratio"],
+                      [[r["policy"], _threshold_cell(r), _pct(r["accuracy"]), _pct(r["val_accuracy"]), r["mac_ratio"],
                         " / ".join(f"{100 * f:.0f}%" for f in r["exit_fractions"])] for r in d["sweep"]]), ""]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines)
+
+
+def _threshold_cell(r: dict) -> str:
+    """A calibrated row names the val accuracy drops (vs full depth) it was chosen for."""
+    if r["policy"] != "calibrated" or not r.get("chosen_for_drops"):
+        return str(r["threshold"])
+    drops = ", ".join(f"{100 * d:g}" for d in r["chosen_for_drops"])
+    return f"{r['threshold']} (chosen for val drop {drops} %)"
+
+
+def _threshold_sentence(ee: dict) -> str:
+    prov = ee.get("threshold_provenance") or {}
+    run = (f"The run's threshold {ee['run_threshold']:g}: {prov.get('source')}"
+           + (f" on **{prov['split']}**" if prov.get("split") else "")
+           + (f" ({prov['rule']})" if prov.get("rule") else "")
+           + (f", read from {prov['read_from']}" if prov.get("read_from") else "") + ".")
+    if ee.get("what_if"):
+        return (f"**What-if:** figures use threshold {ee['threshold']:g} given to 'tinyexit report --threshold', "
+                f"not the run's policy. {run}")
+    return run
 
 
 def _curve_sentence(c: dict) -> str:

@@ -1,7 +1,8 @@
 """Report section "denoiser": likelihood, sample quality and the adaptive-depth schedule.
 
-Reads RUN/predictions/denoiser.json (per-step KL tables, samples and strips saved at training
-time) and the run's data set for the baselines; no network runs here.  Bits/dim and classifier
+Reads RUN/predictions/denoiser.json (per-step KL tables, samples, strips and the exit schedules
+chosen on val, saved at training time) and RUN/predictions/denoiser_data.npz (the binarized splits
+the baselines fit on); no network runs here and the data set is never loaded.  Bits/dim and classifier
 scores are measured on data; MACs are analytic.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ def build(run_dir: Path, report_dir: Path) -> Section | None:
     cfg = load_config(run_dir).get("denoiser")
     if cfg is None:
         raise UserError(f"{run_dir}/config.json: no 'denoiser' entry; re-run 'tinyexit train denoiser --out {run_dir}'")
-    data = _scores(preds, _binary_splits(cfg))
+    data = _scores(preds, _binary_splits(run_dir))
     plots = [_plot_samples(report_dir, preds), _plot_strip(report_dir, preds), _plot_per_step(report_dir, preds, data)]
     return Section("denoiser", data, _markdown(data, plots), plots)
 
@@ -40,13 +41,18 @@ def delta_fields(delta: list[float]) -> dict:
             "residual_at_T": residual, "p_replaced_by_T": 1 - residual}
 
 
-def _binary_splits(cfg: dict):
-    from tinyexit.models.data import load_dataset
-
-    splits = load_dataset(cfg["dataset"], cfg.get("data_dir"))
-    names = ("train", "val", "test")
-    return ({n: np.where(getattr(splits, n).x >= 0.5, 1.0, -1.0) for n in names},
-            {n: getattr(splits, n).y for n in names})
+def _binary_splits(run_dir: Path):
+    """±1 images (N, pixels) and labels of train/val/test, as training saved them."""
+    path = run_dir / "predictions" / "denoiser_data.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            m = int(f["pixels"])
+            names = ("train", "val", "test")
+            pm = {n: np.where(np.unpackbits(f[f"{n}_bits"], axis=1)[:, :m] > 0, 1.0, -1.0) for n in names}
+            return pm, {n: np.asarray(f[f"{n}_y"]) for n in names}
+    except (OSError, KeyError, ValueError, EOFError) as exc:
+        raise UserError(f"{path}: missing or unreadable ({type(exc).__name__}); the report's baselines need it, "
+                        f"re-run 'tinyexit train denoiser --out {run_dir}'") from None
 
 
 def _scores(preds: dict, binary) -> dict:
@@ -79,7 +85,7 @@ def _scores(preds: dict, binary) -> dict:
                        "samples": score_full, "samples_schedule": score_sched, "real_test": score_real},
         "adaptive": {**adaptive, "schedule": preds["exit_schedule"], "chosen_on": "val",
                      "val_tolerance": preds["schedule_tolerance_val"],
-                     "frontier": ds.tolerance_frontier(kl["val"], kl["test"], macs, lt)},
+                     "frontier": ds.tolerance_frontier(preds.get("frontier_schedules", {}), kl["test"], macs, lt)},
         "eval_draws": preds["eval_draws"], "train_subset_size": preds["train_subset_size"],
         "seconds": preds.get("seconds"),
     }

@@ -1,8 +1,9 @@
 """The early-exit study: accuracy, exit statistics and cost of each policy on a split.
 
 Pure NumPy over saved per-exit logits (RUN/predictions/*.npz), so a report never
-re-runs a model.  Thresholds are chosen on the validation split only; headline
-numbers are on test.
+re-runs a model.  The run's operating threshold is chosen on the validation split at
+training time (tinyexit.models.threshold) and read from the run; the calibrated rows here
+are chosen on val too; headline numbers are on test.
 """
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ SWEEP = {
     "entropy": (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9),
     "patience": (1, 2, 3),
 }
-# Fine grid for choosing a threshold on val (the sweep grid above is for reading).
+# Fine grid for the calibrated per-exit thresholds chosen on val (the sweep grid above is for reading).
 FINE_GRID = tuple(np.round(np.concatenate([np.arange(0.5, 0.95, 0.025), np.arange(0.95, 0.999, 0.005),
                                             [0.999, 0.9995, 0.9999]]), 5))
-CONFIDENCE_FLOOR = 0.9
+# The calibrated search starts at 0 (every sample leaves at that exit): an early exit as accurate as
+# full depth on val must be reachable, or a 0.5 floor clips the search and hides it.
+CALIBRATION_GRID = tuple(float(v) for v in np.round(np.arange(0.0, 0.5, 0.05), 5)) + FINE_GRID
+# Calibrated rows: the val accuracy each may lose against full depth (fractions, not points).
+CALIBRATION_DROPS = (0.0, 0.005, 0.01, 0.02)
 
 
 @dataclass(frozen=True)
@@ -46,61 +51,72 @@ def evaluate(policy: ExitPolicy, p: Predictions, cumulative_macs: list[int]) -> 
             "exits": exits}
 
 
-def choose_threshold(val: Predictions, cumulative_macs: list[int], grid=FINE_GRID,
-                     floor: float = CONFIDENCE_FLOOR) -> float:
-    """Lowest max-softmax threshold (at or above a confidence floor) at which, and at every
-    higher grid threshold, early exit changes no full-depth answer on val.
-
-    "No change" (zero disagreement with the last exit) is stricter than "no accuracy
-    loss": on 350 easy val images a lost answer and a gained one cancel, and the test
-    split then pays for the lost kind.  Requiring it at every higher threshold too stops
-    a lucky dip from choosing the threshold.
-    """
-    final = val.logits[-1].argmax(-1)
-    chosen = grid[-1]
-    for t in reversed(grid):
-        exits = ExitPolicy("max_softmax", (t,)).exit_index(val.logits)
-        if t < floor or (gather_exit_logits(val.logits, exits).argmax(-1) != final).any():
-            break
-        chosen = t
-    return float(chosen)
-
-
 def calibrate(val: Predictions, cumulative_macs: list[int], target_accuracy: float,
-              grid=FINE_GRID) -> tuple[float, ...]:
+              grid=CALIBRATION_GRID) -> tuple[float, ...]:
     """Per-exit max-softmax thresholds meeting `target_accuracy` on val at the least mean MACs."""
+    return calibrate_all(val, cumulative_macs, [target_accuracy], grid)[0]
+
+
+def calibrate_all(val: Predictions, cumulative_macs: list[int], targets: list[float],
+                  grid=CALIBRATION_GRID) -> list[tuple[float, ...]]:
+    """`calibrate` for several targets in one pass over the grid (each tuple is evaluated once).
+
+    Ties in cost keep the first tuple in grid order (the lowest thresholds); a target no grid tuple
+    meets gets all thresholds 1.0 (full depth)."""
     n_free = val.logits.shape[0] - 1
     conf = max_softmax(val.logits[:-1])                    # (E-1, N)
     right = val.logits.argmax(-1) == val.y                 # (E, N)
     cost = np.asarray(cumulative_macs, dtype=float)
-    best, best_cost = tuple([1.0] * n_free), np.inf
+    goal = np.asarray(targets, dtype=float) - 1e-12
+    best = [tuple([1.0] * n_free)] * len(targets)
+    best_cost = np.full(len(targets), np.inf)
     for ts in itertools.product(grid, repeat=n_free):
         exits = np.full(val.y.shape, n_free)
         for k in reversed(range(n_free)):
             exits = np.where(conf[k] >= ts[k], k, exits)
         acc = right[exits, np.arange(len(exits))].mean()
         c = cost[exits].mean()
-        if acc >= target_accuracy - 1e-12 and c < best_cost:
-            best, best_cost = tuple(float(t) for t in ts), c
+        for i in np.flatnonzero((acc >= goal) & (c < best_cost)):
+            best[i], best_cost[i] = tuple(float(t) for t in ts), c
     return best
+
+
+def _row(name: str, params: tuple, val: Predictions, test: Predictions, cumulative_macs: list[int],
+         baseline_macs: int) -> dict:
+    policy = ExitPolicy(name, params)
+    t = evaluate(policy, test, cumulative_macs)
+    v = evaluate(policy, val, cumulative_macs)
+    return {"policy": name, "threshold": params[0] if len(params) == 1 else list(params),
+            "accuracy": t["accuracy"], "val_accuracy": v["accuracy"],
+            "mac_ratio": t["mean_macs"] / baseline_macs, "mac_ratio_vs_full": t["mean_macs"] / cumulative_macs[-1],
+            "mean_macs": t["mean_macs"], "exit_fractions": t["exit_fractions"]}
+
+
+def calibrated_rows(val: Predictions, test: Predictions, cumulative_macs: list[int], baseline_macs: int,
+                    drops=CALIBRATION_DROPS, grid=CALIBRATION_GRID) -> list[dict]:
+    """One row per distinct threshold tuple that calibration chose for the drops.
+
+    Several drops often choose the same tuple (when exit 0 alone is as accurate as full depth on val,
+    every drop sends everything out at exit 0), which used to give identical rows.  Each row says
+    which drops chose it (`chosen_for_drops`: it is the cheapest on val within that drop) and which
+    drops' val targets it meets (`meets_drops`), with the full-depth val accuracy they are taken from."""
+    val_full = accuracy(val.logits[-1], val.y)
+    chosen = calibrate_all(val, cumulative_macs, [val_full - d for d in drops], grid)
+    rows = []
+    for params in dict.fromkeys(chosen):                   # distinct, in order of the drops
+        row = _row("calibrated", params, val, test, cumulative_macs, baseline_macs)
+        row["chosen_for_drops"] = [d for d, p in zip(drops, chosen) if p == params]
+        row["meets_drops"] = [d for d in drops if row["val_accuracy"] >= val_full - d - 1e-12]
+        row["val_full_depth_accuracy"] = val_full
+        rows.append(row)
+    return rows
 
 
 def sweep(val: Predictions, test: Predictions, cumulative_macs: list[int], baseline_macs: int) -> list[dict]:
     """Rows of (policy, parameter) -> test/val accuracy, MAC ratios and exit fractions."""
-    rows = []
+    rows = [_row(name, (v,), val, test, cumulative_macs, baseline_macs) for name, grid in SWEEP.items() for v in grid]
+    rows += calibrated_rows(val, test, cumulative_macs, baseline_macs)
     full_macs = cumulative_macs[-1]
-    val_full = accuracy(val.logits[-1], val.y)
-    settings = [(name, (v,)) for name, grid in SWEEP.items() for v in grid]
-    for drop in (0.0, 0.005, 0.01, 0.02):
-        settings.append(("calibrated", calibrate(val, cumulative_macs, val_full - drop)))
-    for name, params in settings:
-        policy = ExitPolicy(name, params)
-        t = evaluate(policy, test, cumulative_macs)
-        v = evaluate(policy, val, cumulative_macs)
-        rows.append({"policy": name, "threshold": params[0] if len(params) == 1 else list(params),
-                     "accuracy": t["accuracy"], "val_accuracy": v["accuracy"],
-                     "mac_ratio": t["mean_macs"] / baseline_macs, "mac_ratio_vs_full": t["mean_macs"] / full_macs,
-                     "mean_macs": t["mean_macs"], "exit_fractions": t["exit_fractions"]})
     n_exits = test.logits.shape[0]
     for k in range(n_exits):  # every sample leaves at exit k: the per-exit end points of the curves
         rows.append({"policy": "fixed_exit", "threshold": k, "accuracy": accuracy(test.logits[k], test.y),

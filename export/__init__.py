@@ -6,11 +6,13 @@ Main flow (entry `exporter.export_run(run_dir, ExportConfig)`, CLI `tinyexit exp
   tf_mirror     IR -> raw TF ops;  tflite_convert  SavedModel (one signature per segment) -> full-int8 TFLite
   boundary      names x/logits/features, bit-identical boundary quantization (in-place post-pass)
   onnx_export   per-segment ONNX float + static QDQ int8 (boundary pinned by TensorQuantOverrides)
-  manifest      manifest.json: files, hashes, tensors, MACs counted from the graph (tflite_graph)
+  manifest      manifest.json (schema_version 1, read back by tinyexit.bundle): files, hashes, tensors,
+                MACs counted from the graph (tflite_graph), the exit policy with its provenance, inputs.npz
   codegen*      C sources from the per-segment files (`--formats c`)
 Verification (entry `verify.verify_run(run_dir, VerifyConfig)`, CLI `tinyexit verify RUN_DIR`):
   runtimes      torch / ONNX Runtime / LiteRT / TFLite Micro chains through int8 boundaries
-  verify_report the table and the report.json "export" summary
+  verify_report the table verify prints and writes to RUN/export/verify.md (the report renders verify.json)
+  quiet         TensorFlow / absl banners off before TensorFlow's first import
 Heavy libraries (TensorFlow, torch, ONNX) are imported inside functions only.
 """
 

@@ -16,12 +16,13 @@ def register(sub) -> None:
     p.add_argument("--models", default="", help="classifier,denoiser (default: every model the run holds)")
     p.add_argument("--calibration-samples", type=int, default=300, help="training images used for int8 ranges")
     p.add_argument("--threshold", type=float, default=None,
-                   help="exit threshold recorded in the manifest (default: the run's chosen one, else 0.9)")
+                   help="override the exit threshold training chose on val; the manifest records it as an override "
+                        "(default: the run's chosen one, else 0.9 for an old checkpoint)")
     p.set_defaults(handler=_export)
 
     v = sub.add_parser("verify", help="run every exported artifact on the test split and compare runtimes",
                        description="Run torch float, ONNX Runtime float/int8, LiteRT int8 and TFLite Micro int8 on "
-                                   "the test split; write RUN_DIR/export/verify.json and a table; exit non-zero "
+                                   "the test split; write RUN_DIR/export/verify.json and verify.md (never the report); exit non-zero "
                                    "when an int8 exit drops too much accuracy or agrees too little with float.")
     v.add_argument("run_dir", metavar="RUN_DIR")
     v.add_argument("--models", default="", help="classifier,denoiser (default: every exported model)")

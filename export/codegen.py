@@ -19,16 +19,15 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from tinyexit import __version__
+from tinyexit.bundle import Bundle, check_boundary, load_bundle
 from tinyexit.errors import UserError
 from tinyexit.export.codegen_consts import PACKED_MACRO, ConstPool
 from tinyexit.export.codegen_emit import layer_call, layer_decl, scratch_assert
-from tinyexit.export.codegen_graph import Graph, read_tflite
-from tinyexit.export.codegen_lower import lower
+from tinyexit.export.codegen_lower import lower, read_segment
 from tinyexit.export.codegen_pack import why_not_packed
 from tinyexit.export.codegen_plan import plan_segments, scratch_bytes
+from tinyexit.export.tflite_graph import SubgraphInfo
 
 _HEX = re.compile(r"^[0-9a-f]*$")
 MONOLITHIC = {"full_tflite": "full", "all_exits_tflite": "all_exits"}  # manifest files key -> C name suffix
@@ -101,7 +100,7 @@ def generate_c(tflite_paths_or_bytes: list, cfg: CodegenConfig, pool: ConstPool 
     blobs = [_read(x, i) for i, x in enumerate(tflite_paths_or_bytes)]
     if not blobs:
         raise UserError("generate_c: no segment files given; pass export/<model>/tflm/segment_k.int8.tflite")
-    graphs = [read_tflite(data, name) for name, data in blobs]
+    graphs = [read_segment(data, name) for name, data in blobs]
     layered = [(g, lower(g)) for g in graphs]
     roles = [_segment_roles(graphs, k) for k in range(len(graphs))]
     alias = {(k + 1, graphs[k + 1].inputs[0]): ("t", k, roles[k]["features"]) for k in range(len(graphs) - 1)}
@@ -128,22 +127,22 @@ def _read(x, i: int) -> tuple[str, bytes]:
         raise UserError(f"{path}: segment file missing; run 'tinyexit export RUN_DIR' first") from None
 
 
-def _segment_roles(graphs: list[Graph], k: int) -> dict:
+def _segment_roles(graphs: list[SubgraphInfo], k: int) -> dict:
     """Which output is the exit's logits and which the features for segment k+1."""
     g = graphs[k]
     last = k == len(graphs) - 1
     if len(g.inputs) != 1:
-        raise UserError(f"{g.name}: has {len(g.inputs)} inputs; a segment takes exactly one")
+        raise UserError(f"{g.source}: has {len(g.inputs)} inputs; a segment takes exactly one")
     if last and len(g.outputs) == 1:
         return {"logits": g.outputs[0], "features": None}
     by_name = {g.tensors[i].name.split(":")[0].split(";")[0]: i for i in g.outputs}
     if len(graphs) == 1 and len(g.outputs) > 2:  # e.g. every exit head in one subgraph: keep 'logits'
         if "logits" not in by_name:
-            raise UserError(f"{g.name}: {len(g.outputs)} outputs and none named 'logits'; re-run 'tinyexit export'")
+            raise UserError(f"{g.source}: {len(g.outputs)} outputs and none named 'logits'; re-run 'tinyexit export'")
         return {"logits": by_name["logits"], "features": None}
     if len(g.outputs) != 2 or (last and len(graphs) > 1):
         want = "only its logits" if last else "(logits, features)"
-        raise UserError(f"{g.name}: segment {k} must return {want}, found {len(g.outputs)} outputs")
+        raise UserError(f"{g.source}: segment {k} must return {want}, found {len(g.outputs)} outputs")
     feat = by_name.get("features")
     if last:  # a single-file model with a second output: kept in the arena like features
         feat = feat if feat is not None else max(g.outputs, key=lambda i: len(g.tensors[i].shape))
@@ -154,13 +153,11 @@ def _segment_roles(graphs: list[Graph], k: int) -> dict:
         feat = cands[-1] if cands else g.outputs[1]
     logits = next(i for i in g.outputs if i != feat)
     f = g.tensors[feat]
-    if f.shape != nxt.shape or f.dtype != nxt.dtype:
-        raise UserError(f"{g.name}: features {f.shape} do not match the next segment's input {nxt.shape}; "
+    if f.dtype != nxt.dtype:
+        raise UserError(f"{g.source}: features are {f.dtype}, the next segment's input {nxt.dtype}; "
                         "re-run 'tinyexit export'")
-    if not (np.array_equal(f.scale, nxt.scale) and np.array_equal(f.zero_point, nxt.zero_point)):
-        raise UserError(f"{g.name}: features quantization ({f.scale}, {f.zero_point}) differs from segment {k + 1}'s "
-                        f"input ({nxt.scale}, {nxt.zero_point}); the boundary must be bit-identical - re-run "
-                        "'tinyexit export'")
+    # the bundle's one boundary rule (tinyexit.bundle.check_boundary), applied to the files themselves
+    check_boundary(f"{g.source} -> {graphs[k + 1].source}", f.spec(), nxt.spec(), k + 1)
     return {"logits": logits, "features": feat}
 
 
@@ -260,44 +257,32 @@ def _descriptor(name, up, cfg, source_sha, seg_rows, layer_rows) -> str:
 
 
 def generate_c_for_run(run_dir: str | Path, model_name: str, cfg: CodegenConfig | None = None) -> Path:
-    """RUN/export/<model>/tflm/segment_k.int8.tflite (+ manifest.json) -> RUN/export/<model>/c/."""
-    from tinyexit.rundir import read_json, require_run_dir, sha256_file
+    """The bundle RUN/export/<model>/ (read by tinyexit.bundle, every file checked) -> RUN/export/<model>/c/."""
+    from tinyexit.rundir import require_run_dir
 
     run = require_run_dir(run_dir)
-    mdir = run / "export" / model_name
-    manifest_path = mdir / "manifest.json"
-    if not manifest_path.is_file():
-        raise UserError(f"{manifest_path}: missing; run 'tinyexit export {run}' first")
-    manifest = read_json(manifest_path)
-    paths = []
-    for seg in manifest.get("segments", []):
-        entry = seg.get("files", {}).get("tflm")
-        if not entry:
-            raise UserError(f"{manifest_path}: segment {seg.get('index')} lists no 'tflm' file; re-run 'tinyexit export'")
-        path = mdir / entry["path"]
-        if not path.is_file():
-            raise UserError(f"{path}: missing; re-run 'tinyexit export {run}'")
-        if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
-            raise UserError(f"{path}: sha256 differs from {manifest_path}; the file changed after export - "
-                            f"re-run 'tinyexit export {run}'")
-        paths.append(path)
-    cfg = cfg or CodegenConfig(model_name=model_name, artifact_hash=manifest.get("artifact_hash", ""),
-                               source_checkpoint_sha256=manifest.get("source_checkpoint", {}).get("sha256", ""),
-                               config_sha256=manifest.get("config_sha256", ""))
+    bundle = load_bundle(run / "export" / model_name, verify=True)
+    paths = [bundle.file(seg.files.get("tflm"), f"TFLite Micro file of segment {seg.index}", verify=False)
+             for seg in bundle.segments]
+    cfg = cfg or CodegenConfig(model_name=model_name, artifact_hash=bundle.artifact_hash, **_provenance(bundle))
     pool = ConstPool()
     sources = generate_c(paths, cfg, pool)
-    out = sources.write(mdir / "c")
+    out = sources.write(bundle.dir / "c")
     print(f"codegen: {model_name}: {len(sources.layers)} layers in {len(sources.segments)} segments, "
           f"arena {sources.arena_bytes} B, weights {sources.weight_bytes} B -> {out}")
     for key, suffix in MONOLITHIC.items():  # the one-subgraph models RUN mode FULL compares against
-        entry = manifest.get("files", {}).get(key)
-        if not entry:
+        if not bundle.files.get(key):
             continue
-        path = mdir / entry["path"]
-        if not path.is_file() or (entry.get("sha256") and sha256_file(path) != entry["sha256"]):
-            raise UserError(f"{path}: missing or changed since export; re-run 'tinyexit export {run}'")
+        path = bundle.file(bundle.files[key], key, verify=False)
         mono = generate_c([path], CodegenConfig(**{**cfg.to_dict(), "model_name": f"{model_name}_{suffix}"}), pool)
         mono.write(out, primary=False)
         print(f"codegen: {model_name}_{suffix}: {len(mono.layers)} layers, arena {mono.arena_bytes} B, weights "
               f"{mono.weight_bytes} B of its own + {mono.shared_weight_bytes} B shared with {model_name} -> {out}")
     return out
+
+
+def _provenance(bundle: Bundle) -> dict:
+    """Checkpoint and config hashes for the banner; an imported bundle has neither."""
+    ckpt = bundle.manifest.get("source_checkpoint") or {}
+    return {"source_checkpoint_sha256": str(ckpt.get("sha256") or ""),
+            "config_sha256": str(bundle.manifest.get("config_sha256") or "")}

@@ -1,8 +1,10 @@
-"""The "prepare" step on the host: a parsed int8 graph -> layers with integer parameters only.
+"""The "prepare" step on the host: one int8 subgraph (as tflite_graph reads it) -> layers with integer
+parameters only.
 
 Each layer holds everything its kernel needs (weights, folded biases, per-channel
 multipliers and shifts, offsets, clamps, geometry), derived with
-`tinyexit.export.int8_ref`, so the device only computes.  `run_layers` executes
+`tinyexit.export.int8_ref`, so the device only computes.  A layer's MACs are the
+reader's count of its op (`tflite_graph.op_macs`), the number the manifest carries.  `run_layers` executes
 the same layers with the NumPy reference: the generated C must match it, and it
 must match TensorFlow Lite Micro, bit for bit.
 """
@@ -14,14 +16,18 @@ import numpy as np
 
 from tinyexit.errors import UserError
 from tinyexit.export import int8_ref as ref
-from tinyexit.export.codegen_graph import Graph, Op, Tensor
+from tinyexit.export import tflite_graph as tg
+from tinyexit.export.tflite_graph import OpInfo, SubgraphInfo, TensorInfo
+
+SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D",
+                 "PAD", "PADV2", "LOGISTIC", "QUANTIZE", "RESHAPE", "SQUEEZE")
 
 
 @dataclass
 class Layer:
     """One kernel call.  `inputs`/`outputs` are activation tensor indices of the graph."""
     kind: str                     # conv, dwconv, fc, add, mean, avgpool, pad, logistic, requant, copy
-    op: Op
+    op: OpInfo
     inputs: list[int]
     outputs: list[int]
     macs: int = 0
@@ -29,35 +35,47 @@ class Layer:
 
     @property
     def label(self) -> str:
-        return f"{self.op.index}:{self.op.kind}"
+        return f"{self.op.index}:{self.op.type}"
 
 
-def lower(graph: Graph) -> list[Layer]:
-    """Prepare every op of `graph` (UserError naming the op for anything unsupported)."""
-    layers = []
+def read_segment(data: bytes, name: str = "model.tflite") -> SubgraphInfo:
+    """The one subgraph of a per-segment file, read by tflite_graph; `name` is for messages only.
+
+    Refuses up front, naming the op, any operator the C code generator has no kernel for."""
+    subgraphs = tg.read_model(data, name)
+    if len(subgraphs) != 1:
+        raise UserError(f"{name}: has {len(subgraphs)} subgraphs; code generation takes the "
+                        "single-subgraph per-segment files (export/<model>/tflm/segment_k.int8.tflite)")
+    graph = subgraphs[0]
     for op in graph.ops:
-        fn = _LOWER[op.kind]
-        layers.append(fn(graph, op))
-    return layers
+        if op.type not in SUPPORTED_OPS:
+            raise UserError(f"{name}: operator {op.type} (op #{op.index}) is not supported by the C code generator; "
+                            f"supported: {', '.join(SUPPORTED_OPS)}")
+    return graph
 
 
-def _need(cond: bool, graph: Graph, op: Op, what: str) -> None:
+def lower(graph: SubgraphInfo) -> list[Layer]:
+    """Prepare every op of `graph` (UserError naming the op for anything unsupported)."""
+    return [_LOWER[op.type](graph, op) for op in graph.ops]
+
+
+def _need(cond: bool, graph: SubgraphInfo, op: OpInfo, what: str) -> None:
     if not cond:
-        raise UserError(f"{graph.name}: {op.kind} (op #{op.index}) {what}; not supported by the C code generator")
+        raise UserError(f"{graph.source}: {op.type} (op #{op.index}) {what}; not supported by the C code generator")
 
 
-def _t(graph: Graph, idx: int) -> Tensor | None:
+def _t(graph: SubgraphInfo, idx: int) -> TensorInfo | None:
     return graph.tensors[idx] if idx >= 0 else None
 
 
-def _act_io(graph: Graph, op: Op) -> tuple[Tensor, Tensor]:
+def _act_io(graph: SubgraphInfo, op: OpInfo) -> tuple[TensorInfo, TensorInfo]:
     x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
     _need(x.dtype == "int8" and y.dtype == "int8", graph, op, f"has {x.dtype} -> {y.dtype} tensors (int8 only)")
     _need(not x.shape or x.shape[0] == 1, graph, op, f"has batch {x.shape[0] if x.shape else 0} (batch 1 only)")
     return x, y
 
 
-def _conv_common(graph: Graph, op: Op, depthwise: bool) -> Layer:
+def _conv_common(graph: SubgraphInfo, op: OpInfo, depthwise: bool) -> Layer:
     x, y = _act_io(graph, op)
     w, b = graph.tensors[op.inputs[1]], _t(graph, op.inputs[2] if len(op.inputs) > 2 else -1)
     _need(len(x.shape) == 4 and w.is_const and w.dtype == "int8", graph, op, "needs a 4-D input and constant int8 weights")
@@ -71,24 +89,23 @@ def _conv_common(graph: Graph, op: Op, depthwise: bool) -> Layer:
     c_out = y.shape[3]
     in_scale, in_zp = x.qparams
     out_scale, out_zp = y.qparams
-    w_scales = w.scale if w.scale.size > 1 else np.repeat(w.scale, c_out)
+    w_scale = np.asarray(w.scale, np.float32)
+    w_scales = w_scale if w_scale.size > 1 else np.repeat(w_scale, c_out)
     rq = ref.make_requant(in_scale, w_scales, out_scale, out_zp, o.get("activation", "NONE"))
     wd = w.data.astype(np.int64)
     if depthwise:
         mult = o.get("depthMultiplier") or c_out // x.shape[3]
         _need(c_out == x.shape[3] * mult, graph, op, "has a channel count that is not C_in x depth_multiplier")
         wsum = wd[0].sum(axis=(0, 1))
-        macs = oh * ow * c_out * k_h * k_w
     else:
         mult = 1
         _need(w.shape[3] == x.shape[3], graph, op, "has grouped convolution (filter depth != input depth)")
         wsum = wd.reshape(c_out, -1).sum(axis=1)
-        macs = oh * ow * c_out * k_h * k_w * x.shape[3]
     bias = b.data.astype(np.int64) if b is not None else np.zeros(c_out, np.int64)
     p = dict(in_shape=x.shape[1:], out_shape=y.shape[1:], k=(k_h, k_w), stride=(sh, sw), dilation=(dh, dw),
              pad=(pt, pl), in_zp=in_zp, weights=w.data, bias=bias, bias_folded=bias - in_zp * wsum,
              rq=rq, depth_multiplier=mult)
-    return Layer("dwconv" if depthwise else "conv", op, [x.index], [y.index], int(macs), p)
+    return Layer("dwconv" if depthwise else "conv", op, [x.index], [y.index], op.macs, p)
 
 
 def _lower_conv(graph, op):
@@ -99,7 +116,7 @@ def _lower_dwconv(graph, op):
     return _conv_common(graph, op, depthwise=True)
 
 
-def _lower_fc(graph: Graph, op: Op) -> Layer:
+def _lower_fc(graph: SubgraphInfo, op: OpInfo) -> Layer:
     x, y = _act_io(graph, op)
     w, b = graph.tensors[op.inputs[1]], _t(graph, op.inputs[2] if len(op.inputs) > 2 else -1)
     _need(w.is_const and w.dtype == "int8" and len(w.shape) == 2, graph, op, "needs constant 2-D int8 weights")
@@ -108,17 +125,17 @@ def _lower_fc(graph: Graph, op: Op) -> Layer:
     in_scale, in_zp = x.qparams
     out_scale, out_zp = y.qparams
     act = op.options.get("activation", "NONE")
-    rq = ref.make_requant(in_scale, w.scale if w.scale.size > 1 else w.scale[:1], out_scale, out_zp, act,
-                          per_tensor_fc=w.scale.size == 1)
+    w_scale = np.asarray(w.scale, np.float32)
+    rq = ref.make_requant(in_scale, w_scale, out_scale, out_zp, act, per_tensor_fc=w_scale.size == 1)
     if rq.mult.size == 1:  # per-tensor: broadcast so every kernel sees one multiplier per output
         rq = ref.Requant(np.repeat(rq.mult, n_out), np.repeat(rq.shift, n_out), rq.out_zp, rq.act_min, rq.act_max)
     bias = b.data.astype(np.int64) if b is not None else np.zeros(n_out, np.int64)
     folded = bias - in_zp * w.data.astype(np.int64).sum(axis=1)
     p = dict(k=k, n_out=n_out, in_zp=in_zp, weights=w.data, bias=bias, bias_folded=folded, rq=rq)
-    return Layer("fc", op, [x.index], [y.index], int(n_out * k), p)
+    return Layer("fc", op, [x.index], [y.index], op.macs, p)
 
 
-def _lower_add(graph: Graph, op: Op) -> Layer:
+def _lower_add(graph: SubgraphInfo, op: OpInfo) -> Layer:
     a, b, y = (graph.tensors[i] for i in (*op.inputs[:2], op.outputs[0]))
     _need(a.shape == b.shape == y.shape, graph, op, f"broadcasts {a.shape} + {b.shape}")
     _need(not a.is_const and not b.is_const, graph, op, "adds a constant tensor")
@@ -127,7 +144,7 @@ def _lower_add(graph: Graph, op: Op) -> Layer:
     return Layer("add", op, [a.index, b.index], [y.index], 0, dict(size=int(np.prod(y.shape)), add=params))
 
 
-def _lower_mean(graph: Graph, op: Op) -> Layer:
+def _lower_mean(graph: SubgraphInfo, op: OpInfo) -> Layer:
     x, y = _act_io(graph, op)
     axes_t = graph.tensors[op.inputs[1]]
     _need(axes_t.is_const, graph, op, "has a non-constant axis")
@@ -140,7 +157,7 @@ def _lower_mean(graph: Graph, op: Op) -> Layer:
     return Layer("mean", op, [x.index], [y.index], 0, p)
 
 
-def _lower_avgpool(graph: Graph, op: Op) -> Layer:
+def _lower_avgpool(graph: SubgraphInfo, op: OpInfo) -> Layer:
     x, y = _act_io(graph, op)  # like TFLite Micro: no rescaling, whatever the two scales say
     o = op.options
     k = (o["filterHeight"], o["filterWidth"])
@@ -153,12 +170,12 @@ def _lower_avgpool(graph: Graph, op: Op) -> Layer:
     return Layer("avgpool", op, [x.index], [y.index], 0, p)
 
 
-def _lower_pad(graph: Graph, op: Op) -> Layer:
+def _lower_pad(graph: SubgraphInfo, op: OpInfo) -> Layer:
     x, y = _act_io(graph, op)
     pads = graph.tensors[op.inputs[1]]
     _need(pads.is_const, graph, op, "has non-constant paddings")
     value = y.qparams[1]  # TFLite Micro copies the raw bytes and pads with the output zero point
-    if op.kind == "PADV2" and len(op.inputs) > 2:
+    if op.type == "PADV2" and len(op.inputs) > 2:
         cv = graph.tensors[op.inputs[2]]
         _need(cv.is_const, graph, op, "has a non-constant pad value")
         value = int(np.ravel(cv.data)[0])
@@ -168,7 +185,7 @@ def _lower_pad(graph: Graph, op: Op) -> Layer:
     return Layer("pad", op, [x.index], [y.index], 0, p)
 
 
-def _lower_logistic(graph: Graph, op: Op) -> Layer:
+def _lower_logistic(graph: SubgraphInfo, op: OpInfo) -> Layer:
     x, y = _act_io(graph, op)
     _need(y.qparams[1] == -128 and abs(y.qparams[0] - 1 / 256) < 1e-9, graph, op,
           "has an output quantization other than scale 1/256, zero point -128")
@@ -176,7 +193,7 @@ def _lower_logistic(graph: Graph, op: Op) -> Layer:
     return Layer("logistic", op, [x.index], [y.index], 0, dict(size=int(np.prod(x.shape)), lut=lut))
 
 
-def _lower_quantize(graph: Graph, op: Op) -> Layer:
+def _lower_quantize(graph: SubgraphInfo, op: OpInfo) -> Layer:
     x, y = _act_io(graph, op)
     (si, zi), (so, zo) = x.qparams, y.qparams
     mult, shift = ref.quantize_multiplier(float(np.float32(si)) / float(np.float32(so)))
@@ -184,7 +201,7 @@ def _lower_quantize(graph: Graph, op: Op) -> Layer:
     return Layer("requant", op, [x.index], [y.index], 0, p)
 
 
-def _lower_copy(graph: Graph, op: Op) -> Layer:
+def _lower_copy(graph: SubgraphInfo, op: OpInfo) -> Layer:
     x, y = _act_io(graph, op)  # raw bytes, as TFLite Micro's RESHAPE
     return Layer("copy", op, [x.index], [y.index], 0, dict(size=int(np.prod(x.shape))))
 
@@ -195,7 +212,7 @@ _LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_dwconv, "FULLY_CON
           "RESHAPE": _lower_copy, "SQUEEZE": _lower_copy}
 
 
-def run_layers(graph: Graph, layers: list[Layer], inputs: list[np.ndarray]) -> list[np.ndarray]:
+def run_layers(graph: SubgraphInfo, layers: list[Layer], inputs: list[np.ndarray]) -> list[np.ndarray]:
     """Execute `layers` with the NumPy integer reference; returns the graph outputs."""
     vals: dict[int, np.ndarray] = {}
     for idx, arr in zip(graph.inputs, inputs):

@@ -2,8 +2,11 @@
 
 For each model family in the run: lower the checkpoint to the export IR,
 convert it to full-int8 TFLite (multi-signature, per-segment, full network),
-unify the boundary quantization, export ONNX float + QDQ int8 per segment, and
-write manifest.json.  Everything is written into a temporary folder beside the
+unify the boundary quantization, export ONNX float + QDQ int8 per segment, write
+the quantized test inputs (inputs.npz) and manifest.json (the bundle, read back by
+tinyexit.bundle.load_bundle).  The exit policy comes from the checkpoint, where
+training recorded the threshold it chose on val; `--threshold` overrides it and
+the manifest says so.  Export never reads a report.  Everything is written into a temporary folder beside the
 destination and swapped in at the end, so a failed export overwrites nothing.
 """
 from __future__ import annotations
@@ -20,12 +23,15 @@ from tinyexit.export import boundary, manifest as mf, tflite_graph as tg
 from tinyexit.export.config import ExportConfig
 from tinyexit.export.families import Family, select
 from tinyexit.export.lower import lower_segment
-from tinyexit.rundir import read_json, require_run_dir, sha256_file, update_config, write_json
+from tinyexit.rundir import load_config, require_run_dir, sha256_file, update_config, write_json
 
 DEFAULT_POLICY = {"name": "max_softmax", "params": [0.9]}
 
 
 def export_run(run_dir, cfg: ExportConfig = ExportConfig(), progress=print) -> dict[str, dict]:
+    from tinyexit.export.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
     run = require_run_dir(run_dir)
     formats = set(cfg.formats)
     manifests = {}
@@ -56,17 +62,41 @@ def _generate_c(run: Path, model: str, explicit: bool, progress) -> None:
     codegen.generate_c_for_run(run, model)
 
 
-def run_policy(run: Path, threshold: float | None) -> dict:
-    """The run's chosen exit policy (from the report, chosen on val) or max_softmax 0.9; --threshold overrides."""
-    path = run / "report" / "report.json"
-    policy = dict(DEFAULT_POLICY)
-    if path.is_file():
-        ee = read_json(path).get("classifier", {}).get("early_exit", {})
-        if "policy" in ee and "threshold" in ee:
-            policy = {"name": ee["policy"], "params": [float(ee["threshold"])]}
+def run_policy(run: Path, threshold: float | None, progress=print) -> dict:
+    """The classifier's exit policy with its provenance, as the bundle records it.
+
+    Training chose the threshold on val and saved it with the checkpoint (and in config.json);
+    `threshold` (--threshold) overrides it and is recorded as an override.  A run trained before
+    thresholds were chosen at training time gets the default, and says so.
+    """
+    chosen = _chosen_at_training(run)
     if threshold is not None:
-        policy = {"name": policy["name"], "params": [float(threshold)]}
-    return policy
+        return {"name": chosen["name"] if chosen else DEFAULT_POLICY["name"], "params": [float(threshold)],
+                "provenance": {"source": "override (--threshold)",
+                               "split": chosen["provenance"].get("split") if chosen else None,
+                               "rule": "set by the user with 'tinyexit export --threshold'",
+                               "chosen_value": list(chosen["params"]) if chosen else None}}
+    if chosen:
+        return chosen
+    progress(f"export: {run}: no exit threshold chosen at training (checkpoint from an older tinyexit); "
+             f"using the default {DEFAULT_POLICY['params'][0]} (retrain, or pass --threshold)")
+    return {**DEFAULT_POLICY, "provenance": {"source": "default", "split": None,
+                                             "rule": "tinyexit's default max-softmax threshold",
+                                             "chosen_value": None}}
+
+
+def _chosen_at_training(run: Path) -> dict | None:
+    """The policy the checkpoint recorded, else the one in config.json's classifier section."""
+    from tinyexit.models.train_classifier import read_exit_policy
+
+    ckpt = run / "checkpoints" / "early_exit.pt"
+    policy = read_exit_policy(ckpt) if ckpt.is_file() else None
+    if not policy and (run / "config.json").is_file():
+        policy = load_config(run).get("classifier", {}).get("exit_policy")
+    if not policy:
+        return None
+    return {"name": policy["name"], "params": [float(p) for p in policy["params"]],
+            "provenance": dict(policy.get("provenance") or {"source": "chosen at training", "split": "val"})}
 
 
 def export_model(run: Path, fam: Family, cfg: ExportConfig, progress=print) -> dict:
@@ -128,17 +158,47 @@ def _write_artifacts(out: Path, fam, model, segments, data, cfg: ExportConfig, r
     onnx_bounds = _write_onnx(out, model, data, seg_files, progress) if "onnx" in formats else []
 
     seg_infos = [tg.read_model(bytes(b))[0] for b in singles]
-    _check_int8_io(seg_infos + tg.read_model(bytes(multi)) + tg.read_model(bytes(full)) +
-                   tg.read_model(bytes(every)))
+    full_sg, every_sg = tg.read_model(bytes(full))[0], tg.read_model(bytes(every))[0]
+    _check_int8_io(seg_infos + tg.read_model(bytes(multi)) + [full_sg, every_sg])
     seg_recs = [mf.segment_record(k, sg, seg_files[k]) for k, sg in enumerate(seg_infos)]
-    full_macs = tg.read_model(bytes(full))[0].macs
+    monolithic = {name: mf.monolithic_record(name, sg) for name, sg in (("full", full_sg), ("all_exits", every_sg))}
+    full_macs = full_sg.macs
     bounds = [{**a, "identical": same, **({"onnx_identical": onnx_bounds[i]} if onnx_bounds else {})}
               for i, (a, same) in enumerate(zip(adjustments, identical))]
     ckpt = {"path": fam.checkpoint, "sha256": sha256_file(run / fam.checkpoint)}
+    inputs = write_inputs(out, data, seg_recs[0]["inputs"][0], _inputs_source(run, fam.name))
+    policy = run_policy(run, cfg.threshold, progress) if fam.name == "classifier" else None
     return mf.build(fam.name, ckpt, model.cfg.to_dict(), cfg.to_dict(), files, seg_recs, full_macs,
-                    seg_recs[0]["inputs"][0], data.float_input_range,
-                    run_policy(run, cfg.threshold) if fam.name == "classifier" else data.manifest_extra.get("policy"),
-                    bounds, {k: v for k, v in data.manifest_extra.items() if k != "policy"})
+                    seg_recs[0]["inputs"][0], data.float_input_range, policy,
+                    bounds, {k: v for k, v in data.manifest_extra.items() if k != "policy"}, inputs, monolithic)
+
+
+def write_inputs(out: Path, data, input_record: dict, source: str) -> dict:
+    """inputs.npz: the test split quantized exactly as segment 0's input (tinyexit.bundle.quantize), NHWC int8;
+    y = labels (classifier) or the clean ±1 targets NHWC (denoiser); t = the denoiser's step per input."""
+    from tinyexit.bundle import INPUTS_FILE, TensorSpec, quantize
+
+    x = quantize(np.transpose(data.test_x, (0, 2, 3, 1)), TensorSpec.from_dict(input_record))
+    denoiser = data.test_t is not None
+    y = np.transpose(data.test_y, (0, 2, 3, 1)).astype(np.int8) if denoiser else np.asarray(data.test_y, np.int64)
+    arrays = {"x": np.ascontiguousarray(x), "y": np.ascontiguousarray(y)}
+    if denoiser:
+        arrays["t"] = np.asarray(data.test_t, dtype=np.int64)
+    with open(out / INPUTS_FILE, "wb") as f:  # np.savez on a path would append .npz to other names
+        np.savez(f, **arrays)
+    return {**mf.file_record(out, INPUTS_FILE), "n": int(len(x)), "labels": not denoiser, "timesteps": denoiser,
+            "source": source}
+
+
+def _inputs_source(run: Path, model: str) -> str:
+    from tinyexit.export.denoiser_family import TEST_SEED
+
+    section = load_config(run).get(model, {}) if (run / "config.json").is_file() else {}
+    dataset = section.get("dataset", "digits")
+    if model == "denoiser":
+        return (f"test split of {dataset}, binarized to ±1, noised to one uniformly drawn step each "
+                f"(seed {TEST_SEED}); y = clean ±1 targets, t = the step")
+    return f"test split of {dataset}"
 
 
 def _check_int8_io(subgraphs: list[tg.SubgraphInfo]) -> None:

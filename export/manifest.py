@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 from tinyexit import __version__
-from tinyexit.errors import UserError
+from tinyexit.bundle import SCHEMA_VERSION
 from tinyexit.export import tflite_graph as tg
-from tinyexit.rundir import read_json, sha256_file
+from tinyexit.rundir import sha256_file
 
 
 def file_record(root: Path, rel: str) -> dict:
@@ -27,7 +27,19 @@ def segment_record(k: int, sg: tg.SubgraphInfo, files: dict) -> dict:
     return {"index": k, "signature": f"exit{k}", "files": files,
             "inputs": _io(sg, "inputs"), "outputs": _io(sg, "outputs"),
             "param_bytes": sg.param_bytes, "macs": sg.macs,
-            "ops": [{"type": op.type, "macs": op.macs} for op in sg.ops]}
+            "ops": [tg.op_record(op) for op in sg.ops]}
+
+
+# The monolithic models of a bundle: manifest "monolithic" key -> its file key in "files".
+MONOLITHIC_FILES = {"full": "full_tflite", "all_exits": "all_exits_tflite"}
+
+
+def monolithic_record(name: str, sg: tg.SubgraphInfo) -> dict:
+    """One monolithic model (one subgraph: `full` = backbone + last head, `all_exits` = every head),
+    recorded as a segment is, so a cost model needs the manifest only, never a TFLite reader."""
+    return {"file": MONOLITHIC_FILES[name], "signature": sg.signature or name,
+            "inputs": _io(sg, "inputs"), "outputs": _io(sg, "outputs"),
+            "param_bytes": sg.param_bytes, "macs": sg.macs, "ops": [tg.op_record(op) for op in sg.ops]}
 
 
 def exits_record(seg_macs: list[int], full_macs: int) -> list[dict]:
@@ -46,10 +58,14 @@ def artifact_hash(files: dict, segments: list[dict]) -> str:
 
 
 def build(model: str, ckpt: dict, arch_config: dict, export_config: dict, files: dict, segments: list[dict],
-          full_macs: int, input_record: dict, float_range, policy: dict, boundaries: list[dict],
-          extra: dict) -> dict:
+          full_macs: int, input_record: dict, float_range, policy: dict | None, boundaries: list[dict],
+          extra: dict, inputs: dict | None = None, monolithic: dict | None = None) -> dict:
+    """The manifest (docs/artifacts.md, docs/bundle.schema.json); `policy` is {"name", "params",
+    "provenance"} or None (the denoiser), `inputs` the inputs.npz file entry, `monolithic`
+    {"full": monolithic_record, "all_exits": ...} for the monolithic files exported."""
     config_json = json.dumps(arch_config, sort_keys=True).encode()
     m = {
+        "schema_version": SCHEMA_VERSION,
         "tinyexit_version": __version__,
         "model": model,
         "source_checkpoint": ckpt,
@@ -65,7 +81,9 @@ def build(model: str, ckpt: dict, arch_config: dict, export_config: dict, files:
         "exits": exits_record([s["macs"] for s in segments], full_macs),
         "full_macs": full_macs,
         "all_exits_macs": sum(s["macs"] for s in segments),
+        "monolithic": monolithic or {},
         "policy": policy,
+        "inputs": inputs,
         "boundaries": boundaries,
         "boundary_quant_identical": all(b["identical"] for b in boundaries),
     }
@@ -77,24 +95,6 @@ def all_files(manifest: dict) -> list[dict]:
     recs = list(manifest.get("files", {}).values())
     for seg in manifest.get("segments", []):
         recs.extend(seg.get("files", {}).values())
+    if isinstance(manifest.get("inputs"), dict):
+        recs.append(manifest["inputs"])
     return recs
-
-
-def load_checked(model_dir: Path) -> dict:
-    """Read a manifest and check every file it names exists and matches its sha256."""
-    path = model_dir / "manifest.json"
-    if not path.is_file():
-        raise UserError(f"{path}: missing; run 'tinyexit export {model_dir.parent.parent}' first")
-    manifest = read_json(path)
-    for key in ("model", "segments", "files", "exits"):
-        if key not in manifest:
-            raise UserError(f"{path}: no '{key}' key (not a tinyexit manifest); re-run 'tinyexit export'")
-    for rec in all_files(manifest):
-        f = model_dir / rec["path"]
-        if not f.is_file():
-            raise UserError(f"{f}: listed in manifest.json but missing; re-run 'tinyexit export "
-                            f"{model_dir.parent.parent}'")
-        if f.stat().st_size != rec["bytes"] or sha256_file(f) != rec["sha256"]:
-            raise UserError(f"{f}: sha256 does not match manifest.json (changed after export); re-run "
-                            f"'tinyexit export {model_dir.parent.parent}'")
-    return manifest

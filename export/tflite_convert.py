@@ -32,10 +32,9 @@ class TFLiteBundle:
 
 
 def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # only before TF's first import; silences C++ info logs
-    import tensorflow as tf
-    tf.get_logger().setLevel("ERROR")
-    return tf
+    from tinyexit.export.quiet import import_tensorflow
+
+    return import_tensorflow()  # without its banners (export/quiet.py)
 
 
 def calibration_features(segments: list[SegmentIR], x0: np.ndarray) -> list[np.ndarray]:

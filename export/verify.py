@@ -5,8 +5,8 @@ multi-signature file), TFLite Micro int8 (per-segment files), all chained
 through the boundaries as a device chains them.  Files are checked (structure,
 then sha256 against the manifest) before anything runs or is written, so a bad
 artifact stops verify with one line and leaves earlier results in place.
-Writes RUN/export/verify.json and verify.md, and the "export" key of
-RUN/report/report.json when a report exists.
+Writes its own results only: RUN/export/verify.json (layout in docs/artifacts.md) and
+verify.md beside it.  It never touches a report; `tinyexit report` renders verify.json.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyexit.bundle import load_bundle
 from tinyexit.errors import UserError
 from tinyexit.export import boundary, manifest as mf, runtimes as rt, tflite_graph as tg
 from tinyexit.export.config import VerifyConfig
@@ -24,7 +25,9 @@ from tinyexit.rundir import read_json, require_run_dir, sha256_file, write_json
 
 def verify_run(run_dir, cfg: VerifyConfig = VerifyConfig(), progress=print) -> dict:
     from tinyexit.export import verify_report
+    from tinyexit.export.quiet import quiet_tensorflow
 
+    quiet_tensorflow()
     run = require_run_dir(run_dir)
     dirs = _exported(run, cfg.models)
     manifests = {name: check_artifacts(d) for name, d in dirs.items()}
@@ -37,7 +40,6 @@ def verify_run(run_dir, cfg: VerifyConfig = VerifyConfig(), progress=print) -> d
     write_json(run / "export" / "verify.json", out)
     table = verify_report.markdown(out)
     (run / "export" / "verify.md").write_text(table)
-    verify_report.merge_into_report(run)
     progress(table)
     progress(f"verify: {'PASSED' if out['passed'] else 'FAILED'} -> {run / 'export' / 'verify.json'}")
     return out
@@ -80,13 +82,13 @@ def check_artifacts(model_dir: Path) -> dict:
     for rec in mf.all_files(man) if isinstance(man, dict) else []:
         path = model_dir / rec.get("path", "")
         if not path.is_file():
-            continue  # reported by load_checked with the fix
+            continue  # reported by load_bundle with the fix
         if path.suffix == ".tflite":
             tg.read_file(path)
             rt.check_loads(path)
         elif path.suffix == ".onnx":
             onnx_export.check(path)
-    return mf.load_checked(model_dir)
+    return load_bundle(model_dir, verify=True).manifest
 
 
 def verify_model(run: Path, model_dir: Path, man: dict, cfg: VerifyConfig, progress=print) -> dict:
@@ -182,7 +184,9 @@ def early_exit(man: dict, chains: dict, y: np.ndarray, threshold: float | None) 
     pol = man.get("policy") or {"name": "max_softmax", "params": [0.9]}
     policy = ExitPolicy(pol["name"], tuple(pol["params"]) if threshold is None else (threshold,))
     cum = np.array([e["cumulative_macs"] for e in man["exits"]], dtype=np.float64)
-    out = {"policy": policy.to_dict(), "runtime": "tflm_int8"}
+    prov = (man.get("policy") or {}).get("provenance") if threshold is None else \
+        {"source": "override (verify --threshold)", "chosen_value": list((man.get("policy") or {}).get("params", []))}
+    out = {"policy": policy.to_dict(), "policy_provenance": prov, "runtime": "tflm_int8"}
     for tag, chain in (("", chains["tflm_int8"]), ("_float", chains["torch_float"])):
         logits = np.stack(chain.logits)
         idx = policy.exit_index(logits)

@@ -1,30 +1,15 @@
-"""The verify table (Markdown) and the report.json "export" summary, both from RUN/export/verify.json.
+"""The verify table (Markdown) that `tinyexit verify` prints and writes to RUN/export/verify.md.
 
-NumPy-free and TensorFlow-free: the report section in tinyexit.eval imports it.
+The report renders RUN/export/verify.json on its own (tinyexit.eval.section_export); eval never
+imports export, so this file only serves verify's own output.
 """
 from __future__ import annotations
-
-import json
-import os
-from pathlib import Path
 
 HEADING = "## Export: int8 artifacts on four runtimes"
 
 _RUNTIMES = (("accuracy_float", "torch float"), ("accuracy_float_ort", "ORT float"),
              ("accuracy_int8_ort", "ORT int8"), ("accuracy_int8_litert", "LiteRT int8"),
              ("accuracy_int8_tflm", "TFLM int8"))
-
-
-def summary(verify: dict, export_dir: Path | None = None) -> dict:
-    """report.json["export"]: per model the verify results, plus export time when the export log has it."""
-    out = {"passed": verify.get("passed"), "thresholds": verify.get("config", {})}
-    for name, res in verify.get("models", {}).items():
-        d = dict(res)
-        log = Path(export_dir) / name / "export_log.json" if export_dir else None
-        if log is not None and log.is_file():
-            d["export_seconds"] = json.loads(log.read_text()).get("seconds")
-        out[name] = d
-    return out
 
 
 def _pct(v) -> str:
@@ -73,27 +58,3 @@ def _exit_table(res: dict) -> list[str]:
                     f" | {_pct(row.get('agreement_int8'))} | {row.get('max_drop_points', 0):.2f} | "
                     f"{lrow.get('logits', '—')} | {lrow.get('features', '—')} |")
     return rows + [""]
-
-
-def merge_into_report(run: Path) -> None:
-    """Put the export summary into an existing report (report.json key, report.md section)."""
-    report = Path(run) / "report"
-    verify = json.loads((Path(run) / "export" / "verify.json").read_text())
-    rj = report / "report.json"
-    if rj.is_file():
-        data = json.loads(rj.read_text())
-        data["export"] = summary(verify, Path(run) / "export")
-        tmp = rj.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, rj)
-    md = report / "report.md"
-    if md.is_file():
-        text = md.read_text()
-        section = markdown(verify).rstrip() + "\n"
-        start = text.find(HEADING)
-        if start < 0:
-            text = text.rstrip() + "\n\n" + section
-        else:
-            nxt = text.find("\n## ", start + len(HEADING))
-            text = text[:start] + section + (text[nxt:] if nxt >= 0 else "")
-        md.write_text(text)

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from tinyexit.errors import UserError
 from tinyexit.models.checkpoint_io import read_checkpoint
@@ -108,8 +107,14 @@ def _ema_fn(decay: float):
     return avg
 
 
-def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConfig, desc: str) -> dict:
-    """Train in place; returns per-epoch history.  A progress bar per epoch shows loss and accuracy."""
+def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConfig, desc: str,
+                progress=None) -> dict:
+    """Train in place; returns per-epoch history.  `progress(job, epoch, epochs, metrics)` hears every
+    epoch (default: a reporter of its own; training jobs in workers forward to the parent's)."""
+    from tinyexit.models.progress import EpochReporter
+
+    own = progress is None
+    progress = EpochReporter(cfg.epochs, desc) if own else progress
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     x = torch.from_numpy(train.x)
@@ -120,8 +125,7 @@ def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConf
     history = []
     averaged = torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_fn(cfg.ema), use_buffers=True) \
         if cfg.ema else None
-    bar = tqdm(range(cfg.epochs), desc=desc, unit="epoch", leave=True, dynamic_ncols=True)
-    for epoch in bar:
+    for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(y), generator=gen)
         total, correct, seen = 0.0, 0, 0
@@ -143,7 +147,9 @@ def train_model(model: EarlyExitResNet, train: Split, val: Split, cfg: TrainConf
         evaluated = averaged.module if averaged is not None else model
         val_acc = float((predict_logits(evaluated, val.x)[-1].argmax(-1) == val.y).mean())
         history.append({"epoch": epoch, "loss": total / seen, "train_acc": correct / seen, "val_acc": val_acc})
-        bar.set_postfix(loss=f"{total / seen:.3f}", train_acc=f"{correct / seen:.3f}", val_acc=f"{val_acc:.3f}")
+        progress(desc, epoch, cfg.epochs, f"loss={total / seen:.3f} train_acc={correct / seen:.3f} val_acc={val_acc:.3f}")
+    if own:
+        progress.close()
     if averaged is not None:  # keep the weight average: lower variance across seeds
         model.load_state_dict(averaged.module.state_dict())
     return {"history": history}
@@ -180,13 +186,33 @@ def load_checkpoint(path: Path) -> EarlyExitResNet:
     return model
 
 
-def fit_and_save(name: str, arch: ResNetConfig, splits: Splits, cfg: TrainConfig, out: Path) -> dict:
-    """Train one network, save checkpoint and per-exit logits on val and test."""
+def read_exit_policy(path: Path) -> dict | None:
+    """The exit policy a checkpoint recorded at training time ({"name", "params", "provenance"}), or None
+    for a checkpoint written before thresholds were chosen at training time."""
+    ckpt = read_checkpoint(Path(path), "checkpoint", "re-run 'tinyexit train early-exit'")
+    policy = ckpt.get("exit_policy") if isinstance(ckpt, dict) else None
+    return dict(policy) if policy else None
+
+
+def fit_and_save(name: str, arch: ResNetConfig, splits: Splits, cfg: TrainConfig, out: Path,
+                 progress=None) -> dict:
+    """Train one network; save its checkpoint (with the exit threshold chosen on val for a multi-exit
+    net and its MACs) and its per-exit logits on val and test (with the same metadata)."""
+    from tinyexit.models import macs, threshold
+
     t0 = time.time()
     model = build_classifier(arch, cfg.seed)
-    info = train_model(model, splits.train, splits.val, cfg, desc=f"train {name}")
-    save_checkpoint(out / "checkpoints" / f"{name}.pt", model, cfg, {"history": info["history"]})
+    info = train_model(model, splits.train, splits.val, cfg, desc=f"train {name}", progress=progress)
+    val_logits = predict_logits(model, splits.val.x)
+    policy = threshold.chosen_policy(val_logits) if model.num_exits > 1 else None
+    exit_macs = macs.cumulative_exit_macs(model, tuple(splits.train.x.shape[1:]))
+    save_checkpoint(out / "checkpoints" / f"{name}.pt", model, cfg,
+                    {"history": info["history"], "exit_policy": policy, "exit_macs": exit_macs,
+                     "macs_source": macs.SOURCE})
+    extra = {"threshold": np.float64(policy["params"][0])} if policy else {}
     np.savez(out / "predictions" / f"{name}.npz",
-             val_logits=predict_logits(model, splits.val.x), val_y=splits.val.y,
-             test_logits=predict_logits(model, splits.test.x), test_y=splits.test.y)
-    return {"name": name, "seconds": time.time() - t0, "final_val_acc": info["history"][-1]["val_acc"]}
+             val_logits=val_logits, val_y=splits.val.y,
+             test_logits=predict_logits(model, splits.test.x), test_y=splits.test.y,
+             exit_macs=np.asarray(exit_macs, dtype=np.int64), macs_source=np.str_(macs.SOURCE), **extra)
+    return {"name": name, "seconds": time.time() - t0, "final_val_acc": info["history"][-1]["val_acc"],
+            "exit_policy": policy, "exit_macs": exit_macs}

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from tinyexit.errors import InternalError, UserError
 from tinyexit.models.checkpoint_io import read_checkpoint
@@ -139,8 +138,10 @@ def train_loop(model: BinaryDenoiser, images: np.ndarray, cfg: DenoiserRunConfig
     averaged = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     history = []
-    bar = tqdm(range(cfg.epochs), desc="train denoiser", unit="epoch", dynamic_ncols=True)
-    for epoch in bar:
+    from tinyexit.models.progress import EpochReporter
+
+    bar = EpochReporter(cfg.epochs, "train denoiser")
+    for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(x_all), generator=gen)
         sums = np.zeros(model.num_exits)
@@ -159,7 +160,8 @@ def train_loop(model: BinaryDenoiser, images: np.ndarray, cfg: DenoiserRunConfig
         # mean KL term x T approximates the bits/dim of each exit (up to L_T)
         row = {"epoch": epoch, "train_bits_per_dim": (sums * T / len(x_all)).tolist()}
         history.append(row)
-        bar.set_postfix(bpd=f"{row['train_bits_per_dim'][-1]:.3f}")
+        bar("train denoiser", epoch, cfg.epochs, f"bpd={row['train_bits_per_dim'][-1]:.3f}")
+    bar.close()
     if averaged is not None:
         model.load_state_dict(averaged.module.state_dict())
     model.eval()
@@ -200,6 +202,22 @@ def diffusion_strip(x0: torch.Tensor, schedule, steps: list[int], seed: int) -> 
     return torch.cat([frames[t] for t in steps])
 
 
+FRONTIER = (0.0, 0.005, 0.01, 0.015, 0.02, 0.05, 0.1)   # val tolerances of the MACs-vs-quality frontier
+BASELINE_DATA = "denoiser_data.npz"
+
+
+def save_baseline_data(splits: Splits, path: Path) -> None:
+    """The binarized splits and labels the report's likelihood baselines and sample scorer fit on, so the
+    report reads files and never the data set (bits packed: 1 = +1)."""
+    arrays = {}
+    for name in ("train", "val", "test"):
+        split = getattr(splits, name)
+        pm = binarize(split.x)
+        arrays[f"{name}_bits"] = np.packbits(pm.reshape(len(pm), -1) > 0, axis=1)
+        arrays[f"{name}_y"] = np.asarray(split.y, dtype=np.int64)
+    np.savez_compressed(path, pixels=np.int64(int(np.prod(splits.input_shape))), **arrays)
+
+
 def evaluate(model: BinaryDenoiser, splits: Splits, cfg: DenoiserRunConfig) -> dict:
     """Per-step KL tables (val with fixed draws for selection, test for reporting, a train subset for
     the generalization gap), the exit schedule chosen on val, samples and strips."""
@@ -226,6 +244,8 @@ def evaluate(model: BinaryDenoiser, splits: Splits, cfg: DenoiserRunConfig) -> d
         "kl_rows": ["zero_compute"] + [f"exit{k}" for k in range(model.num_exits)],
         "eval_draws": cfg.eval_draws, "train_subset_size": len(splits.test),
         "exit_schedule": schedule, "schedule_tolerance_val": cfg.schedule_tolerance,
+        # schedules chosen on val at other tolerances: the report scores them on test (the frontier)
+        "frontier_schedules": {str(tol): choose_exit_schedule(tables["val"], macs, tol, lt) for tol in FRONTIER},
         "samples": {"full": _bits(full.numpy()), "schedule": _bits(sched_samples.numpy()), "seed": cfg.seed + 10},
         "strip": {"t": steps, "forward": _bits(forward.numpy()), "forward_source": "test image 0",
                   "reverse": _bits(torch.cat([kept[t][:1] for t in steps]).numpy()),
@@ -253,6 +273,7 @@ def train_denoiser(splits: Splits, cfg: DenoiserRunConfig, run_dir: Path) -> dic
     preds["history_final"] = history[-1]
     save_denoiser(run_dir / "checkpoints" / "denoiser.pt", model, cfg, marg, preds["exit_schedule"], history)
     write_json(run_dir / "predictions" / "denoiser.json", preds)
+    save_baseline_data(splits, run_dir / "predictions" / BASELINE_DATA)
     full = preds["prior_term_bits_per_dim"] + sum(preds["kl_bits_per_dim"]["test"][-1])
     print(f"trained denoiser: test bits/dim {full:.4f} (full depth) in {preds['seconds']['total']:.1f} s")
     return preds

@@ -1,8 +1,9 @@
 """Stage entry: train the classifier family of a run (early-exit, baseline, small nets).
 
 `train_classifiers(splits, cfg, run_dir)` writes RUN/checkpoints/<name>.pt and
-RUN/predictions/<name>.npz (per-exit logits on val and test) and records the
-frozen config in RUN/config.json under "classifier".
+RUN/predictions/<name>.npz (per-exit logits on val and test, MACs per exit) and records the
+frozen config in RUN/config.json under "classifier", with the early-exit net's operating
+point chosen on val ("exit_policy": name, params, provenance) and its MACs.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from tinyexit.errors import UserError
 from tinyexit.models.classifier import ResNetConfig
 from tinyexit.models.data import Splits
 from tinyexit.models.train_classifier import TrainConfig, fit_and_save
-from tinyexit.rundir import update_config
+from tinyexit.models.macs import SOURCE as MACS_SOURCE
+from tinyexit.rundir import load_config, update_config
 
 
 @dataclass(frozen=True)
@@ -69,16 +71,39 @@ def train_classifiers(splits: Splits, cfg: ClassifierRunConfig, run_dir: Path) -
         seeded = replace(cfg.train, seed=s)
         jobs += [(f"early_exit_seed{s}", arch, seeded), (f"baseline_seed{s}", arch.single_exit(), seeded)]
     print(f"training {len(jobs)} networks on {cfg.workers} worker(s): {', '.join(j[0] for j in jobs)}", flush=True)
-    if cfg.workers == 1:
-        return [_fit(job, splits, run_dir) for job in jobs]
-    # Tiny 8x8 nets do not use two cores well; two single-threaded processes do.
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(cfg.workers, mp_context=ctx) as pool:
-        futures = [pool.submit(_fit, job, splits, run_dir) for job in jobs]
-        return [f.result() for f in futures]
+    results = _run_jobs(jobs, splits, run_dir, cfg.workers)
+    early = next(r for r in results if r["name"] == "early_exit")
+    # The operating point flows forward from here: export copies it into the bundle.
+    section = load_config(run_dir).get("classifier", {})
+    update_config(run_dir, "classifier", {**section, "exit_policy": early["exit_policy"],
+                                          "exit_macs": early["exit_macs"], "macs_source": MACS_SOURCE})
+    return results
 
 
-def _fit(job, splits: Splits, run_dir: Path) -> dict:
+def _run_jobs(jobs: list, splits: Splits, run_dir: Path, workers: int) -> list[dict]:
+    """Every job's epochs reach one reporter in this process (one bar, or plain lines in a log)."""
+    from tinyexit.models.progress import EpochReporter, QueueListener, forward
+
+    reporter = EpochReporter(sum(job[2].epochs for job in jobs), desc="train classifiers")
+    try:
+        if workers == 1:
+            return [_fit(job, splits, run_dir, reporter) for job in jobs]
+        # Tiny 8x8 nets do not use two cores well; two single-threaded processes do.
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Manager() as manager:
+            queue = manager.Queue()
+            listener = QueueListener(queue, reporter)
+            try:
+                with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                    futures = [pool.submit(_fit, job, splits, run_dir, forward(queue)) for job in jobs]
+                    return [f.result() for f in futures]
+            finally:
+                listener.stop()
+    finally:
+        reporter.close()
+
+
+def _fit(job, splits: Splits, run_dir: Path, progress=None) -> dict:
     torch.set_num_threads(1)  # one thread: faster for tiny nets, and bit-reproducible
     name, arch, train_cfg = job
-    return fit_and_save(name, arch, splits, train_cfg, run_dir)
+    return fit_and_save(name, arch, splits, train_cfg, run_dir, progress)

@@ -16,7 +16,8 @@ def register(sub) -> None:
                        description="Serve RUN/export/<model> over the tinyexit serial protocol on PORT: run segments, "
                                    "decide the exit on the device, time each segment (docs/raspberry-pi.md).")
     a.add_argument("--port", required=True, help="pyserial URL: /dev/ttyGS0, /dev/serial0, /dev/pts/N, socket://...")
-    a.add_argument("--artifact", required=True, help="export directory holding manifest.json (RUN/export/classifier)")
+    a.add_argument("--artifact", required=True, metavar="BUNDLE_DIR",
+                   help="bundle directory holding manifest.json (RUN/export/classifier, or a copy of it anywhere)")
     a.add_argument("--runtime", choices=["litert", "onnxruntime"], default="litert",
                    help="inference runtime on the device (default litert)")
     a.add_argument("--baud", type=int, default=pc.DEFAULT_BAUD, help=f"baud rate (default {pc.DEFAULT_BAUD})")

@@ -225,7 +225,7 @@ def _short(exc: ProtocolError) -> str:
 
 def serve(link, core: DeviceCore, log=None) -> None:
     """Answer frames until the link closes."""
-    from tinyexit.firmware_bridge.harness.link import LinkClosed
+    from tinyexit.firmware_bridge.protocol.link import LinkClosed
 
     decoder = FrameDecoder(core.cfg.max_payload)
     link.write(core.boot_frame())
@@ -241,7 +241,7 @@ def serve(link, core: DeviceCore, log=None) -> None:
 
 def run_agent(cfg: AgentConfig) -> int:
     """Stage entry of the device side: load the artifact, then serve the port until it closes."""
-    from tinyexit.firmware_bridge.harness.link import SerialLink
+    from tinyexit.firmware_bridge.protocol.link import SerialLink
 
     art = load_bundle(cfg.artifact)
     backend = make_backend(art, cfg.runtime, cfg.threads)

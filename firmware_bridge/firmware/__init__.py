@@ -2,8 +2,11 @@
 
 Entry: `build_firmware(...)` (`tinyexit firmware build`) compiles the generated
 sources of an export bundle (RUN/export/<model>/c) with the kernels and a port.
+    sources  the bundle and its c/ folder, checked (never regenerated: `tinyexit export --formats c`)
     host     the host-gcc tier (tools/host_runner.c) driven over stdin/stdout
-    verify   firmware outputs against the bundle's reference outputs
+    verify   generated C vs TFLite Micro on the bundle's test inputs (inputs.npz)
+    profile  instructions per layer under QEMU (the selftest app; `tinyexit firmware profile`)
+Imports only tinyexit core and the protocol.
 """
 
 

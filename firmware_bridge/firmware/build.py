@@ -1,6 +1,7 @@
 """Stage entry: `build_firmware(run_dir, model, FirmwareConfig) -> report dict` (tinyexit firmware build).
 
-From RUN/export/<model>/ (generated C, regenerated when missing or stale) to
+From the bundle RUN/export/<model>/ and its generated C (c/, written by
+`tinyexit export --formats c`; never regenerated here: sources.py) to
 RUN/firmware/<model>/<board>-<kernels>[-<app>]/fw.elf with arm-none-eabi-gcc
 through firmware/Makefile, plus firmware.json: flash (code, weights) and RAM
 (arena, input buffer, protocol buffers, stack) beside TensorFlow Lite Micro's
@@ -10,7 +11,6 @@ with the exact install command.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -20,6 +20,7 @@ from pathlib import Path
 from tinyexit import __version__
 from tinyexit.errors import UserError
 from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, KERNEL_SETS, kernel_sources
+from tinyexit.firmware_bridge.firmware.sources import check_c_sources, codegen_summary, locate, monolithic_models
 
 APT_INSTALL = "sudo apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi"
 APPS = ("firmware", "mlperf", "selftest")
@@ -91,33 +92,32 @@ def check_toolchain(cross: str = "arm-none-eabi-") -> None:
 
 
 def build_firmware(run_dir, model: str = "classifier", cfg: FirmwareConfig = FirmwareConfig(), log=print) -> dict:
-    """Build the firmware ELF for `model` of RUN; returns (and writes) firmware.json."""
-    from tinyexit.export.manifest import load_checked
-    from tinyexit.rundir import load_config, require_run_dir, write_json
+    """Build the firmware ELF for `model` of RUN (or of a bundle directory); returns (and writes) firmware.json."""
+    from tinyexit.bundle import load_bundle
+    from tinyexit.rundir import write_json
 
-    run = require_run_dir(run_dir)
-    load_config(run)  # refuses a run written by a newer tinyexit
+    bundle_dir, root = locate(run_dir, model)
     check_toolchain()
     kernel_sources(cfg.kernels)  # refuses an incomplete optimized set before make does
-    mdir = run / "export" / model
-    manifest = load_checked(mdir)  # every exported file present and matching its sha256
-    c_dir = ensure_sources(run, model, manifest, log)
-    out = run / "firmware" / model / cfg.dir_name
+    bundle = load_bundle(bundle_dir, verify=True)  # every listed file present and matching its sha256
+    model, manifest = bundle.model, bundle.manifest
+    c_dir = check_c_sources(bundle)
+    out = root / "firmware" / model / cfg.dir_name
     out.mkdir(parents=True, exist_ok=True)
-    segments = json.loads((c_dir / "codegen.json").read_text())
-    monos = _monolithic_models(c_dir, model) if cfg.monolithic and cfg.app == "firmware" else []
+    segments = codegen_summary(c_dir)
+    monos = monolithic_models(bundle, c_dir) if cfg.monolithic and cfg.app == "firmware" else []
     _precheck(segments, monos, cfg, model)
-    host = _verify(run, model, cfg, out, log) if cfg.verify else None
+    host = _verify(bundle, cfg, out, log) if cfg.verify else None
     (out / "te_models.c").write_text(models_c(model, manifest, segments, monos, cfg))
     log(f"firmware: building {model} for {cfg.board} with the {cfg.kernels} kernels ({cfg.app}) -> {out}")
-    _make(c_dir, out, model, cfg, _app_flags(cfg, manifest))
+    _make(c_dir, out, model, cfg, _app_flags(cfg, bundle.policy))
     report = size_report(out / "fw.elf", model, cfg)
     report.update({"tinyexit_version": __version__, "model": model, "board": cfg.board, "kernels": cfg.kernels,
                    "app": cfg.app, "config": cfg.to_dict(), "elf": str(out / "fw.elf"),
                    "firmware_sources_sha256": firmware_sources_sha256(),
                    "peak_arena_bytes": segments["arena_bytes"], "peak_live_bytes": segments["peak_live_bytes"],
-                   "artifact_hash": manifest.get("artifact_hash", "")})
-    report.update(tflm_comparison(mdir, manifest, segments["arena_bytes"]))
+                   "artifact_hash": bundle.artifact_hash})
+    report.update(tflm_comparison(bundle, segments["arena_bytes"]))
     if host is not None:
         report["bit_exact_vs_tflm"] = host["bit_exact"]
         report["host_tier"] = host
@@ -138,33 +138,11 @@ def firmware_sources_sha256() -> str:
     return h.hexdigest()
 
 
-def ensure_sources(run: Path, model: str, manifest: dict, log=print) -> Path:
-    """RUN/export/<model>/c, regenerated when missing or made from other segment files."""
-    from tinyexit.export.codegen import generate_c_for_run
+def ensure_sources(run, model: str) -> Path:
+    """RUN/export/<model>/c, checked against the bundle (UserError when missing or stale; never regenerated)."""
+    from tinyexit.bundle import load_bundle
 
-    c_dir = run / "export" / model / "c"
-    meta = c_dir / "codegen.json"
-    want = [s.get("files", {}).get("tflm", {}).get("sha256") for s in manifest.get("segments", [])]
-    have = []
-    if meta.is_file():
-        have = [s.get("source_sha256") for s in json.loads(meta.read_text()).get("segments", [])]
-    from tinyexit.export.codegen import MONOLITHIC
-
-    monos = [f"{model}_{suffix}_model.c" for key, suffix in MONOLITHIC.items() if manifest.get("files", {}).get(key)]
-    missing = [n for n in [f"{model}_model.c", *monos] if not (c_dir / n).is_file()]
-    if have != want or missing:
-        log(f"firmware: generating C for {model} (export/{model}/c missing or stale)")
-        generate_c_for_run(run, model)
-    return c_dir
-
-
-def _monolithic_models(c_dir: Path, model: str) -> list[tuple[str, dict]]:
-    out = []
-    for suffix in ("full", "all_exits"):
-        meta = c_dir / f"{model}_{suffix}_codegen.json"
-        if meta.is_file() and (c_dir / f"{model}_{suffix}_model.c").is_file():
-            out.append((suffix, json.loads(meta.read_text())))
-    return out
+    return check_c_sources(load_bundle(locate(run, model)[0]))
 
 
 def _precheck(segments: dict, monos: list, cfg: FirmwareConfig, model: str) -> None:
@@ -180,15 +158,15 @@ def _precheck(segments: dict, monos: list, cfg: FirmwareConfig, model: str) -> N
                         f"of {cfg.board}; use a smaller model or input capacity")
 
 
-def _verify(run: Path, model: str, cfg: FirmwareConfig, out: Path, log) -> dict:
+def _verify(bundle, cfg: FirmwareConfig, out: Path, log) -> dict:
     from tinyexit.firmware_bridge.firmware.verify import verify_host_tier
 
-    res = verify_host_tier(run, model, cfg.kernels, workdir=out)
+    res = verify_host_tier(bundle.dir, bundle.model, cfg.kernels, workdir=out)
     bad = [r["index"] for r in res["segments"] if not (r["logits_equal"] and r.get("features_equal", True))]
-    log(f"firmware: host tier ({cfg.kernels}) vs TFLite Micro on {res['samples']} test inputs: "
+    log(f"firmware: host tier ({cfg.kernels}) vs TFLite Micro on {res['samples']} inputs ({res['inputs']}): "
         + ("bit-exact on every segment" if not bad else f"MISMATCH in segments {bad}"))
     if bad:
-        raise UserError(f"{model}: generated C differs from TFLite Micro in segments {bad} "
+        raise UserError(f"{bundle.model}: generated C differs from TFLite Micro in segments {bad} "
                         f"({out}/firmware.json not written); please report this as a bug")
     return res
 
@@ -251,14 +229,11 @@ def sampler_c(manifest: dict, segments: dict) -> str:
             + f"{float(inp['scale'])!r}f, {int(inp['zero_point'])}}};\n")
 
 
-def _app_flags(cfg: FirmwareConfig, manifest: dict) -> str:
-    """MLPerf mode: the manifest's exit policy is compiled in (one-parameter policies; else full depth)."""
-    policy = manifest.get("policy") or {}
-    if cfg.app != "mlperf" or len(policy.get("params", [])) != 1:
+def _app_flags(cfg: FirmwareConfig, policy) -> str:
+    """MLPerf mode: the bundle's exit policy is compiled in (one-parameter policies; else full depth)."""
+    if cfg.app != "mlperf" or policy is None or len(policy.params) != 1:
         return ""
-    from tinyexit.exit_policy import POLICY_IDS
-
-    return f"-DTE_MLPERF_POLICY_ID={POLICY_IDS[policy['name']]} -DTE_MLPERF_THRESHOLD={float(policy['params'][0])!r}f"
+    return f"-DTE_MLPERF_POLICY_ID={policy.policy_id} -DTE_MLPERF_THRESHOLD={float(policy.params[0])!r}f"
 
 
 def _make(c_dir: Path, out: Path, model: str, cfg: FirmwareConfig, app_flags: str = "") -> None:
@@ -317,13 +292,12 @@ def size_report(elf: Path, model: str, cfg: FirmwareConfig) -> dict:
     return report
 
 
-def tflm_comparison(mdir: Path, manifest: dict, peak_arena: int) -> dict:
+def tflm_comparison(bundle, peak_arena: int) -> dict:
     """TFLite Micro's recorded arena per segment file, beside this firmware's arena."""
     from tinyexit.firmware_bridge.firmware.verify import tflm_arena_bytes
 
-    per = []
-    for s in manifest.get("segments", []):
-        per.append(tflm_arena_bytes((mdir / s["files"]["tflm"]["path"]).read_bytes()))
+    per = [tflm_arena_bytes(bundle.file(s.files.get("tflm"), f"TFLite Micro file of segment {s.index}",
+                                        verify=False).read_bytes()) for s in bundle.segments]
     total = max(p["total"] for p in per)
     head = max(p.get("head", 0) for p in per)
     return {"tflm_arena_bytes": total, "tflm_arena": {"per_segment": per, "max_total": total, "max_head": head,

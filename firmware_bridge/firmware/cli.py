@@ -53,7 +53,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from tinyexit.firmware_bridge.harness.qemu import profile_layers
+    from tinyexit.firmware_bridge.firmware.profile import profile_layers
 
     res = profile_layers(args.run_dir, args.model, args.kernels)
     print(f"profile: {res['instructions']} instructions for {res['macs']} MACs = "

@@ -1,9 +1,11 @@
-"""Generated C vs TensorFlow Lite Micro on a run's test split (host tier), and TFLM's own arena need.
+"""Generated C vs TensorFlow Lite Micro on the bundle's test inputs (host tier), and TFLM's own arena need.
 
-`verify_host_tier(run, model, kernels)` compiles the run's generated C with one
-kernel set for the host, feeds every segment the test split (segment k > 0 gets
-TFLM's own features of segment k-1) and compares logits and features byte for
-byte with the `tflite-micro` Python interpreter on the per-segment files.
+`verify_host_tier(run, model, kernels)` compiles the bundle's generated C (c/)
+with one kernel set for the host, feeds every segment the bundle's quantized
+test inputs (inputs.npz; segment k > 0 gets TFLM's own features of segment
+k-1) and compares logits and features byte for byte with the `tflite-micro`
+Python interpreter on the per-segment files.  A bundle without inputs (an
+imported model) is checked on seeded synthetic inputs, and says so.
 """
 from __future__ import annotations
 
@@ -17,43 +19,28 @@ import numpy as np
 
 from tinyexit.errors import UserError
 
-
-def test_split_inputs(run: Path, model: str, seed: int = 12) -> np.ndarray:
-    """Segment 0's int8 inputs for the whole test split (N, *input shape).
-
-    The denoiser's network input is (y_t, timestep plane): when the export wrote
-    no usable inputs.npz, each test image is binarized to +-1, noised to a step
-    t (cycling 1..T) by the forward process (each pixel flips with probability
-    (1 - alpha_bar[t]) / 2) and given the timestep plane, from the manifest.
-    """
-    from tinyexit.bundle import load_bundle, load_test_inputs
-
-    art = load_bundle(Path(run) / "export" / model)
-    den = art.manifest.get("denoiser")
-    try:
-        x, _ = load_test_inputs(art)
-    except UserError:
-        if not den:
-            raise
-        x = _denoiser_inputs(Path(run), art, den, seed)
-    return x.reshape((len(x), *art.input.shape))
+SYNTHETIC_N = 64  # inputs for a bundle that carries none: enough to reach every kernel path
 
 
-def _denoiser_inputs(run: Path, art, den: dict, seed: int) -> np.ndarray:
-    from tinyexit.bundle import quantize
-    from tinyexit.models.data import load_dataset
-    from tinyexit.rundir import load_config
+def bundle_inputs(bundle, limit: int | None = None) -> tuple[np.ndarray, str]:
+    """(segment 0's int8 inputs (N, *input shape), where they came from): inputs.npz, else seeded synthetic."""
+    from tinyexit.bundle import read_inputs, synthetic_inputs
 
-    images = load_dataset(load_config(run).get("denoiser", {}).get("dataset", "digits")).test.x
-    x0 = np.where(images[:, 0] >= 0.5, 1.0, -1.0)                       # (N, H, W)
-    T = int(den["T"])
-    t = np.arange(len(x0)) % T + 1
-    flip = np.asarray(den["alpha_bar"], np.float64)[t]
-    rng = np.random.default_rng(seed)
-    y = np.where(rng.random(x0.shape) < ((1 - flip) / 2)[:, None, None], -x0, x0)
-    plane = np.asarray(den["timestep_encoding"]["values"], np.float64)[t - 1]
-    x = np.stack([y, np.broadcast_to(plane[:, None, None], y.shape)], axis=-1)   # NHWC, channel 1 = code
-    return quantize(x.astype(np.float32), art.input)
+    if bundle.inputs:
+        x, source = read_inputs(bundle, limit).x, str(bundle.inputs.get("source") or "test split")
+    else:
+        x, source = synthetic_inputs(bundle, limit or SYNTHETIC_N), "synthetic (seeded)"
+    return x.reshape((len(x), *bundle.input.shape)), source
+
+
+def test_split_inputs(run: Path, model: str) -> np.ndarray:
+    """Segment 0's int8 inputs (N, *input shape) of RUN/export/<model> (or a bundle directory): see bundle_inputs.
+
+    For the denoiser they are the export's noised inputs (y_t and the timestep plane of each input's step t)."""
+    from tinyexit.bundle import load_bundle
+    from tinyexit.firmware_bridge.firmware.sources import locate
+
+    return bundle_inputs(load_bundle(locate(run, model)[0]))[0]
 
 
 test_split_inputs.__test__ = False  # a helper, not a pytest test
@@ -110,7 +97,7 @@ def tflm_arena_bytes(blob: bytes) -> dict:
     """
     runtime = _tflm()
     it = runtime.Interpreter.from_bytes(blob, arena_size=max(256 * 1024, 20 * len(blob)))
-    shape = _input_shape(blob)
+    shape = tuple(int(v) for v in it.get_input_details(0)["shape"])
     it.set_input(np.zeros(shape, np.int8), 0)
     it.invoke()
     with _capture_fd2() as cap:
@@ -122,12 +109,6 @@ def tflm_arena_bytes(blob: bytes) -> dict:
     return vals
 
 
-def _input_shape(blob: bytes) -> tuple[int, ...]:
-    from tinyexit.export.codegen_graph import read_tflite
-    g = read_tflite(blob)
-    return g.tensors[g.inputs[0]].shape
-
-
 def _split(outs: list[np.ndarray], seg: dict) -> tuple[np.ndarray, np.ndarray | None]:
     logits = next(o for o in outs if list(o.shape) == seg["logits_shape"])
     rest = [o for o in outs if o is not logits]
@@ -136,19 +117,22 @@ def _split(outs: list[np.ndarray], seg: dict) -> tuple[np.ndarray, np.ndarray | 
 
 def verify_host_tier(run: Path, model: str, kernels: str = "reference", workdir: Path | None = None,
                      inputs: np.ndarray | None = None) -> dict:
-    """Byte-for-byte comparison of every segment with TFLite Micro; returns a JSON-able summary."""
-    import json
+    """Byte-for-byte comparison of every segment with TFLite Micro; returns a JSON-able summary.
 
+    `run`: a run directory or a bundle directory; its c/ folder must be current (sources.check_c_sources)."""
+    from tinyexit.bundle import load_bundle
     from tinyexit.firmware_bridge.firmware.host import HostRunner, build_host_runner
+    from tinyexit.firmware_bridge.firmware.sources import check_c_sources, locate
 
-    run = Path(run)
-    mdir = run / "export" / model
-    c_dir = mdir / "c"
-    if not (c_dir / "codegen.json").is_file():
-        raise UserError(f"{c_dir}: no generated C; run 'tinyexit export {run} --formats c' first")
-    manifest = json.loads((mdir / "manifest.json").read_text())
-    blobs = [(mdir / s["files"]["tflm"]["path"]).read_bytes() for s in manifest["segments"]]
-    x = test_split_inputs(run, model) if inputs is None else np.asarray(inputs, np.int8)
+    bundle = load_bundle(locate(run, model)[0])
+    c_dir = check_c_sources(bundle)
+    model = bundle.model
+    blobs = [bundle.file(s.files.get("tflm"), f"TFLite Micro file of segment {s.index}").read_bytes()
+             for s in bundle.segments]
+    if inputs is None:
+        x, source = bundle_inputs(bundle)
+    else:
+        x, source = np.asarray(inputs, np.int8), "given"
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         flags = ("-DTE_EMULATE_DSP",) if kernels == "arm_dsp" else ()
         exe = build_host_runner(c_dir, model, Path(tmp) / "runner", kernels, extra_flags=flags)
@@ -168,5 +152,5 @@ def verify_host_tier(run: Path, model: str, kernels: str = "reference", workdir:
                 cur = [w[1].reshape(runner.segments[k + 1]["in_shape"]) for w in want]
             rows.append(row)
     exact = all(r["logits_equal"] and r.get("features_equal", True) for r in rows)
-    return {"kernels": kernels, "samples": int(len(x)), "segments": rows, "bit_exact": exact,
+    return {"kernels": kernels, "samples": int(len(x)), "inputs": source, "segments": rows, "bit_exact": exact,
             "reference": "tflite-micro Python interpreter, per-segment files"}

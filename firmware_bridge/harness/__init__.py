@@ -1,8 +1,8 @@
 """The host harness: benchmark a bundle on devices over a link.
 
-Entry: `run_benchmark(run_dir, targets, BenchConfig) -> summary` (`tinyexit bench`).
+Entry: `run_benchmark(path, targets, BenchConfig) -> summary` (`tinyexit bench`); path: a run or a bundle dir.
     bench / worker / summary   the run, one worker per target, summary.json
-    session / link / targets   requests with retries, pyserial URLs and pty pairs, agent / QEMU / URL targets
+    session / targets          requests with retries, agent / QEMU / URL targets (links: protocol.link)
     reference                  the host's int8 reference of what the device runs
     power / measured_energy / energy   power monitors and the energy model
     faults / fault_socket      seeded fault-injecting relays (tests and `tinyexit reliability`)

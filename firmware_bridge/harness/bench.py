@@ -1,10 +1,15 @@
-"""Stage entry of the host side: `run_benchmark(run_dir, targets, BenchConfig) -> summary dict`.
+"""Stage entry of the host side: `run_benchmark(path, targets, BenchConfig) -> summary dict`.
 
-Streams the test split through one worker per target (the samples are sharded
+`path` is a run directory (its bundle RUN/export/<model>) or a bundle directory
+itself (a folder with manifest.json, copied anywhere: a Raspberry Pi or a lab
+host with only `pip install 'tinyexit[agent]'`).  Everything comes from the
+bundle: the model, the exit policy and the test inputs (inputs.npz); without
+inputs, seeded synthetic inputs are streamed and every accuracy is absent.
+Streams the inputs through one worker per target (the samples are sharded
 round-robin), the device deciding early exits itself; adds full-depth and
 per-segment-chain runs so every exit path's latency is measured; checks each
 result against the host's int8 reference; appends every result to
-RUN/bench/<name>/results.jsonl as it arrives and writes summary.json at the end.
+<path>/bench/<name>/results.jsonl as it arrives and writes summary.json at the end.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import numpy as np
 from tinyexit import __version__
 from tinyexit.errors import UserError
 from tinyexit.firmware_bridge.protocol import constants as pc
-from tinyexit.bundle import load_bundle, load_test_inputs, synthetic_inputs, verify_files
+from tinyexit.bundle import Bundle, load_bundle, read_inputs, synthetic_inputs, verify_files
 from tinyexit.firmware_bridge.harness.summary import summarize
 from tinyexit.firmware_bridge.harness.worker import BenchContext, Worker
 from tinyexit.firmware_bridge.harness.faults import FaultConfig
@@ -27,6 +32,8 @@ from tinyexit.firmware_bridge.harness.results import ResultsWriter, read_results
 from tinyexit.firmware_bridge.harness.session import LinkStats, SessionConfig
 from tinyexit.firmware_bridge.harness.targets import bench_name
 from tinyexit.rundir import load_config, read_json, require_run_dir, write_json
+
+SYNTHETIC_N = 447  # seeded synthetic inputs streamed when the bundle carries none (the digits test split's size)
 
 MODES = ("early_exit", "full", "segments")
 
@@ -86,13 +93,13 @@ class BenchConfig:
 
 
 def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(), log=print, monitor=None) -> dict:
-    """Benchmark RUN/export/<model> on every target; returns the summary also written to summary.json.
+    """Benchmark RUN/export/<model> (or the bundle directory `run_dir`) on every target; returns the summary
+    also written to summary.json.
 
     `monitor`: an already open power monitor (start()/stop() -> PowerTrace, a `name`) used with
     cfg.power's spec for labels, instead of opening the meter cfg.power names.
     """
-    run = require_run_dir(run_dir)
-    load_config(run)  # refuses a run directory written by a newer tinyexit
+    bundle_dir, root = locate(run_dir, cfg.model)
     targets = list(targets)
     if not targets:
         raise UserError("no --target given; use --target agent, --target qemu or a serial URL")
@@ -100,13 +107,15 @@ def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(),
         raise UserError("a power monitor was given without cfg.power naming its kind (e.g. 'ppk2:PORT')")
     if cfg.power and len(targets) > 1:
         raise UserError("--power measures one device; give a single --target with it")
-    art = load_bundle(run / "export" / cfg.model)
+    art = load_bundle(bundle_dir)
+    cfg = replace(cfg, model=art.model)  # a bundle directory names its own model
     verify_files(art, onnx=cfg.runtime == "onnxruntime")  # a damaged file is named here, not by a device later
     if "early_exit" in cfg.modes and art.policy is None:
         log(f"bench: {art.dir}/manifest.json has no exit policy ({art.model}); early_exit skipped")
         cfg = replace(cfg, modes=tuple(m for m in cfg.modes if m != "early_exit") or ("segments",))
-    x, y, inputs = _inputs(run, art, cfg.limit, log)
-    out = run / "bench" / (cfg.name or bench_name(targets))
+    inputs = bench_inputs(art, cfg.limit, log)
+    x, y = inputs.x, inputs.labels
+    out = root / "bench" / (cfg.name or bench_name(targets))
     _check_previous(out, art, cfg)
     # The meter is opened before anything is written or run: a missing package or port fails now.
     if cfg.power and monitor is None:
@@ -115,7 +124,8 @@ def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(),
     write_json(out / "bench_config.json", {"tinyexit_version": __version__, "model": art.model,
                                            "artifact_hash": art.artifact_hash, "targets": targets,
                                            "config": cfg.to_dict()})
-    ctx = BenchContext(run, art, x, y, cfg, writer, multi=len(targets) > 1, log=log, monitor=monitor)
+    ctx = BenchContext(root, art, x, y, cfg, writer, multi=len(targets) > 1, log=log, monitor=monitor,
+                       t=inputs.t)
     workers = [Worker(i, spec, list(range(i, len(y), len(targets))), ctx) for i, spec in enumerate(targets)]
     log(f"bench: {len(y)} samples x {len(ctx.modes)} modes x {cfg.repeats} repeat(s) of {art.model} on "
         f"{len(targets)} target(s) -> {out}")
@@ -136,7 +146,8 @@ def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(),
     for w in workers:
         stats.merge(w.stats)
     summary = summarize(records, art, ctx, workers, stats, time.monotonic() - started, writer)
-    summary["inputs"] = inputs
+    summary["inputs"] = inputs.source
+    summary["inputs_detail"] = inputs.detail()
     summary["results"] = str(out / "results.jsonl")
     write_json(out / "summary.json", summary)
     return summary
@@ -160,19 +171,46 @@ def _run_workers(workers: list, ctx: BenchContext) -> None:
         raise errors[0]
 
 
-def _inputs(run: Path, art, limit: int | None, log) -> tuple:
-    """The test split when it fits the model; else seeded synthetic inputs with unknown labels (-1)."""
-    try:
-        x, y = load_test_inputs(art, limit)
-        return x, y, "test split"
-    except UserError:
-        if (art.dir / "inputs.npz").is_file() or art.policy is not None:
-            raise  # a classifier must be measured on its own test split
-    n = limit or 447
-    log(f"bench: no test split fits {art.model}'s input {list(art.input.shape)}; using {n} seeded synthetic inputs "
+def locate(path, model: str) -> tuple[Path, Path]:
+    """(bundle directory, output root): a bundle directory (manifest.json in it) is its own root; a run
+    directory's bundle is RUN/export/<model> and results go under RUN."""
+    p = Path(path)
+    if (p / "manifest.json").is_file():
+        return p.resolve(), p.resolve()
+    run = require_run_dir(p)
+    load_config(run)  # refuses a run directory written by a newer tinyexit
+    return run / "export" / model, run
+
+
+@dataclass(frozen=True)
+class BenchInputs:
+    x: np.ndarray                # (N, *input shape[1:]) int8
+    labels: np.ndarray           # (N,) int64 class labels; -1 where unknown (accuracy is then absent)
+    t: np.ndarray | None         # (N,) the denoiser's diffusion step of each input, from the bundle
+    source: str
+
+    def detail(self) -> dict:
+        return {"source": self.source, "n": int(len(self.x)), "labels": bool((self.labels >= 0).any()),
+                "timesteps": self.t is not None}
+
+
+def bench_inputs(art: Bundle, limit: int | None, log) -> BenchInputs:
+    """The bundle's test inputs (inputs.npz); without them, seeded synthetic inputs with unknown labels (-1).
+
+    Only a classifier's y are labels; a denoiser's y are its clean targets, so its labels stay unknown
+    and its t (the step each input was noised to) travels into every result line."""
+    if art.inputs:
+        got = read_inputs(art, limit)
+        n = len(got.x)
+        labelled = art.has_labels and got.y is not None and np.ndim(got.y) == 1
+        labels = np.asarray(got.y, np.int64) if labelled else np.full(n, -1, np.int64)
+        source = str(art.inputs.get("source") or "test split")
+        return BenchInputs(got.x, labels, None if got.t is None else np.asarray(got.t, np.int64), source)
+    n = limit or SYNTHETIC_N
+    log(f"bench: {art.dir}/manifest.json lists no test inputs; using {n} seeded synthetic inputs "
         "(timing and device/host agreement only, no accuracy)")
-    source = "synthetic (seeded, uniform over the float input range)"
-    return synthetic_inputs(art, n), np.full(n, -1, dtype=np.int64), source
+    return BenchInputs(synthetic_inputs(art, n), np.full(n, -1, dtype=np.int64), None,
+                       "synthetic (seeded, uniform over the float input range)")
 
 
 def _check_previous(out: Path, art, cfg: BenchConfig) -> None:

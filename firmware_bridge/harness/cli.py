@@ -9,22 +9,29 @@ from tinyexit.firmware_bridge.protocol import constants as pc
 def register(sub) -> None:
     """Add this stage's subcommands to the `tinyexit` parser."""
     b = sub.add_parser("bench", help="benchmark an exported model on one or more devices over the serial protocol",
-                       description="Stream the test split through each --target, early exit decided on the device, "
-                                   "plus full-depth and per-segment runs; writes RUN/bench/<target>/results.jsonl "
-                                   "and summary.json.")
-    b.add_argument("run_dir", metavar="RUN_DIR")
+                       description="Stream the bundle's test inputs through each --target, early exit decided on "
+                                   "the device, plus full-depth and per-segment runs; writes "
+                                   "RUN/bench/<target>/results.jsonl and summary.json. PATH is a run directory "
+                                   "(benchmarks RUN/export/<model>) or a bundle directory (a folder holding "
+                                   "manifest.json, e.g. a copy of RUN/export/classifier; results then go to "
+                                   "PATH/bench/<target>/). Needs only the 'agent' extra (numpy, pyserial, "
+                                   "ai-edge-litert); a bundle without test inputs is benchmarked on seeded "
+                                   "synthetic inputs, without accuracy.")
+    b.add_argument("run_dir", metavar="PATH", help="run directory, or a bundle directory holding manifest.json")
     b.add_argument("--target", action="append", required=True, metavar="TARGET",
                    help="agent (spawn the host agent on a pty pair), qemu, or a pyserial URL "
                         "(/dev/ttyUSB0, socket://HOST:PORT, rfc2217://HOST:PORT); repeat to shard across devices, "
                         "or @FILE for a devices file (one target per line, # comments)")
-    b.add_argument("--model", default="classifier", help="exported model to benchmark (default classifier)")
+    b.add_argument("--model", default="classifier",
+                   help="exported model of a run directory to benchmark (default classifier; a bundle directory "
+                        "names its own)")
     b.add_argument("--modes", default="early_exit,full,segments",
                    help="comma list of early_exit, full, segments (default all three)")
     b.add_argument("--resume", action="store_true",
                    help="continue an interrupted run, skipping results already written")
     b.add_argument("--repeats", type=int, default=1, help="timed runs per sample and mode (default 1)")
     b.add_argument("--warmup", type=int, default=3, help="untimed runs per mode before measuring (default 3)")
-    b.add_argument("--limit", type=int, default=None, help="only the first N test samples")
+    b.add_argument("--limit", type=int, default=None, help="only the first N test inputs")
     b.add_argument("--power", default=None, metavar="SPEC",
                    help="power monitor: ppk2:/dev/ttyACM1 | ina219:BUS:ADDR[:SHUNT_OHM] | ina226:BUS:ADDR[:SHUNT_OHM]; "
                         "without it energy is modelled and labelled so")

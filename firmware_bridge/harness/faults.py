@@ -10,6 +10,11 @@ dropped and duplicated bytes, writes split in two, delayed writes, stalls of
 the whole direction, a link that goes dead on command, and named frames
 corrupted on purpose (`corrupt_frames`, counted per direction from 0 by frame
 delimiters) for deterministic tests.
+
+A relay can also hold a direction on command (`hold(after_frames)`): it passes
+that many frames, then nothing at all moves until `release()`.  A test that
+needs a harness provably mid-run (a second harness on a busy port) uses it
+instead of hoping the machine is slow enough.
 """
 from __future__ import annotations
 
@@ -78,6 +83,52 @@ class FaultInjector:
         self._lock = threading.Lock()
         self.dead = False      # a dead link swallows every byte (set_dead on the relay)
         self.counts: Counter = Counter()
+        self._hold_at: int | None = None   # frames to pass before holding (None: never hold)
+        self._gate_frames = 0              # complete non-empty frames passed since hold() was armed
+        self._gate_in_frame = False
+        self.held = threading.Event()      # set once the direction holds
+        self._released = threading.Event()
+        self._released.set()
+
+    # --- hold / release: a gate that stops the direction after a given frame ---------------------
+    def hold(self, after_frames: int) -> None:
+        """Pass `after_frames` more complete frames, then hold everything until `release()`."""
+        if after_frames < 0:
+            raise ValueError(f"hold after {after_frames} frames: must be >= 0")
+        with self._lock:
+            self._hold_at, self._gate_frames, self._gate_in_frame = after_frames, 0, False
+            self.held.clear()
+            self._released.clear()
+            if after_frames == 0:
+                self.held.set()
+
+    def release(self) -> None:
+        """Let the held bytes (and everything after them) through."""
+        with self._lock:
+            self._hold_at = None
+            self._released.set()
+
+    def cut(self, data: bytes) -> tuple[bytes, bytes]:
+        """(bytes to pass now, bytes that must wait for release()): the cut falls right after the
+        delimiter that ends the frame the hold waits for."""
+        with self._lock:
+            if self._released.is_set():
+                return data, b""
+            if self.held.is_set():
+                return b"", data
+            for i, byte in enumerate(data):
+                if byte:
+                    self._gate_in_frame = True
+                elif self._gate_in_frame:
+                    self._gate_in_frame = False
+                    self._gate_frames += 1
+                    if self._gate_frames >= self._hold_at:
+                        self.held.set()
+                        return data[:i + 1], data[i + 1:]
+            return data, b""
+
+    def wait_released(self) -> None:
+        self._released.wait()
 
     def apply(self, data: bytes) -> list[bytes]:
         """The chunks to write instead of `data` (more than one when a write is split)."""
@@ -131,7 +182,19 @@ class FaultInjector:
 
 
 def forward(injector: FaultInjector, data: bytes, write) -> None:
-    """Pass `data` through `injector` to `write`, honouring its pauses and split writes."""
+    """Pass `data` through `injector` to `write`, honouring its hold, pauses and split writes.
+
+    Bytes past a hold block the relay thread until release: the whole link stalls, as a device
+    that stopped answering would, and nothing is lost or reordered."""
+    now, later = injector.cut(data)
+    if now:
+        _pass(injector, now, write)
+    if later:
+        injector.wait_released()
+        _pass(injector, later, write)
+
+
+def _pass(injector: FaultInjector, data: bytes, write) -> None:
     wait = injector.pause_s()
     if wait:
         time.sleep(wait)
@@ -165,7 +228,25 @@ class _Relay:
     def counts(self) -> dict:
         return {"to_device": dict(self.to_device.counts), "to_host": dict(self.to_host.counts)}
 
+    def hold(self, after_frames: int, direction: str = "to_device") -> None:
+        """Pass `after_frames` more frames in `direction` ("to_device" or "to_host"), then stall the
+        link until `release()`.  `wait_held` says when the hold has begun."""
+        self._injector(direction).hold(after_frames)
+
+    def wait_held(self, timeout: float, direction: str = "to_device") -> bool:
+        return self._injector(direction).held.wait(timeout)
+
+    def release(self) -> None:
+        self.to_device.release()
+        self.to_host.release()
+
+    def _injector(self, direction: str) -> FaultInjector:
+        if direction not in ("to_device", "to_host"):
+            raise ValueError(f"direction {direction!r}: use 'to_device' or 'to_host'")
+        return getattr(self, direction)
+
     def _stop_thread(self) -> None:
+        self.release()  # a relay thread blocked on a hold must be able to see the stop
         os.write(self._stop_w, b"x")
         self._thread.join(5)
         for fd in (self._stop_r, self._stop_w):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -21,10 +20,11 @@ from pathlib import Path
 
 from tinyexit.errors import UserError
 
-QEMU = "qemu-system-arm"
-MACHINE = "mps2-an386"
-TICK_HZ = 25_000_000
-INSTRUCTIONS_PER_TICK = 1_000_000_000 // TICK_HZ  # -icount shift=0: 1 ns per instruction
+# The selftest profile runs on the same emulated board; it is the firmware room's (profile.py).
+from tinyexit.firmware_bridge.firmware.profile import (  # noqa: F401  (re-exported for callers of harness.qemu)
+    INSTRUCTIONS_PER_TICK, MACHINE, QEMU, TICK_HZ, check_qemu, parse_selftest, profile_layers, run_selftest,
+)
+
 MSG_EXIT = 0x05          # firmware extension: end the program (semihosting exit 0); no reply
 LABEL = (f"simulated: QEMU {MACHINE} (Cortex-M4F), -icount shift=0: 1 tick = {INSTRUCTIONS_PER_TICK} "
          "instructions (not cycles of a real chip)")
@@ -34,11 +34,6 @@ def qemu_command(elf: Path, port: int) -> list[str]:
     return [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-kernel", str(elf),
             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
-
-
-def check_qemu() -> None:
-    if shutil.which(QEMU) is None:
-        raise UserError(f"{QEMU} not found; install it with: sudo apt-get install -y qemu-system-arm")
 
 
 def qemu_available() -> tuple[bool, str]:
@@ -140,28 +135,27 @@ def start_qemu(elf: Path, log_path: Path, boot_timeout: float = 10.0) -> tuple[s
 
 
 def firmware_for(run: Path, model: str, kernels: str = "arm_dsp", log=print) -> Path:
-    """The run's mps2-an386 firmware ELF, built (or rebuilt for a new export) when needed."""
+    """The mps2-an386 firmware ELF of a run (or bundle directory), built (or rebuilt for a new export) when needed."""
+    from tinyexit.bundle import load_bundle
     from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware, firmware_sources_sha256
-    from tinyexit.rundir import read_json
+    from tinyexit.firmware_bridge.firmware.sources import locate
 
+    bundle_dir, root = locate(run, model)
+    bundle = load_bundle(bundle_dir)
     cfg = FirmwareConfig(board=MACHINE, kernels=kernels)
-    out = run / "firmware" / model / cfg.dir_name
-    manifest = read_json(run / "export" / model / "manifest.json")
+    out = root / "firmware" / bundle.model / cfg.dir_name
     meta = json.loads((out / "firmware.json").read_text()) if (out / "firmware.json").is_file() else {}
-    if not (out / "fw.elf").is_file() or meta.get("artifact_hash") != manifest.get("artifact_hash") \
+    if not (out / "fw.elf").is_file() or meta.get("artifact_hash") != bundle.artifact_hash \
             or meta.get("firmware_sources_sha256") != firmware_sources_sha256():
         build_firmware(run, model, cfg, log=log)
     return out / "fw.elf"
 
 
 def start_qemu_target(run_dir, model: str, cfg) -> tuple[str, QemuHandle]:
-    """Hook of `tinyexit bench --target qemu`: one QEMU per benchmark run."""
-    from tinyexit.rundir import require_run_dir
-
-    run = require_run_dir(run_dir)
+    """Hook of `tinyexit bench --target qemu`: one QEMU per benchmark run (a run or a bundle directory)."""
     kernels = getattr(cfg, "kernels", "arm_dsp")
-    elf = firmware_for(run, model, kernels)
-    profile = _profile_for(run, model, kernels)
+    elf = firmware_for(Path(run_dir), model, kernels)
+    profile = _profile_for(Path(run_dir), model, kernels)
     url, handle = start_qemu(elf, elf.parent / "qemu.log")
     handle.profile = profile
     return url, handle
@@ -169,76 +163,19 @@ def start_qemu_target(run_dir, model: str, cfg) -> tuple[str, QemuHandle]:
 
 def _profile_for(run: Path, model: str, kernels: str) -> dict:
     """profile.json beside the firmware: per-layer instructions, measured once per export."""
-    from tinyexit.rundir import read_json
-
+    from tinyexit.bundle import load_bundle
     from tinyexit.firmware_bridge.firmware.build import firmware_sources_sha256
+    from tinyexit.firmware_bridge.firmware.sources import locate
 
-    path = run / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
-    manifest = read_json(run / "export" / model / "manifest.json")
+    bundle_dir, root = locate(run, model)
+    bundle = load_bundle(bundle_dir)
+    path = root / "firmware" / bundle.model / f"{MACHINE}-{kernels}" / "profile.json"
     if path.is_file():
         prof = json.loads(path.read_text())
-        if prof.get("artifact_hash") == manifest.get("artifact_hash") and \
+        if prof.get("artifact_hash") == bundle.artifact_hash and \
                 prof.get("firmware_sources_sha256") == firmware_sources_sha256():
             return prof
     prof = profile_layers(run, model, kernels, log=lambda msg: None)
-    print(f"qemu: per-layer profile of {model} ({kernels}): {prof['instructions_per_mac']:.3f} instructions/MAC "
-          f"-> {path}")
+    print(f"qemu: per-layer profile of {bundle.model} ({kernels}): {prof['instructions_per_mac']:.3f} "
+          f"instructions/MAC -> {path}")
     return prof
-
-
-def run_selftest(elf: Path, timeout: float = 120.0) -> str:
-    """Run the selftest firmware to completion; its UART text."""
-    check_qemu()
-    cmd = [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-kernel", str(elf),
-           "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-serial", "stdio"]
-    try:
-        res = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"selftest firmware {elf} did not finish in {timeout:.0f} s") from None
-    if res.returncode != 0:
-        raise UserError(f"selftest firmware {elf} exited with status {res.returncode}: "
-                        f"{res.stderr.decode(errors='replace')[-300:]}")
-    return res.stdout.decode(errors="replace")
-
-
-def parse_selftest(text: str) -> dict:
-    """Per-segment and per-layer ticks (summed over the selftest's repeats) -> instructions per inference."""
-    head = next((line.split() for line in text.splitlines() if line.startswith("model ")), None)
-    if head is None or "done" not in text:
-        raise UserError(f"selftest output incomplete: {text[-200:]!r}")
-    reps = int(head[head.index("repeats") + 1])
-    hz = int(head[head.index("tick_hz") + 1])
-    per_tick = 1e9 / hz
-    segs, layers = [], []
-    for line in text.splitlines():
-        p = line.split()
-        if p and p[0] in ("segment", "layer"):
-            ticks, macs = int(p[3]), int(p[5])
-            row = {"name": p[1], "instructions": round(ticks * per_tick / reps), "macs": macs}
-            row["instructions_per_mac"] = row["instructions"] / macs if macs else None
-            (segs if p[0] == "segment" else layers).append(row)
-    total = sum(s["instructions"] for s in segs)
-    macs = sum(s["macs"] for s in segs)
-    stack = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("stack_used ")), None)
-    return {"segments": segs, "per_layer": layers, "instructions": total, "macs": macs, "stack_used_bytes": stack,
-            "instructions_per_mac": total / macs, "tick_hz": hz, "instructions_per_tick": per_tick,
-            "repeats": reps}
-
-
-def profile_layers(run_dir, model: str = "classifier", kernels: str = "arm_dsp", log=print) -> dict:
-    """Build the selftest firmware, run it under QEMU, write profile.json beside the firmware."""
-    from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
-    from tinyexit.rundir import require_run_dir, write_json
-
-    run = require_run_dir(run_dir)
-    cfg = FirmwareConfig(board=MACHINE, kernels=kernels, app="selftest", verify=False, monolithic=False)
-    report = build_firmware(run, model, cfg, log=log)
-    res = parse_selftest(run_selftest(Path(report["elf"])))
-    res.update({"model": model, "kernels": kernels, "board": MACHINE, "unit": "instructions",
-                "artifact_hash": report.get("artifact_hash", ""),
-                "firmware_sources_sha256": report.get("firmware_sources_sha256", ""),
-                "note": "QEMU -icount shift=0: instructions, not cycles of a real chip"})
-    path = run / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
-    write_json(path, res)
-    res["path"] = str(path)
-    return res

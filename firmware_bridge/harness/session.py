@@ -18,7 +18,7 @@ from tinyexit.errors import UserError
 from tinyexit.firmware_bridge.protocol import messages as m
 from tinyexit.firmware_bridge.protocol import constants as pc
 from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError, encode_frame
-from tinyexit.firmware_bridge.harness.link import LinkClosed
+from tinyexit.firmware_bridge.protocol.link import LinkClosed
 
 MIN_LOAD_CHUNK = 64  # bytes; LOAD_INPUT chunks are never halved below this
 

@@ -2,8 +2,13 @@
 
 Latency of one result = (sum of its segment ticks + decision ticks) / runs / tick_hz.
 Per-exit latency comes from the `segment:k` chains (median and p90 over samples
-and repeats); the early-exit cost is a mean, because it is an expectation over
-the test split.  Energy is modelled (labelled so) unless a power monitor measured it.
+and repeats).  The early-exit cost is an expectation over the test split: the
+share of samples leaving at each exit times the median latency of the early-exit
+runs that left there (a few preempted runs cannot move it); the plain mean is
+kept beside it.  Energy is modelled with the profile of the device's kind
+(energy.py, labelled "modelled" with the profile's name) unless a power monitor
+measured it.  Every figure the report shares with this file is computed once,
+in figures.py; the report renders it and never recomputes it.
 """
 from __future__ import annotations
 
@@ -12,11 +17,10 @@ from collections import defaultdict
 import numpy as np
 
 from tinyexit import __version__
-from tinyexit.firmware_bridge.harness.energy import modelled_energy_j, profile_for
-
-
-def latency_s(rec: dict) -> float:
-    return (sum(rec["ticks"]) + rec.get("decision_ticks", 0)) / rec.get("runs", 1) / rec["tick_hz"]
+from tinyexit.firmware_bridge.harness import figures as fig
+from tinyexit.firmware_bridge.harness.energy import basis, device_kind, modelled_energy_j, profile_for
+from tinyexit.firmware_bridge.harness.figures import latency_s
+from tinyexit.firmware_bridge.harness.qemu import INSTRUCTIONS_PER_TICK
 
 
 def _stats(values: list[float]) -> dict | None:
@@ -27,10 +31,6 @@ def _stats(values: list[float]) -> dict | None:
             "n": int(len(v))}
 
 
-def _frac(flags: list[bool]) -> float | None:
-    return round(float(np.mean(flags)), 6) if flags else None
-
-
 def summarize(records: list[dict], art, ctx, workers, stats, wall_s: float, writer) -> dict:
     recs = [r for r in records if r.get("model", art.model) == art.model]
     by_mode = defaultdict(list)
@@ -38,29 +38,41 @@ def summarize(records: list[dict], art, ctx, workers, stats, wall_s: float, writ
         by_mode[r["mode"]].append(r)
     latency = {mode: _stats([latency_s(r) for r in rs]) for mode, rs in by_mode.items()}
     first = next((w for w in workers if w.info is not None), None)
-    kind = first.target.kind if first and first.target else "url"
+    target_kind = first.target.kind if first and first.target else "url"
     info = first.info.to_dict() if first else {}
-    profile = profile_for(kind, info.get("device", ""), info.get("runtime", ""))
-    energy = _energy(profile, latency, workers)
-    per_exit = _per_exit(art, by_mode, latency, profile, energy)
+    kind = device_kind(target_kind, info)
+    profile = profile_for(kind)
+    # -icount shift=0: QEMU's timer ticks are a fixed number of guest instructions
+    costs = fig.Costs(INSTRUCTIONS_PER_TICK if target_kind == "qemu" else None)
+    energy = _energy(profile, kind, costs, by_mode, workers)
+    measured = energy.get("per_mode") if energy["source"] != "modelled" else None
+    per_exit, ref = fig.per_exit(art, by_mode, costs, fig.energy_function(profile, measured))
+    for row in per_exit:
+        row["energy_source"], row["energy_profile"] = energy["source"], energy.get("profile_name")
+    early = fig.early_exit(art, by_mode, costs, ref, per_exit)
+    if early is not None:
+        early["energy_source"] = energy["source"]
     link = stats.to_dict()
     summary = {
         "tinyexit_version": __version__, "target": writer.path.parent.name, "model": art.model,
         "artifact_hash": art.artifact_hash,
         "device": ", ".join(sorted({w.info.device for w in workers if w.info})) or None,
+        "device_kind": kind,
         "simulated_or_real": first.target.simulated_or_real if first else None,
         "devices": [_device(w) for w in workers],
         "samples": len({r["sample"] for r in recs}), "samples_requested": int(len(ctx.y)),
         "modes": list(ctx.modes), "repeats": ctx.cfg.repeats, "warmup": ctx.cfg.warmup,
         "counts": {mode: len(rs) for mode, rs in by_mode.items()},
         "policy": art.policy.to_dict() if art.policy else None,
-        "accuracy": {mode: _frac([r["top1"] == r["label"] for r in rs if r.get("repeat", 0) == 0
-                                  and r.get("label", -1) >= 0]) for mode, rs in by_mode.items()},
+        "accuracy": {mode: fig.frac([r["top1"] == r["label"] for r in rs if r.get("repeat", 0) == 0
+                                     and r.get("label", -1) >= 0]) for mode, rs in by_mode.items()},
         "agreement": {mode: _agreement(rs) for mode, rs in by_mode.items()},
         "latency_unit": "s", "latency": latency,
+        "instructions_per_tick": costs.ipt,
         "per_segment": _per_segment(art, by_mode),
+        "latency_reference": ref["name"],
         "per_exit": per_exit,
-        "early_exit": _early_exit(art, by_mode, latency),
+        "early_exit": early,
         "link": link, "payload_efficiency": link["payload_efficiency"],
         "energy": energy,
         "wall_s": round(wall_s, 3),
@@ -69,19 +81,20 @@ def summarize(records: list[dict], art, ctx, workers, stats, wall_s: float, writ
                    "samples_per_s": round(ctx.pending_samples / wall_s, 2) if wall_s > 0 else None},
         "resume": {"previous_results": writer.previous, "torn_line": writer.torn},
     }
+    if costs.ipt is not None:
+        summary.update(fig.instructions_per_mac(art, ref))
     if getattr(ctx.cfg, "faults", None) is not None:
         summary["faults"] = _faults(ctx.cfg.faults, workers)
-    ee = summary["agreement"].get("early_exit") or {}
-    summary["agreement_exit"], summary["agreement_top1"] = ee.get("exit"), ee.get("top1")
+    summary.update(fig.agreement(by_mode))
     summary.update(_overhead(art, by_mode))
     return summary
 
 
 def _agreement(rs: list[dict]) -> dict:
     checked = [r for r in rs if "host_exit" in r]
-    return {"n": len(checked), "exit": _frac([r["exit"] == r["host_exit"] for r in checked]),
-            "top1": _frac([r["top1"] == r["host_top1"] for r in checked]),
-            "logits_equal": _frac([r["host_logits_equal"] for r in checked])}
+    return {"n": len(checked), "exit": fig.frac([r["exit"] == r["host_exit"] for r in checked]),
+            "top1": fig.frac([r["top1"] == r["host_top1"] for r in checked]),
+            "logits_equal": fig.frac([r["host_logits_equal"] for r in checked])}
 
 
 def _per_segment(art, by_mode) -> list[dict]:
@@ -94,54 +107,6 @@ def _per_segment(art, by_mode) -> list[dict]:
         out.append({"index": k, "macs": seg.macs, "latency_median_s": s and s["median_s"],
                     "latency_p90_s": s and s["p90_s"], "n": s["n"] if s else 0})
     return out
-
-
-def _reference_latency(art, latency) -> tuple[float | None, str | None]:
-    if latency.get("full"):
-        return latency["full"]["median_s"], "full"
-    last = f"segment:{art.n_segments - 1}"
-    return (latency[last]["median_s"], last) if latency.get(last) else (None, None)
-
-
-def _per_exit(art, by_mode, latency, profile, energy_summary) -> list[dict]:
-    ref_s, ref_name = _reference_latency(art, latency)
-    exits = {e["index"]: e for e in art.manifest.get("exits", [])}
-    measured = energy_summary.get("per_mode") if energy_summary["source"] != "modelled" else None
-
-    def joules(mode: str, seconds):
-        if measured is not None:
-            return (measured.get(mode) or {}).get("energy_j")
-        return modelled_energy_j(seconds, profile)
-
-    ref_energy = joules(ref_name, ref_s) if ref_name else None
-    out = []
-    for k in range(art.n_segments):
-        s = latency.get(f"segment:{k}")
-        med = s["median_s"] if s else None
-        energy = joules(f"segment:{k}", med)
-        out.append({"index": k, "macs": exits.get(k, {}).get("cumulative_macs"),
-                    "mac_ratio": exits.get(k, {}).get("mac_ratio"),
-                    "latency_median": med, "latency_p90": s["p90_s"] if s else None, "latency_unit": "s",
-                    "latency_ratio": med / ref_s if med is not None and ref_s else None, "latency_ratio_to": ref_name,
-                    "energy_j": energy, "energy_ratio": energy / ref_energy if energy and ref_energy else None,
-                    "energy_source": energy_summary["source"]})
-    return out
-
-
-def _early_exit(art, by_mode, latency) -> dict | None:
-    rs = [r for r in by_mode.get("early_exit", []) if r.get("repeat", 0) == 0]
-    if not rs:
-        return None
-    exits = np.array([r["exit"] for r in rs])
-    ratios = {e["index"]: e.get("mac_ratio") for e in art.manifest.get("exits", [])}
-    ref_s, ref_name = _reference_latency(art, latency)
-    mean_s = latency["early_exit"]["mean_s"]
-    mac = [ratios.get(int(e)) for e in exits]
-    return {"accuracy": _frac([r["top1"] == r["label"] for r in rs if r.get("label", -1) >= 0]),
-            "exit_fraction": [float(np.mean(exits == k)) for k in range(art.n_segments)],
-            "mac_ratio": float(np.mean(mac)) if None not in mac else None,
-            "latency_mean_s": mean_s, "latency_median_s": latency["early_exit"]["median_s"],
-            "latency_ratio": mean_s / ref_s if ref_s else None, "latency_ratio_to": ref_name}
 
 
 def _overhead(art, by_mode) -> dict:
@@ -178,13 +143,28 @@ def _pair_ratio(a: dict, b: dict) -> float | None:
     return float(np.median(ratios)) if ratios else None
 
 
-def _energy(profile, latency, workers) -> dict:
+FORMULA = {"instructions": "energy per instruction x instructions",
+           "seconds": "active power x device-measured seconds"}
+
+
+def _energy(profile, kind: str, costs, by_mode, workers) -> dict:
     measured = [w.energy for w in workers if w.energy]
     if measured:
-        return {"source": measured[0]["source"], **measured[0]}
-    return {"source": "modelled", "profile": profile.to_dict(),
-            "note": "modelled = active power x device-measured latency; not a measurement",
-            "per_mode_j": {mode: modelled_energy_j(s["median_s"], profile) for mode, s in latency.items() if s}}
+        return {"source": measured[0]["source"], "device_kind": kind, **measured[0]}
+    counts_instructions = costs.ipt is not None
+    how = basis(profile, counts_instructions)
+    if how is None:
+        return {"source": "none", "device_kind": kind, "profile": None, "profile_name": None, "per_mode_j": {},
+                "note": f"no energy profile for a device of kind '{kind}' (it did not report a board model tinyexit "
+                        "knows); attach a power meter with --power to measure it"}
+    per_mode = {}
+    for mode, rs in by_mode.items():
+        inst = fig.median(costs.instr(rs) or []) if counts_instructions else None
+        per_mode[mode] = modelled_energy_j(profile, seconds=fig.median(costs.s(rs)), instructions=inst)
+    return {"source": "modelled", "label": f"modelled (profile '{profile.name}')", "device_kind": kind,
+            "profile": profile.to_dict(), "profile_name": profile.name, "basis": how,
+            "note": f"modelled = {FORMULA[how]} (median per mode); not a measurement",
+            "per_mode_j": per_mode}
 
 
 def _faults(cfg, workers) -> dict:
@@ -204,6 +184,7 @@ def _faults(cfg, workers) -> dict:
 
 def _device(w) -> dict:
     return {"worker": w.name, "spec": w.spec, "url": w.target.url if w.target else None,
+            "kind": w.target.kind if w.target else None,
             "simulated_or_real": w.target.simulated_or_real if w.target else None,
             "info": w.info.to_dict() if w.info else None, "samples": len(w.samples),
             "unsupported_modes": w.unsupported, "reference_runtime": w.reference_runtime,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge.harness.link import PtyPair, SerialLink
+from tinyexit.firmware_bridge.protocol.link import PtyPair, SerialLink
 
 HOST_AGENT = "host-agent"
 HOST_AGENT_LABEL = "host-agent on this machine"

@@ -37,7 +37,7 @@ _LOST_STATE = (pc.Status.REQ_INPUT_MISSING, pc.Status.REQ_INPUT_RANGE)
 
 @dataclass
 class BenchContext:
-    run: Path
+    run: Path                            # the output root: the run directory, or a bundle directory benched alone
     art: Bundle
     x: np.ndarray
     y: np.ndarray
@@ -46,6 +46,7 @@ class BenchContext:
     multi: bool
     log: object = print
     monitor: object = None               # an open power monitor (power.py), or None: energy is modelled
+    t: np.ndarray | None = None          # the denoiser's diffusion step of each input (the bundle's inputs.npz)
     abort: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self):
@@ -273,6 +274,8 @@ class Worker:
                "exit": res.exit, "top1": int(np.argmax(logits)), "label": int(self.ctx.y[sample]),
                "logits": logits.tolist(), "ticks": list(res.ticks), "tick_hz": res.tick_hz,
                "decision_ticks": res.decision_ticks, "runs": res.repeat}
+        if self.ctx.t is not None:
+            rec["t"] = int(self.ctx.t[sample])
         if host_logits is not None:
             rec.update({"host_exit": host_exit, "host_top1": int(np.argmax(host_logits)),
                         "host_logits_equal": bool(np.array_equal(host_logits.astype(np.int64), logits))})

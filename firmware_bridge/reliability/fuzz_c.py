@@ -14,7 +14,7 @@ UndefinedBehaviorSanitizer (any report aborts), one process on one core:
     tinyexit reliability fuzz-c [RUN_DIR] --seconds 600 [--target mlperf]
     python -m tinyexit.firmware_bridge.reliability.fuzz_c [RUN_DIR] --seconds 600
 
-Without RUN_DIR the small trained run of tinyexit.export.testing is built once
+Without RUN_DIR the small trained run of tests/helpers (source checkout only) is built once
 in the work directory (needs torch and TensorFlow, like `tinyexit export`).
 Figures go to WORKDIR/<target>/fuzz-c.json, crashing inputs to WORKDIR/<target>/crashes.
 """
@@ -108,7 +108,7 @@ def model_sources(run_dir: Path, out: Path, kernels: str) -> tuple[list[Path], l
             raise UserError(f"{mdir}/manifest.json: missing; fuzz-c needs both models exported "
                             f"('tinyexit export {run_dir}')")
         manifest = read_json(mdir / "manifest.json")
-        c_dir = ensure_sources(run_dir, model, manifest, log=lambda msg: None)
+        c_dir = ensure_sources(run_dir, model)
         # The denoiser image is linked as `--no-monolithic` builds are, so RUN FULL meets REQ_UNSUPPORTED.
         monos = [(s, json.loads((c_dir / f"{model}_{s}_codegen.json").read_text())) for s in ("full", "all_exits")
                  if model == "classifier" and (c_dir / f"{model}_{s}_codegen.json").is_file()]
@@ -269,7 +269,7 @@ def fuzz_c(run_dir=None, workdir="build/fuzz-c", cfg: FuzzCConfig = FuzzCConfig(
         run_dir = base / "tiny_run"
         log(f"fuzz-c: no RUN_DIR; using the small test run built earlier in {run_dir}")
     elif run_dir is None:
-        from tinyexit.export.testing import exported_run  # trains: a developer command, never on a device
+        from tinyexit.firmware_bridge.reliability.dev_run import exported_run  # tests/helpers, else UserError
 
         log(f"fuzz-c: no RUN_DIR; building the small test run in {base} (once, about a minute)")
         run_dir = exported_run(base)

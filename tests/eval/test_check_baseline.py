@@ -25,7 +25,7 @@ def test_committed_baseline_is_well_formed_and_covers_every_kind():
 
 
 def test_baseline_macs_are_the_default_architectures():
-    from tinyexit.eval.macs import count_macs, cumulative_exit_macs, segment_macs
+    from helpers.torch_macs import count_macs, cumulative_exit_macs, segment_macs
     from tinyexit.models.classifier import ResNetConfig, build_classifier
 
     metrics = load_baseline(BASELINE)

@@ -50,7 +50,7 @@ def test_elbo_schedule_and_macs_accounting():
     assert s["mac_saving"] == pytest.approx(7 / 12)
     assert s["bits_per_dim_increase"] == pytest.approx(0.291 / 0.281 - 1)
     assert s["steps_per_exit"] == {"-1": 1, "0": 1, "1": 1}
-    rows = ds.tolerance_frontier(kl, kl, [100, 400], lt, tolerances=(0.0, 1.0))
+    rows = ds.tolerance_frontier({"1.0": [-1, -1, -1], "0.0": [1, 1, -1]}, kl, [100, 400], lt)  # sorted by tolerance
     assert rows[0]["schedule"] == [1, 1, -1] and rows[0]["bits_per_dim_increase"] == pytest.approx(0.0)
     assert rows[1]["mac_saving"] == 1.0
 

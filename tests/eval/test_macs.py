@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from tinyexit.eval.macs import count_macs, cumulative_exit_macs, segment_macs
+from helpers.torch_macs import count_macs, cumulative_exit_macs, segment_macs
 from tinyexit.models.classifier import ResNetConfig, StageSpec, build_classifier
 
 

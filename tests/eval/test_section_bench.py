@@ -23,9 +23,20 @@ def ns(macs, ops):
 
 
 def manifest(segs, full, model):
+    """A minimal valid bundle manifest (tinyexit.bundle checks it): segment k's features feed segment k + 1."""
     cum = np.cumsum([m for m, _ in segs]).tolist()
-    return {"model": model, "full_macs": full[0], "full": {"ops": [{"type": "CONV_2D"}] * full[1]},
-            "segments": [{"index": k, "macs": m, "param_bytes": 100 * k,
+
+    def spec(name, k):
+        return {"name": name, "shape": [1, 4, 4, 2 + k], "dtype": "int8", "scale": 0.05, "zero_point": 0}
+
+    def outputs(k):
+        logits = {"name": "logits", "shape": [1, 10], "dtype": "int8", "scale": 0.1, "zero_point": 0}
+        return [logits] + ([spec("features", k + 1)] if k + 1 < len(segs) else [])
+
+    return {"model": model, "schema_version": 1, "artifact_hash": "0" * 64, "files": {},
+            "input": spec("input", 0), "full_macs": full[0], "monolithic": {"full": {"ops": [{"type": "CONV_2D"}] * full[1]}},
+            "segments": [{"index": k, "macs": m, "param_bytes": 100 * k, "inputs": [spec("input", k)],
+                          "outputs": outputs(k),
                           "ops": [{"type": "CONV_2D", "macs": m}] + [{"type": "ADD", "macs": 0}] * (o - 1)}
                          for k, (m, o) in enumerate(segs)],
             "exits": [{"index": k, "cumulative_macs": c, "mac_ratio": c / full[0]} for k, c in enumerate(cum)],
@@ -61,7 +72,15 @@ def harness_summary(model, **extra):
             "payload_efficiency": 0.93,
             "link": {"frames": 500, "retries": 2, "crc_errors": 1, "resyncs": 1, "timeouts": 0, "bytes_on_wire": 9000},
             "energy": {"source": "modelled", "profile": {"name": "host-agent", "active_power_w": 15.0,
-                                                         "source": "assumption, not a measurement"}}} | extra
+                                                         "source": "assumption, not a measurement"},
+                       "per_mode_j": modelled_joules(model)}} | extra
+
+
+def modelled_joules(model):
+    """What the harness writes as modelled energy per mode: 15 W x the median latency."""
+    segs, full = (CLS_SEGS, CLS_FULL) if model == "classifier" else (DEN_SEGS, DEN_FULL)
+    out = {f"segment:{k}": 15.0 * sum(ns(*s) for s in segs[:k + 1]) * 1e-9 for k in range(len(segs))}
+    return out | {"full": 15.0 * ns(*full) * 1e-9}
 
 
 def make_run(tmp_path, target="agent", summary=None, scale=1, tick_hz=1_000_000_000, torn=False, runs=1,
@@ -104,7 +123,7 @@ def test_agent_target_numbers(tmp_path):
         assert e["latency_median"] == pytest.approx(chain[k], rel=1e-12)
         assert e["latency_ratio"] == pytest.approx(chain[k] / full_s, rel=1e-12)
         assert e["energy_kind"] == "modelled" and e["energy_source"].startswith("modelled: profile 'host-agent'")
-        assert e["energy_j"] == pytest.approx(15.0 * chain[k])     # the harness's profile, as in summary.json
+        assert e["energy_j"] == pytest.approx(15.0 * chain[k])     # rendered from summary.json, not recomputed
         assert e["energy_ratio"] == pytest.approx(e["latency_ratio"])
     assert t["segment_overhead"] == pytest.approx(chain[-1] / full_s - 1)
     assert t["agreement_top1"] == pytest.approx(11 / 12) and t["agreement_exit"] == 1.0
@@ -177,7 +196,8 @@ def test_qemu_target_reports_instructions(tmp_path, name, summary):
     full_instr = ns(*CLS_FULL) // 40 * 40
     assert t["instructions_per_mac"] == full_instr / CLS_FULL[0]
     assert t["per_exit"][0]["latency_median"] == ns(*CLS_SEGS[0]) // 40 * 40
-    assert t["per_exit"][0]["energy_j"] == pytest.approx(t["per_exit"][0]["latency_median"] * 3.3e-10)
+    assert t["per_exit"][0]["energy_j"] is None          # summary.json states no energy: the report invents none
+    assert t["per_exit"][0]["energy_source"].startswith("not in summary.json")
     assert t["per_layer"][0]["instructions_per_mac"] == 5000 / 4608
     assert "instructions_per_mac" not in t["per_layer"][1]
     assert "1 layers with 0 MACs (mean) execute 640 instructions, 11.3 % of the network" in t["where_macs_mislead"]
@@ -217,12 +237,13 @@ def test_auto_feature_falls_back_to_bytes_when_op_counts_are_collinear(tmp_path,
     monkeypatch.setattr(sys.modules[__name__], "DEN_FULL", (80000, 7))
     run = make_run(tmp_path)
     (run / "export" / "classifier" / "manifest.json").write_text(json.dumps(
-        manifest(CLS_SEGS, CLS_FULL, "classifier") | {"full": {"param_bytes": 900}}))
+        manifest(CLS_SEGS, CLS_FULL, "classifier") | {"monolithic": {"full": {"param_bytes": 900}}}))
     t = section_bench.build(run, run / "report").data["agent"]
     lm = t["latency_model"]
     assert lm["config"]["feature"] == "bytes" and lm["terms"]["b"] == "per byte moved"
-    # bytes = param_bytes (100 k) only; the denoiser's monolithic model has no byte count, so it is left out
-    assert [p["feature"] for p in lm["loo"]] == [0, 100, 200, 0, 100, 900]
+    # bytes = param_bytes (100 k) + int8 input (16 (2 + k)) + logits (10) + features (16 (3 + k), all but the
+    # last segment); the denoiser's monolithic model has no byte count, so it is left out
+    assert [p["feature"] for p in lm["loo"]] == [90, 222, 274, 90, 158, 900]
     assert [r["ops"] for r in t["segments"]] == [7] * 5
 
 

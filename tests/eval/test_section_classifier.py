@@ -13,9 +13,17 @@ KEYS = {
 
 
 @pytest.mark.slow
-def test_train_then_report_has_every_key(tmp_path):
+def test_train_then_report_has_every_key(tmp_path, monkeypatch):
+    import sys
+
     run = tmp_path / "run"
     assert main(["train", "early-exit", "--epochs", "1", "--out", str(run)]) == 0
+    # The report is torch-free and reads files only: block torch, models and export while it runs.
+    # (the CLI's own registration modules, models.cli and export.cli, stay: they import nothing heavy)
+    for name in [m for m in sys.modules if m.split(".")[0] in ("torch", "tensorflow", "sklearn")
+                 or m.startswith(("tinyexit.models.", "tinyexit.export."))] + ["torch", "tensorflow"]:
+        if name not in ("tinyexit.models.cli", "tinyexit.export.cli"):
+            monkeypatch.setitem(sys.modules, name, None)
     assert main(["report", str(run)]) == 0
     rep = json.loads((run / "report" / "report.json").read_text())
     c = rep["classifier"]
@@ -31,8 +39,16 @@ def test_train_then_report_has_every_key(tmp_path):
     assert "gaussian_exit_theory" in rep
     md = (run / "report" / "report.md").read_text()
     assert "Early-exit classifier" in md and "cascading-Gaussian" in md
-    # A threshold given by the user replaces the val choice and is recorded in config.json.
+    # The threshold is the one training chose on val (config.json; nothing exported yet), with provenance.
+    chosen = json.loads((run / "config.json").read_text())["classifier"]["exit_policy"]
+    ee = c["early_exit"]
+    assert ee["threshold"] == ee["run_threshold"] == chosen["params"][0] and ee["chosen_on"] == "val"
+    assert ee["what_if"] is False and ee["threshold_provenance"]["source"] == "chosen at training"
+    assert c["macs"]["source"]["baseline"].startswith("counted from the torch network at training time")
+    # A what-if threshold given to the report is used for the figures, labelled, and recorded in config.json.
     assert main(["report", str(run), "--threshold", "0.99"]) == 0
     rep = json.loads((run / "report" / "report.json").read_text())
-    assert rep["classifier"]["early_exit"]["threshold"] == 0.99
+    assert rep["classifier"]["early_exit"]["threshold"] == 0.99 and rep["classifier"]["early_exit"]["what_if"] is True
+    assert rep["classifier"]["early_exit"]["run_threshold"] == chosen["params"][0]
+    assert "What-if" in (run / "report" / "report.md").read_text()
     assert json.loads((run / "config.json").read_text())["report"] == {"threshold": 0.99}

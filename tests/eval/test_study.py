@@ -29,25 +29,6 @@ def test_evaluate_counts_exits_and_cost():
     assert r["accuracy"] == study.accuracy(p.logits[2], p.y)
 
 
-def _changed_answers(p, t):
-    exits = ExitPolicy("max_softmax", (t,)).exit_index(p.logits)
-    return int((gather_exit_logits(p.logits, exits).argmax(-1) != p.logits[-1].argmax(-1)).sum())
-
-
-def test_choose_threshold_changes_no_full_depth_answer_on_val():
-    val = _preds(1)
-    val.logits[0, :5] = val.logits[2, :5] * 3  # a few confident exit-0 answers agreeing with full depth
-    t = study.choose_threshold(val, CUM, floor=0.5)
-    assert 0.5 <= t < 1
-    for g in study.FINE_GRID:
-        if g >= t:
-            assert _changed_answers(val, g) == 0
-    # It is the lowest such threshold: one grid step lower changes an answer (or is below the floor).
-    lower = [g for g in study.FINE_GRID if g < t]
-    assert lower and _changed_answers(val, lower[-1]) > 0
-    assert study.choose_threshold(val, CUM) >= study.CONFIDENCE_FLOOR == 0.9
-
-
 def test_calibrated_meets_target_at_least_cost():
     val = _preds(2)
     target = study.accuracy(val.logits[-1], val.y) - 0.01
@@ -88,3 +69,43 @@ def test_confidence_split():
     c = study.confidence_split(pol, p)
     assert c["confidence_exiting_early"] >= 0.9
     assert c["exit0_confidence_passing_through"] < 0.9
+
+
+def _exit0_as_good_as_full(n=200):
+    """3 exits where exit 0 is right on every sample (as the demo's val split nearly is: 0.980 vs 0.977),
+    exit 2 on all but 6: every accuracy drop is met by sending everything out at exit 0, and exit 0's
+    confidence is low (< 0.5 on most samples), so only a grid reaching below 0.5 finds it."""
+    y = np.arange(n) % 10
+    logits = np.zeros((3, n, 10))
+    logits[0, np.arange(n), y] = 1.0              # right, but softmax max = e / (e + 9) = 0.23
+    logits[1, np.arange(n), y] = 3.0
+    logits[2, np.arange(n), y] = 5.0
+    wrong = np.arange(6)
+    logits[2, wrong, y[wrong]] = 0.0
+    logits[2, wrong, (y[wrong] + 1) % 10] = 5.0
+    return study.Predictions(logits, y)
+
+
+def test_calibrated_rows_are_distinct_and_say_which_drops_they_meet():
+    p = _exit0_as_good_as_full()
+    rows = [r for r in study.sweep(p, p, CUM, baseline_macs=900) if r["policy"] == "calibrated"]
+    # Before: four identical rows (one per drop), and a grid floored at 0.5 could not reach exit 0 at all.
+    assert len(rows) == 1
+    (row,) = rows
+    assert row["threshold"] == [0.0, 0.0] and row["exit_fractions"] == [1.0, 0.0, 0.0]
+    assert row["accuracy"] == row["val_accuracy"] == 1.0 and row["mean_macs"] == 100
+    assert row["chosen_for_drops"] == row["meets_drops"] == [0.0, 0.005, 0.01, 0.02]
+    assert row["val_full_depth_accuracy"] == 194 / 200
+    assert study.CALIBRATION_GRID[0] == 0.0 and 0.5 in study.CALIBRATION_GRID
+
+
+def test_calibrated_rows_one_per_distinct_tuple():
+    val, grid, drops = _preds(2), (0.0, 0.5, 0.7, 0.9, 0.99), (0.0, 0.05, 0.1, 0.2)
+    rows = study.calibrated_rows(val, _preds(3), CUM, 900, drops=drops, grid=grid)
+    # drops 0.05 and 0.1 choose the same tuple: one row for both
+    assert [(r["threshold"], r["chosen_for_drops"], r["meets_drops"]) for r in rows] == [
+        ([0.5, 0.5], [0.0], [0.0, 0.05, 0.1, 0.2]), ([0.5, 0.0], [0.05, 0.1], [0.05, 0.1, 0.2]),
+        ([0.0, 0.0], [0.2], [0.2])]
+    full = study.accuracy(val.logits[-1], val.y)
+    assert [tuple(r["threshold"]) for r in rows] == list(dict.fromkeys(
+        study.calibrate(val, CUM, full - d, grid=grid) for d in drops))

@@ -66,6 +66,29 @@ def test_boundary_features_stay_in_place_and_layers_carry_manifest_macs():
     assert src.peak_live_bytes <= src.arena_bytes <= 1.3 * src.peak_live_bytes
 
 
+def test_layer_macs_are_the_readers_op_macs():
+    """One MAC counter: codegen takes tflite_graph.op_macs per op, it does not count again."""
+    from tinyexit.export.codegen_lower import lower, read_segment
+    for blob in TM.chain_models():
+        g = read_segment(blob)
+        assert [layer.macs for layer in lower(g)] == [op.macs for op in g.ops]
+        assert sum(op.macs for op in g.ops) == g.macs > 0
+
+
+def test_codegen_refuses_a_multi_subgraph_file_naming_the_per_segment_files():
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    from tinyexit.export.codegen_lower import read_segment
+    blob = TM.chain_models()[0]
+    m = fb.ModelT.InitFromObj(fb.Model.GetRootAs(blob, 0))
+    m.subgraphs = m.subgraphs * 2
+    b = flatbuffers.Builder(2 * len(blob))
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    with pytest.raises(UserError, match="two.tflite: has 2 subgraphs; code generation takes the single-subgraph"):
+        read_segment(bytes(b.Output()), "two.tflite")
+
+
 def test_greedy_plan_shares_memory_between_buffers_not_alive_together():
     bufs = [Buffer(("a",), 100, 0, 1), Buffer(("b",), 50, 1, 2), Buffer(("c",), 100, 2, 3), Buffer(("d",), 8, 0, 3)]
     plan = plan_arena(bufs)
@@ -118,28 +141,24 @@ def test_corrupt_truncated_and_non_tflite_files(tmp_path):
         CodegenConfig(model_name="2bad-name")
 
 
-def test_boundary_quantization_must_be_bit_identical():
+def test_boundary_quantization_follows_the_bundle_rule():
+    """The files' boundary is checked with tinyexit.bundle.check_boundary: one float32 step passes, 1e-4 does not."""
     blobs = list(TM.chain_models())
     scale, zp = TM._output_qparams(blobs[0], "features")
+    blobs[1] = TM._set_input_qparams(blobs[1], np.nextafter(scale, np.float32(1)), zp)
+    assert len(generate_c(blobs, _cfg()).segments) == 3
     blobs[1] = TM._set_input_qparams(blobs[1], scale * np.float32(1.0001), zp)
-    with pytest.raises(UserError, match="bit-identical"):
+    with pytest.raises(UserError, match="features of segment 0 .* do not match the input of segment 1"):
         generate_c(blobs, _cfg())
 
 
 def _fake_run(tmp_path: Path) -> Path:
-    run = tmp_path / "run"
-    mdir = run / "export" / "tm"
-    (mdir / "tflm").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"tinyexit_version": __version__}))
-    segs = []
-    for k, blob in enumerate(TM.chain_models()):
-        path = mdir / "tflm" / f"segment_{k}.int8.tflite"
-        path.write_bytes(blob)
-        segs.append({"index": k, "files": {"tflm": {"path": f"tflm/segment_{k}.int8.tflite",
-                                                    "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}}})
-    manifest = {"model": "tm", "artifact_hash": "12" * 32, "source_checkpoint": {"sha256": "34" * 32},
-                "config_sha256": "56" * 32, "segments": segs}
-    (mdir / "manifest.json").write_text(json.dumps(manifest))
+    """A bundle as tests/firmware/tflite_models.fake_run writes it, with known provenance hashes."""
+    run = TM.fake_run(tmp_path, TM.chain_models(), with_c=False)
+    path = run / "export" / "tm" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update({"artifact_hash": "12" * 32, "source_checkpoint": {"sha256": "34" * 32}, "config_sha256": "56" * 32})
+    path.write_text(json.dumps(manifest))
     return run
 
 
@@ -156,5 +175,5 @@ def test_generate_c_for_run_writes_the_c_folder_and_checks_hashes(tmp_path, caps
     with pytest.raises(UserError, match="segment_1.int8.tflite: sha256 differs"):
         generate_c_for_run(run, "tm")
     shutil.rmtree(run / "export")
-    with pytest.raises(UserError, match="manifest.json: missing; run 'tinyexit export"):
+    with pytest.raises(UserError, match="manifest.json: missing; point at RUN/export/<model>"):
         generate_c_for_run(run, "tm")

@@ -97,8 +97,8 @@ def test_only_equal_contents_are_shared():
 
 
 def _logits_position(blob: bytes) -> int:
-    from tinyexit.export.codegen_graph import read_tflite
-    g = read_tflite(blob)
+    from tinyexit.export.codegen_lower import read_segment
+    g = read_segment(blob)
     names = [g.tensors[i].name.split(":")[0].split(";")[0] for i in g.outputs]
     return names.index("logits") if "logits" in names else 0
 
@@ -106,7 +106,7 @@ def _logits_position(blob: bytes) -> int:
 @pytest.mark.slow
 def test_exported_variants_hold_each_weight_once_and_stay_bit_exact(tmp_path_factory):
     """The real export: segmented, full-depth and all-exits models; flash ~1x the distinct arrays."""
-    from tinyexit.export.testing import copy_run, exported_run
+    from helpers.trained_runs import copy_run, exported_run
     from tinyexit.firmware_bridge.firmware.verify import test_split_inputs
 
     run = copy_run(exported_run(tmp_path_factory.getbasetemp()), tmp_path_factory.mktemp("dedupe") / "run")

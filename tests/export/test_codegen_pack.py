@@ -11,8 +11,7 @@ import pytest
 from tinyexit.errors import UserError
 from tinyexit.export import int8_ref as ref
 from tinyexit.export.codegen import CodegenConfig, generate_c
-from tinyexit.export.codegen_graph import read_tflite
-from tinyexit.export.codegen_lower import lower
+from tinyexit.export.codegen_lower import lower, read_segment
 from tinyexit.export.codegen_pack import (HEADER_WORDS, MAGIC, acc_bound, column_mode, fast_requant, pack_conv,
                                           packed_taps, why_not_packed)
 from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, HostRunner, build_host_runner
@@ -27,7 +26,7 @@ TM = sys.modules[_KEY]
 
 def _convs():
     blobs = list(TM.chain_models()) + [TM.op_models()["conv_block"]]
-    return [layer for b in blobs for layer in lower(read_tflite(b)) if layer.kind == "conv"]
+    return [layer for b in blobs for layer in lower(read_segment(b)) if layer.kind == "conv"]
 
 
 def test_fast_requantization_equals_tflites_double_rounding_on_every_packed_layer():
@@ -114,7 +113,7 @@ def test_each_kernel_set_links_only_its_own_layout_and_the_option_turns_packing_
     c_dir = src.write(tmp_path / "c")
     plain = _nm_sizes(tmp_path, c_dir / "tm_model.c", [])
     dsp = _nm_sizes(tmp_path, c_dir / "tm_model.c", ["-DTE_KERNELS_ARM_DSP=1"])
-    layer1 = next(layer for layer in lower(read_tflite(blobs[0])) if layer.label.startswith("1:"))
+    layer1 = next(layer for layer in lower(read_segment(blobs[0])) if layer.label.startswith("1:"))
     assert plain["tm_L1_w"] == layer1.p["weights"].size + 4
     assert dsp["tm_L1_w"] == 4 * pack_conv(layer1).weights.size
     assert "tm_L1_mult" in plain and "tm_L1_mult" not in dsp
@@ -149,7 +148,7 @@ def test_an_add_writes_in_place_over_an_input_only_it_still_reads():
 
     blobs = TM.chain_models()
     src = generate_c(blobs, CodegenConfig(model_name="tm"))
-    graph = read_tflite(blobs[0])
+    graph = read_segment(blobs[0])
     layers = lower(graph)
     add = next(i for i, layer in enumerate(layers) if layer.kind == "add")
     segs = [(graph, layers, 0)]

@@ -5,7 +5,7 @@ import pytest
 
 from tinyexit.export.config import ExportConfig
 from tinyexit.export.exporter import export_run
-from tinyexit.export.testing import copy_run, exported_run
+from helpers.trained_runs import copy_run, exported_run
 
 
 @pytest.mark.slow

@@ -64,7 +64,7 @@ def test_tf_mirror_matches_torch_and_converts_to_depthwise_and_logistic():
     assert ops == {"PAD": 1, "CONV_2D": 5, "DEPTHWISE_CONV_2D": 1, "ADD": 1, "LOGISTIC": 1}
     macs = {op.type: op.macs for op in sg.ops if op.type == "DEPTHWISE_CONV_2D"}
     assert macs["DEPTHWISE_CONV_2D"] == 4 * 4 * 4 * 9            # output elements x k_h x k_w
-    from tinyexit.eval.macs import count_macs
+    from helpers.torch_macs import count_macs
 
     holder = nn.Module()
     holder.segments = nn.ModuleList([seg])

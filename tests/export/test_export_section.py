@@ -5,7 +5,7 @@ import pytest
 
 from tinyexit.eval import section_export
 from tinyexit.export.config import VerifyConfig
-from tinyexit.export.testing import copy_run, exported_run
+from helpers.trained_runs import copy_run, exported_run
 from tinyexit.export.verify import verify_run
 
 

@@ -8,8 +8,7 @@ import pytest
 
 from tinyexit.errors import UserError
 from tinyexit.export import int8_ref as ref
-from tinyexit.export.codegen_graph import read_tflite
-from tinyexit.export.codegen_lower import lower, run_layers
+from tinyexit.export.codegen_lower import lower, read_segment, run_layers
 
 _KEY = "tinyexit_tests_tflite_models"  # one instance per session: its TensorFlow-built models are cached
 if _KEY not in sys.modules:
@@ -76,7 +75,7 @@ def test_activation_ranges():
 
 def test_logistic_table_equals_tflite_micro_on_all_256_inputs():
     blob = TM.op_models()["logistic"]
-    g = read_tflite(blob)
+    g = read_segment(blob)
     (layer,) = lower(g)
     x = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
     (tflm,) = TM.tflm_run(blob, [x])[0]
@@ -87,7 +86,7 @@ def test_logistic_table_equals_tflite_micro_on_all_256_inputs():
 @pytest.mark.parametrize("name", ["conv_block", "dw_pool", "fc_tensor"])
 def test_op_graphs_bit_exact_against_tflite_micro(name):
     blob = TM.op_models()[name]
-    g = read_tflite(blob, name)
+    g = read_segment(blob, name)
     layers = lower(g)
     kinds = {layer.kind for layer in layers}
     assert kinds >= {"conv_block": {"conv", "add", "pad", "mean", "fc"}, "dw_pool": {"dwconv", "avgpool", "mean",
@@ -100,10 +99,10 @@ def test_op_graphs_bit_exact_against_tflite_micro(name):
 
 
 def test_fc_per_tensor_multiplier_uses_float32_product():
-    g = read_tflite(TM.op_models()["fc_tensor"])
+    g = read_segment(TM.op_models()["fc_tensor"])
     fc = lower(g)[0]
     x, w, y = (g.tensors[i] for i in (g.ops[0].inputs[0], g.ops[0].inputs[1], g.ops[0].outputs[0]))
-    assert w.scale.size == 1
+    assert len(w.scale) == 1
     m, s = ref.per_tensor_fc_multiplier(x.scale[0], w.scale[0], y.scale[0])
     assert (fc.p["rq"].mult == m).all() and (fc.p["rq"].shift == s).all()
 
@@ -112,7 +111,7 @@ def test_segment_chain_bit_exact_against_tflite_micro():
     blobs = TM.chain_models()
     cur = TM.random_inputs((1, 8, 8, 1), 40, seed=11)
     for k, blob in enumerate(blobs):
-        g = read_tflite(blob)
+        g = read_segment(blob)
         layers = lower(g)
         want = TM.tflm_run(blob, cur)
         nxt = []

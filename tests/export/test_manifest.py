@@ -7,9 +7,9 @@ import json
 import pytest
 
 from tinyexit.errors import UserError
-from tinyexit.eval.macs import count_macs
-from tinyexit.export import manifest as mf
-from tinyexit.export.testing import copy_run, exported_run
+from helpers.torch_macs import count_macs
+from tinyexit.bundle import load_bundle
+from helpers.trained_runs import copy_run, exported_run
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +57,12 @@ def test_full_network_macs_are_the_backbone_plus_last_head(run):
 
 def test_manifest_follows_the_documented_layout(run):
     man = _manifest(run, "classifier")
-    for key in ("tinyexit_version", "model", "source_checkpoint", "config", "config_sha256", "artifact_hash",
-                "layout", "input", "float_input_range", "files", "segments", "exits", "full_macs", "policy"):
+    for key in ("schema_version", "tinyexit_version", "model", "source_checkpoint", "config", "config_sha256",
+                "artifact_hash", "layout", "input", "float_input_range", "files", "segments", "exits", "full_macs",
+                "policy", "inputs"):
         assert key in man, key
-    assert man["layout"] == "NHWC" and man["model"] == "classifier"
-    assert man["policy"] == {"name": "max_softmax", "params": [0.9]}   # no report yet: the default
+    assert man["layout"] == "NHWC" and man["model"] == "classifier" and man["schema_version"] == 1
+    assert man["policy"]["name"] == "max_softmax" and man["policy"]["provenance"]["source"] == "chosen at training"
     assert man["config_sha256"] == hashlib.sha256(json.dumps(man["config"], sort_keys=True).encode()).hexdigest()
     lines = [man["files"]["tflite"]["sha256"]] + [s["files"]["tflm"]["sha256"] for s in man["segments"]]
     assert man["artifact_hash"] == hashlib.sha256("\n".join(lines).encode()).hexdigest()
@@ -73,23 +74,42 @@ def test_manifest_follows_the_documented_layout(run):
     assert den["input"]["shape"] == [1, 8, 8, 2] and den["float_input_range"] == [-1.0, 1.0]
 
 
-def test_load_checked_accepts_the_export_and_names_a_tampered_file(run, tmp_path):
-    mf.load_checked(run / "export" / "classifier")
+def test_load_bundle_accepts_the_export_and_names_a_tampered_file(run, tmp_path):
+    load_bundle(run / "export" / "classifier", verify=True)
     bad = copy_run(run, tmp_path / "run")
     seg = bad / "export" / "classifier" / "tflm" / "segment_1.int8.tflite"
     data = bytearray(seg.read_bytes())
     data[-9] ^= 0x01
     seg.write_bytes(bytes(data))
-    with pytest.raises(UserError, match=r"segment_1\.int8\.tflite: sha256 does not match manifest\.json.*tinyexit export"):
-        mf.load_checked(bad / "export" / "classifier")
+    with pytest.raises(UserError, match=r"segment_1\.int8\.tflite: sha256 differs from .*manifest\.json.*tinyexit export"):
+        load_bundle(bad / "export" / "classifier", verify=True)
 
 
-def test_policy_comes_from_the_report_and_threshold_overrides(tmp_path):
-    from tinyexit.export.exporter import run_policy
-    from tinyexit.rundir import write_json
+def test_ops_and_monolithic_records_come_from_the_graph(run):
+    """Every op record is tflite_graph.op_record of the exported file; the monolithic models are recorded
+    as segments are, so a latency model needs the manifest only."""
+    from tinyexit.export import tflite_graph as tg
 
-    assert run_policy(tmp_path, None) == {"name": "max_softmax", "params": [0.9]}
-    write_json(tmp_path / "report" / "report.json",
-               {"classifier": {"early_exit": {"policy": "max_softmax", "threshold": 0.75}}})
-    assert run_policy(tmp_path, None) == {"name": "max_softmax", "params": [0.75]}
-    assert run_policy(tmp_path, 0.6) == {"name": "max_softmax", "params": [0.6]}
+    d = run / "export" / "classifier"
+    man = _manifest(run, "classifier")
+    for seg in man["segments"]:
+        (sg,) = tg.read_file(d / seg["files"]["tflm"]["path"])[1]
+        assert seg["ops"] == [tg.op_record(op) for op in sg.ops]
+    conv = next(op for op in man["segments"][0]["ops"] if op["type"] == "CONV_2D")
+    assert conv["input_shapes"] == [[1, 8, 8, 1]] and conv["kernel"] == [3, 3] and conv["stride"] == [1, 1]
+    mono = man["monolithic"]
+    assert set(mono) == {"full", "all_exits"}
+    for name, macs_key in (("full", "full_macs"), ("all_exits", "all_exits_macs")):
+        rec = mono[name]
+        (sg,) = tg.read_file(d / man["files"][rec["file"]]["path"])[1]
+        assert rec["file"] == f"{name}_tflite" and rec["signature"] == name
+        assert rec["macs"] == sg.macs == man[macs_key] and rec["param_bytes"] == sg.param_bytes
+        assert rec["ops"] == [tg.op_record(op) for op in sg.ops]
+        assert rec["inputs"] == [man["input"]]
+    assert [o["name"] for o in mono["all_exits"]["outputs"]] == ["logits", "logits_0", "logits_1"]
+    assert [o["name"] for o in mono["full"]["outputs"]] == ["logits"]
+    assert len(mono["all_exits"]["ops"]) == sum(len(s["ops"]) for s in man["segments"])
+    bundle = load_bundle(d)
+    assert bundle.monolithic["full"].macs == man["full_macs"] and bundle.monolithic["full"].ops == tuple(
+        mono["full"]["ops"])
+    assert [t.name for t in bundle.monolithic["all_exits"].outputs] == ["logits", "logits_0", "logits_1"]

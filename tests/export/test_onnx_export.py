@@ -9,7 +9,7 @@ import pytest
 from onnx import numpy_helper
 
 from tinyexit.export import runtimes as rt
-from tinyexit.export.testing import exported_run
+from helpers.trained_runs import exported_run
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from tinyexit.errors import InternalError
 from tinyexit.export import boundary, onnx_export, runtimes as rt, tflite_graph as tg
-from tinyexit.export.testing import exported_run
+from helpers.trained_runs import exported_run
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from tinyexit.export import tflite_graph as tg
-from tinyexit.export.testing import exported_run
+from helpers.trained_runs import exported_run
 
 # Everything TFLite Micro's reference kernels cover and our block vocabulary may need.
 ALLOWED = {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "PAD", "LOGISTIC"}
@@ -93,3 +93,30 @@ def test_all_exits_file_is_one_subgraph_with_every_exit(model_dir, manifest):
     assert sg.macs == manifest["all_exits_macs"] == sum(s["macs"] for s in manifest["segments"])
     assert Counter(op.type for op in sg.ops) == sum(
         (Counter(o["type"] for o in s["ops"]) for s in manifest["segments"]), Counter())
+
+
+def test_op_record_carries_shapes_kernel_stride_and_the_one_mac_count(model_dir):
+    """op_record: what a cost model reading only the manifest needs; MACs are op_macs of the shapes."""
+    (sg,) = tg.read_file(model_dir / "tflm/segment_1.int8.tflite")[1]
+    recs = [tg.op_record(op) for op in sg.ops]
+    assert [r["type"] for r in recs] == ["CONV_2D", "PAD", "CONV_2D", "CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED"]
+    assert recs[0] == {"type": "CONV_2D", "macs": 4 * 4 * 32 * 12, "input_shapes": [[1, 8, 8, 12]],
+                       "output_shapes": [[1, 4, 4, 32]], "param_bytes": 32 * 12 + 32 * 4, "kernel": [1, 1],
+                       "stride": [2, 2], "dilation": [1, 1], "padding": "VALID"}   # the 1x1 stride-2 projection
+    assert recs[2]["macs"] == 4 * 4 * 32 * 3 * 3 * 12 and recs[2]["activation"] == "RELU"
+    assert recs[2]["input_shapes"] == [[1, 10, 10, 12]] and recs[2]["kernel"] == [3, 3]
+    assert recs[4]["input_shapes"] == [[1, 4, 4, 32]] * 2 and recs[4]["macs"] == 0
+    assert recs[6] == {"type": "FULLY_CONNECTED", "macs": 320, "input_shapes": [[1, 32]], "output_shapes": [[1, 10]],
+                       "param_bytes": 10 * 32 + 10 * 4}
+    assert sum(r["macs"] for r in recs) == sg.macs and sum(r["param_bytes"] for r in recs) == sg.param_bytes
+    json.dumps(recs)  # plain JSON values only
+
+
+def test_constant_tensors_are_read_only_views_in_their_dtype(model_dir):
+    (sg,) = tg.read_file(model_dir / "tflm/segment_0.int8.tflite")[1]
+    conv = sg.ops[0]
+    w, b = sg.tensors[conv.inputs[1]], sg.tensors[conv.inputs[2]]
+    assert (w.dtype, w.data.dtype, list(w.data.shape)) == ("int8", "int8", w.shape)
+    assert (b.dtype, b.data.dtype) == ("int32", "int32") and not w.data.flags.writeable
+    assert not sg.tensors[conv.inputs[0]].is_const and conv.const_inputs == [False, True, True]
+    assert conv.options["padding"] == "SAME" and conv.options["strideH"] == 1

@@ -7,7 +7,7 @@ import pytest
 
 from tinyexit.cli import main
 from tinyexit.export.config import VerifyConfig
-from tinyexit.export.testing import copy_run, exported_run
+from helpers.trained_runs import copy_run, exported_run
 from tinyexit.export.verify import verify_run
 
 SAMPLES = 150
@@ -51,19 +51,24 @@ def test_denoiser_bits_per_dim_int8_close_to_float(verified):
     assert (run / "export" / "denoiser" / res["samples_png"]).read_bytes()[:4] == b"\x89PNG"
 
 
-def test_verify_writes_json_table_and_report(verified):
+def test_verify_writes_its_own_json_and_table_never_the_report(verified, tmp_path):
+    from tinyexit.eval import section_export
+
     run, out = verified
     saved = json.loads((run / "export" / "verify.json").read_text())
     assert saved["passed"] == out["passed"]
     expect = all(r["agreement_int8"] >= 0.99 and r["max_drop_points"] <= 1.0
                  for r in out["models"]["classifier"]["per_exit"])
     assert out["models"]["classifier"]["passed"] == expect
-    report = json.loads((run / "report" / "report.json").read_text())
-    assert report["export"]["classifier"]["per_exit"][0]["accuracy_int8_tflm"] == \
+    # verify leaves the report alone; the report renders verify.json itself
+    assert (run / "report" / "report.json").read_text() == '{"tinyexit_version": "0.1.0"}\n'
+    assert (run / "report" / "report.md").read_text() == "# report\n\n## Other section\n\ntext\n"
+    section = section_export.build(run, tmp_path)
+    assert section.data["classifier"]["per_exit"][0]["accuracy_int8_tflm"] == \
            out["models"]["classifier"]["per_exit"][0]["accuracy_int8_tflm"]
-    assert "bits_per_dim_int8" in report["export"]["denoiser"]
-    md = (run / "report" / "report.md").read_text()
-    assert "## Export: int8 artifacts" in md and "## Other section" in md
+    assert "bits_per_dim_int8" in section.data["denoiser"]
+    assert section.data["classifier"]["policy"]["provenance"]["source"] == "chosen at training"
+    assert "## Export: int8 artifacts" in section.markdown
     assert (run / "export" / "verify.md").read_text().count("| exit |") == 2
 
 

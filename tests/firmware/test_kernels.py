@@ -77,9 +77,9 @@ def _rescale_tensor(blob: bytes, tensor_name_part: str, factor: float) -> bytes:
 @pytest.mark.parametrize("kernels", KERNELS)
 def test_left_shifts_and_saturation_take_the_general_paths(tmp_path, kernels):
     """A conv output scale 1/64 of the calibrated one: multipliers > 1 (left shifts), saturated outputs."""
-    from tinyexit.export.codegen_graph import read_tflite
+    from tinyexit.export.codegen_lower import read_segment
     blob = TM.chain_models()[0]
-    g = read_tflite(blob)
+    g = read_segment(blob)
     first_conv_out = g.ops[0].outputs[0]
     blob = _rescale_tensor(blob, str(first_conv_out), 1 / 64)
     runner, src = TM.host_runner(tmp_path, [blob], kernels)
@@ -111,7 +111,7 @@ def test_optimized_set_never_falls_back(tmp_path, monkeypatch):
 @pytest.mark.parametrize("model", ["classifier", "denoiser"])
 def test_exported_models_every_segment_whole_test_split(tmp_path_factory, model):
     """The real exported segments of both families on the whole digits test split, both kernel sets."""
-    from tinyexit.export.testing import exported_run
+    from helpers.trained_runs import exported_run
     from tinyexit.firmware_bridge.firmware.verify import test_split_inputs
 
     run = exported_run(tmp_path_factory.getbasetemp())

@@ -13,8 +13,7 @@ import shutil
 import pytest
 
 from tinyexit.cli import main
-from tinyexit.export.codegen_graph import read_tflite
-from tinyexit.export.codegen_lower import lower
+from tinyexit.export.codegen_lower import lower, read_segment
 
 pytestmark = [pytest.mark.slow, pytest.mark.qemu, pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
@@ -23,8 +22,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.qemu, pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from tinyexit.export.testing import copy_run, exported_run
-    return copy_run(exported_run(tmp_path_factory.getbasetemp()), tmp_path_factory.mktemp("perf") / "run")
+    from helpers.trained_runs import copy_run, exported_run
+
+    from tinyexit.export.codegen import generate_c_for_run
+
+    run = copy_run(exported_run(tmp_path_factory.getbasetemp()), tmp_path_factory.mktemp("perf") / "run")
+    generate_c_for_run(run, "classifier")   # the firmware build consumes export/<model>/c, it does not generate it
+    return run
 
 
 def _kernel_sizes(run) -> dict[str, tuple]:
@@ -32,7 +36,7 @@ def _kernel_sizes(run) -> dict[str, tuple]:
     manifest = json.loads((mdir / "manifest.json").read_text())
     sizes = {}
     for k, seg in enumerate(manifest["segments"]):
-        for layer in lower(read_tflite((mdir / seg["files"]["tflm"]["path"]).read_bytes())):
+        for layer in lower(read_segment((mdir / seg["files"]["tflm"]["path"]).read_bytes())):
             if layer.kind == "conv":   # (k_h, k_w, input channels)
                 sizes[f"seg{k}/{layer.label}"] = (*layer.p["k"], layer.p["in_shape"][2])
     return sizes

@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinyexit.export.codegen_graph import read_tflite
-from tinyexit.export.codegen_lower import lower
+from tinyexit.export.codegen_lower import lower, read_segment
 from tinyexit.export.codegen_pack import column_mode, why_not_packed
 
 _KEY = "tinyexit_tests_tflite_models"
@@ -44,7 +43,7 @@ def _odd_model() -> bytes:
 
 
 def test_the_odd_model_takes_every_column_mode():
-    layers = [layer for layer in lower(read_tflite(_odd_model())) if layer.kind == "conv"]
+    layers = [layer for layer in lower(read_segment(_odd_model())) if layer.kind == "conv"]
     assert all(why_not_packed(layer) is None for layer in layers)
     assert sorted(column_mode(layer) for layer in layers) == [0, 1, 1, 2]
 

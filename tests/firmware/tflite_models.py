@@ -197,41 +197,50 @@ def split_outputs(outs: list[np.ndarray], seg: dict) -> tuple[np.ndarray, np.nda
     return logits.ravel(), (rest[0].ravel() if rest else None)
 
 
-def fake_run(tmp: Path, blobs: list[bytes], model: str = "tm", n_inputs: int = 40, seed: int = 4) -> Path:
-    """A run directory holding only what the firmware stages read: export/<model>/{tflm/, manifest.json,
-    inputs.npz} for the given per-segment files (no checkpoints, no multi-signature file)."""
+def fake_run(tmp: Path, blobs: list[bytes], model: str = "tm", n_inputs: int = 40, seed: int = 4,
+             with_c: bool = True) -> Path:
+    """A run directory holding only what the firmware stages read: the bundle export/<model>/{tflm/,
+    manifest.json, inputs.npz, c/ (unless `with_c` is False)} for the given per-segment files (no checkpoints,
+    no multi-signature file), readable by tinyexit.bundle.load_bundle(verify=True)."""
     import hashlib
     import json
 
     from tinyexit import __version__
-    from tinyexit.export.codegen_graph import read_tflite
+    from tinyexit.bundle import INPUTS_FILE, SCHEMA_VERSION
+    from tinyexit.export.codegen_lower import read_segment
+    from tinyexit.rundir import sha256_file
 
     run = Path(tmp) / "run"
     mdir = run / "export" / model
     (mdir / "tflm").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"tinyexit_version": __version__}))
 
-    def spec(t, name):
-        return {"name": name, "shape": list(t.shape), "dtype": t.dtype, "scale": float(t.scale[0]),
-                "zero_point": int(t.zero_point[0])}
-
     segs = []
     for k, blob in enumerate(blobs):
         rel = f"tflm/segment_{k}.int8.tflite"
         (mdir / rel).write_bytes(blob)
-        g = read_tflite(blob)
+        g = read_segment(blob)
         outs = sorted((g.tensors[i] for i in g.outputs), key=lambda t: t.nbytes)  # logits are the smaller
         segs.append({"index": k, "signature": f"exit{k}",
                      "files": {"tflm": {"path": rel, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}},
-                     "inputs": [spec(g.tensors[g.inputs[0]], "x")],
-                     "outputs": [spec(outs[0], "logits")] + ([spec(outs[1], "features")] if len(outs) > 1 else [])})
+                     "inputs": [g.tensors[g.inputs[0]].io_dict("x")],
+                     "outputs": [outs[0].io_dict("logits")] + ([outs[1].io_dict("features")] if len(outs) > 1 else []),
+                     "macs": g.macs})
     digest = hashlib.sha256("".join(s["files"]["tflm"]["sha256"] for s in segs).encode()).hexdigest()
-    manifest = {"tinyexit_version": __version__, "model": model, "artifact_hash": digest, "layout": "NHWC",
-                "input": segs[0]["inputs"][0], "files": {}, "segments": segs, "policy": None,
-                "exits": [{"index": k} for k in range(len(segs))]}
-    (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    total = sum(s["macs"] for s in segs)
+    cum = np.cumsum([s["macs"] for s in segs]).tolist()
     x = np.stack(random_inputs(segs[0]["inputs"][0]["shape"], n_inputs, seed))[:, 0]
-    np.savez(mdir / "inputs.npz", x=x, y=np.zeros(len(x), np.int64))
+    np.savez(mdir / INPUTS_FILE, x=x, y=np.zeros(len(x), np.int64))
+    inputs = {"path": INPUTS_FILE, "sha256": sha256_file(mdir / INPUTS_FILE), "bytes": (mdir / INPUTS_FILE).stat().st_size,
+              "n": len(x), "labels": True, "timesteps": False, "source": "seeded random (tests)"}
+    manifest = {"tinyexit_version": __version__, "schema_version": SCHEMA_VERSION, "model": model,
+                "artifact_hash": digest, "layout": "NHWC", "input": segs[0]["inputs"][0], "files": {},
+                "segments": segs, "policy": None, "inputs": inputs, "full_macs": total,
+                "exits": [{"index": k, "cumulative_macs": c, "mac_ratio": c / total} for k, c in enumerate(cum)]}
+    (mdir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    if with_c:  # as 'tinyexit export --formats c' does: the firmware build consumes c/, it does not generate it
+        from tinyexit.export.codegen import generate_c_for_run
+        generate_c_for_run(run, model)
     return run
 
 

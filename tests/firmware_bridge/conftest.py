@@ -3,8 +3,9 @@
 Until `tinyexit export` lands, `fixture_run` is a run directory holding what the
 export stage writes for the classifier (docs/artifacts.md): a multi-signature
 int8 TFLite (exit0, exit1, exit2), the monolithic full-depth int8 TFLite, the
-all-exits monolithic int8 TFLite (every head in one subgraph), manifest.json and
-inputs.npz.  The network is a small three-segment CNN on
+all-exits monolithic int8 TFLite (every head in one subgraph), manifest.json
+(schema version 1, the exit policy with its provenance) and inputs.npz (the
+quantized test split, listed under "inputs").  The network is a small three-segment CNN on
 digits: fixed random convolutions with least-squares exit heads (seeded), so
 exits differ in confidence and early exit sends samples down every path.
 TensorFlow is used here only; firmware_bridge itself never imports it.
@@ -130,11 +131,15 @@ def build_artifact(run_dir: Path) -> Path:
     (out / "classifier.full.int8.tflite").write_bytes(full_bytes)
     (out / "classifier.all_exits.int8.tflite").write_bytes(all_bytes)
     manifest = _manifest(out, x_val)
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    from tinyexit.bundle import TensorSpec, quantize
+    from tinyexit.bundle import INPUTS_FILE, SCHEMA_VERSION, TensorSpec, quantize
 
+    # The bundle carries its own quantized test split (schema 1): the bench never reloads the data set.
     spec = TensorSpec.from_dict(manifest["input"])
-    np.savez(out / "inputs.npz", x=quantize(x_te, spec), y=y_te)
+    np.savez(out / INPUTS_FILE, x=quantize(x_te, spec), y=y_te)
+    manifest["schema_version"] = SCHEMA_VERSION
+    manifest["inputs"] = {**_file(out, out / INPUTS_FILE), "n": int(len(x_te)), "labels": True,
+                          "timesteps": False, "source": "test split of digits"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (run_dir / "config.json").write_text(json.dumps(
         {"tinyexit_version": "0.1.0", "classifier": {"dataset": "digits", "data_dir": None}}))
     return run_dir
@@ -198,7 +203,9 @@ def _manifest(out: Path, x_val: np.ndarray) -> dict:
             "input": in_spec, "float_input_range": [0.0, 1.0], "files": files, "segments": segments,
             "exits": [{"index": k, "cumulative_macs": int(cum[k]), "mac_ratio": float(cum[k] / full_macs)}
                       for k in range(len(STAGES))],
-            "full_macs": int(full_macs), "policy": {"name": "max_softmax", "params": [threshold]},
+            "full_macs": int(full_macs), "policy": {"name": "max_softmax", "params": [threshold],
+                       "provenance": {"source": "chosen at training", "split": "val",
+                                      "rule": "40th percentile of exit-0 confidence", "chosen_value": None}},
             "note": "test fixture built by tests/firmware_bridge/conftest.py"}
 
 

@@ -90,8 +90,8 @@ def test_agent_cli_refuses_a_missing_or_damaged_artifact(fixture_run, tmp_path, 
     pair = PtyPair()
     try:
         code, msg = _cli(capsys, "agent", "--port", pair.slave_path, "--artifact", str(tmp_path))
-        assert code == 2 and msg == (f"tinyexit: error: {tmp_path}/manifest.json: missing; point --artifact at "
-                                     "RUN/export/<model> written by 'tinyexit export'")
+        assert code == 2 and msg == (f"tinyexit: error: {tmp_path}/manifest.json: missing; point at RUN/export/<model> "
+                                     "written by 'tinyexit export' (or 'tinyexit import')")
         art = fixture_run / "export" / "classifier"
         with open(art / "classifier.int8.tflite", "r+b") as f:
             f.seek(4000)

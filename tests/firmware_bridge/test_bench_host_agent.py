@@ -86,19 +86,44 @@ def test_two_devices_share_the_test_split(fixture_run):
         d["link"]["frames_sent"] for d in summary["devices"])
 
 
-def test_a_model_without_a_fitting_test_split_gets_seeded_synthetic_inputs(fixture_run):
+def test_a_bundle_without_inputs_gets_seeded_synthetic_inputs_and_no_labels(fixture_run):
     from tinyexit.bundle import load_bundle
-    from tinyexit.firmware_bridge.harness.bench import _inputs
+    from tinyexit.firmware_bridge.harness.bench import bench_inputs
 
     art_dir = fixture_run / "export" / "classifier"
     (art_dir / "inputs.npz").unlink()
     man = json.loads((art_dir / "manifest.json").read_text())
+    del man["inputs"]
     man.update(policy=None, float_input_range=[-1.0, 1.0],
                input={**man["input"], "shape": [1, 8, 8, 2], "scale": 2 / 255, "zero_point": -1})
     (art_dir / "manifest.json").write_text(json.dumps(man))
     art = load_bundle(art_dir)
     notes = []
-    x, y, source = _inputs(fixture_run, art, 20, notes.append)
-    assert source.startswith("synthetic") and x.shape == (20, 8, 8, 2) and x.dtype == np.int8
-    assert (y == -1).all() and x.min() >= -128 and "20 seeded synthetic inputs" in notes[0]
-    assert np.array_equal(x, _inputs(fixture_run, art, 20, notes.append)[0])  # seeded: the same every run
+    got = bench_inputs(art, 20, notes.append)
+    assert got.source.startswith("synthetic") and got.x.shape == (20, 8, 8, 2) and got.x.dtype == np.int8
+    assert (got.labels == -1).all() and got.t is None and "20 seeded synthetic inputs" in notes[0]
+    assert got.detail() == {"source": got.source, "n": 20, "labels": False, "timesteps": False}
+    assert np.array_equal(got.x, bench_inputs(art, 20, notes.append).x)  # seeded: the same every run
+
+
+def test_the_bundle_inputs_are_streamed_labels_only_for_a_classifier_and_t_for_a_denoiser(fixture_run):
+    from tinyexit.bundle import load_bundle
+    from tinyexit.firmware_bridge.harness.bench import bench_inputs
+    from tinyexit.rundir import sha256_file
+
+    art_dir = fixture_run / "export" / "classifier"
+    with np.load(art_dir / "inputs.npz") as f:
+        x, y = f["x"], f["y"]
+    got = bench_inputs(load_bundle(art_dir), 7, None)
+    assert np.array_equal(got.x, x[:7]) and np.array_equal(got.labels, y[:7]) and got.t is None
+    assert got.source == "test split of digits" and got.detail()["labels"] is True
+    # A denoiser-like bundle: y are targets (not labels), t the step of each input.
+    targets, t = np.where(x[:, ..., 0] > 0, 1, -1).astype(np.int64), np.arange(len(x), dtype=np.int64) % 5 + 1
+    np.savez(art_dir / "inputs.npz", x=x, y=targets, t=t)
+    man = json.loads((art_dir / "manifest.json").read_text())
+    man["inputs"].update(sha256=sha256_file(art_dir / "inputs.npz"), labels=False, timesteps=True,
+                         source="noised test split")
+    (art_dir / "manifest.json").write_text(json.dumps(man))
+    got = bench_inputs(load_bundle(art_dir), 7, None)
+    assert (got.labels == -1).all() and got.t.tolist() == [1, 2, 3, 4, 5, 1, 2]
+    assert got.detail() == {"source": "noised test split", "n": 7, "labels": False, "timesteps": True}

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 def real_run(tmp_path_factory):
     from tinyexit.export.config import ExportConfig
     from tinyexit.export.exporter import export_run
-    from tinyexit.export.testing import copy_run, tiny_run
+    from helpers.trained_runs import copy_run, tiny_run
 
     run = copy_run(tiny_run(tmp_path_factory.mktemp("real")), tmp_path_factory.mktemp("mine") / "run")
     export_run(run, ExportConfig(formats=("onnx", "tflite", "tflm"), models=("classifier",),

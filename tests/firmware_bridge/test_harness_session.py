@@ -31,6 +31,17 @@ def _connect(bridge, spawn_agent, art):
     return proc, link, session
 
 
+def _await_boot(link, timeout_s: float = 60.0) -> None:
+    """Wait for the agent's unsolicited boot INFO, so a slow start (a loaded machine) costs no HELLO retries
+    that would shift the frame counts a test's faults are aimed at."""
+    dec, deadline = FrameDecoder(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(isinstance(e, Frame) and e.type == pc.MSG_INFO and e.seq == pc.SEQ_UNSOLICITED
+               for e in dec.feed(link.read(0.2))):
+            return
+    raise AssertionError(f"the agent sent no boot INFO in {timeout_s} s")
+
+
 def test_silent_device_times_out_naming_the_port():
     pair = PtyPair()
     try:
@@ -52,7 +63,10 @@ def test_a_garbled_frame_is_retried_counted_and_never_run_twice(data, spawn_agen
     faults = {direction: FaultConfig(corrupt_frames=(2,) if direction == "to_device" else (3,))}
     bridge = PtyBridge(**faults)
     _, link, s = _connect(bridge, spawn_agent, art)
+    # Only the injected fault may cost a retry: the agent is up before HELLO, and a reply has seconds to come.
+    s.cfg = SessionConfig(reply_timeout_s=3.0, max_retries=3, boot_timeout_s=30)
     try:
+        _await_boot(link)
         s.handshake()
         s.load(0, x[:1].tobytes(), 1000)
         res = s.run(m.Run(pc.MODE_CHAIN, 2))

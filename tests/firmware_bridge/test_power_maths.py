@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tinyexit.errors import UserError
-from tinyexit.firmware_bridge.harness.energy import PROFILES, EnergyProfile, modelled_energy_j, profile_for
+from tinyexit.firmware_bridge.harness.energy import (BY_KIND, PROFILES, EnergyProfile, device_kind, modelled_energy_j,
+                                                     profile_for)
 from tinyexit.firmware_bridge.harness.power import (PPK2_RATE_HZ, PowerSpec, PowerTrace, gpio_windows, ina_power_w,
                                             parse_power_spec, ppk2_trace, swap16, timed_window_energy_j,
                                             window_energies_j)
@@ -74,17 +75,41 @@ def test_bad_power_specs_say_the_format(spec):
 
 
 def test_modelled_energy_profiles_are_labelled_with_their_source():
-    assert profile_for("agent") is PROFILES["host-agent"]
-    assert profile_for("url", device="agent@raspberrypi aarch64") is PROFILES["raspberry-pi-4"]
-    assert profile_for("qemu") is PROFILES["cortex-m4"] and profile_for("url", runtime="tflm").name == "cortex-m4"
     for p in PROFILES.values():
-        assert p.source and p.active_power_w > 0
+        assert p.source and p.device_kind and (p.active_power_w or p.energy_per_instruction_j)
         assert EnergyProfile.from_dict(p.to_dict()) == p
+        assert BY_KIND[p.device_kind] is p                     # one profile per device kind
     assert "not a measurement" in PROFILES["host-agent"].source
-    assert modelled_energy_j(2e-3, PROFILES["raspberry-pi-4"]) == pytest.approx(5.4 * 2e-3)
-    assert modelled_energy_j(None, PROFILES["host-agent"]) is None
-    with pytest.raises(UserError):
-        EnergyProfile("x", 0.0, "nothing")
+    assert "STM32F411" in PROFILES["cortex-m4"].source
+    assert PROFILES["cortex-m4"].energy_per_instruction_j == pytest.approx(3.3 * 100e-6 / 1e6)   # 3.3 V x 100 uA/MHz
+    assert PROFILES["cortex-m4"].active_power_w == pytest.approx(3.3e-10 * 100e6)               # the same at 100 MHz
+    assert modelled_energy_j(PROFILES["raspberry-pi-4"], seconds=2e-3) == pytest.approx(5.4 * 2e-3)
+    assert modelled_energy_j(PROFILES["cortex-m4"], seconds=1.0, instructions=400_000) == pytest.approx(1.32e-4)
+    assert modelled_energy_j(PROFILES["host-agent"], instructions=400_000) is None   # no per-instruction figure
+    assert modelled_energy_j(PROFILES["host-agent"], seconds=None) is None
+    assert modelled_energy_j(None, seconds=1.0) is None
+    with pytest.raises(UserError, match="must be > 0"):
+        EnergyProfile("x", "host", "nothing", active_power_w=0.0)
+    with pytest.raises(UserError, match="'source' is empty"):
+        EnergyProfile("x", "host", " ", active_power_w=1.0)
+
+
+@pytest.mark.parametrize("target, info, kind", [
+    ("qemu", {}, "cortex-m4"),
+    ("agent", {"device": "agent@raspberrypi aarch64"}, "host"),
+    ("url", {"runtime": "generated_c", "device": "qemu-mps2-an386"}, "cortex-m4"),
+    ("url", {"runtime": "tflm"}, "cortex-m4"),
+    ("url", {"runtime": "litert", "board": "Raspberry Pi 4 Model B Rev 1.4"}, "raspberry-pi-4"),
+    # a host name is not a board model: neither "raspberrypi" nor "aarch64" in a name picks the Pi profile
+    ("url", {"runtime": "litert", "device": "agent@raspberrypi aarch64"}, "unknown"),
+    ("url", {"runtime": "onnxruntime", "device": "agent@build-aarch64 aarch64"}, "unknown"),
+    ("url", {"runtime": "litert", "board": "Raspberry Pi 5 Model B Rev 1.0"}, "unknown"),
+])
+def test_profile_is_chosen_by_device_kind_never_by_name(target, info, kind):
+    assert device_kind(target, info) == kind
+    profile = profile_for(kind)
+    assert (profile is None) == (kind == "unknown")
+    assert profile is None or profile.device_kind == kind
 
 
 class ReplayMonitor:

@@ -59,7 +59,7 @@ def test_segment_contract_and_block_vocabulary():
 
 
 def test_exit_macs_are_exact():
-    from tinyexit.eval.macs import count_macs, cumulative_exit_macs, segment_macs
+    from helpers.torch_macs import count_macs, cumulative_exit_macs, segment_macs
 
     model = _model()
     # stem 2->8: 64*9*2*8; block 8->8: 2 * 64*9*8*8; head: 64*8*16 + 64*16*1

@@ -4,8 +4,9 @@
 classifier only (no denoiser), its generated C (for the QEMU firmware), a
 plain baseline for the report (the early-exit network's own files: the report
 only needs something to compare with), and an exit threshold at the 50th
-percentile of exit 0's confidence on the test split, so early exit sends samples
-down every path (the tiny run is barely trained).  With QEMU available the
+percentile of exit 0's confidence on the test split, recorded in the bundle as
+an override, so early exit sends samples down every path (the tiny run is
+barely trained).  With QEMU available the
 firmware and its profile are built once into the template.  Tests get a fresh
 copy (`rel_run`) they may damage.
 """
@@ -41,7 +42,7 @@ def _spread_threshold(run: Path) -> float:
 @pytest.fixture(scope="session")
 def rel_template(tmp_path_factory) -> Path:
     from tinyexit.export import codegen
-    from tinyexit.export.testing import exported_run
+    from helpers.trained_runs import exported_run
 
     src = exported_run(tmp_path_factory.mktemp("exported"))
     run = tmp_path_factory.mktemp("reliability") / "run"
@@ -52,7 +53,11 @@ def rel_template(tmp_path_factory) -> Path:
         shutil.copy(run / sub / f"early_exit.{ext}", run / sub / f"baseline.{ext}")
     man_path = run / "export" / "classifier" / "manifest.json"
     man = json.loads(man_path.read_text())
-    man["policy"] = {"name": "max_softmax", "params": [_spread_threshold(run)]}
+    chosen = (man.get("policy") or {}).get("params")
+    man["policy"] = {"name": "max_softmax", "params": [_spread_threshold(run)],
+                     "provenance": {"source": "override (--threshold)", "split": "test",
+                                    "rule": "median exit-0 confidence (tests/reliability/conftest.py)",
+                                    "chosen_value": chosen}}
     man_path.write_text(json.dumps(man, indent=2))
     if not (run / "export" / "classifier" / "c").is_dir():
         codegen.generate_c_for_run(run, "classifier")

@@ -33,11 +33,22 @@ if _clang_missing():
     pytest.skip(_clang_missing(), allow_module_level=True)
 
 
+def _with_c(run, models):
+    """`tinyexit export --formats c` on the copy: the firmware consumes export/<model>/c, it never generates it."""
+    from tinyexit.export.codegen import generate_c_for_run
+
+    for model in models:
+        if not (run / "export" / model / "c" / "codegen.json").is_file():
+            generate_c_for_run(run, model)
+    return run
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from tinyexit.export.testing import copy_run, exported_run
+    from helpers.trained_runs import copy_run, exported_run
 
-    return copy_run(exported_run(tmp_path_factory.getbasetemp()), tmp_path_factory.mktemp("fuzzc") / "run")
+    run = copy_run(exported_run(tmp_path_factory.getbasetemp()), tmp_path_factory.mktemp("fuzzc") / "run")
+    return _with_c(run, ("classifier", "denoiser"))
 
 
 @pytest.fixture(scope="module")

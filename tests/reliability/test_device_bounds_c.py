@@ -31,11 +31,22 @@ CAPACITY = 4096                         # FirmwareConfig's default input buffer
 SEG1_IN = 768                           # segment 1 of the test classifier reads 768 bytes
 
 
+def _with_c(run, models):
+    """`tinyexit export --formats c` on the copy: the firmware consumes export/<model>/c, it never generates it."""
+    from tinyexit.export.codegen import generate_c_for_run
+
+    for model in models:
+        if not (run / "export" / model / "c" / "codegen.json").is_file():
+            generate_c_for_run(run, model)
+    return run
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from tinyexit.export.testing import copy_run, exported_run
+    from helpers.trained_runs import copy_run, exported_run
 
-    return copy_run(exported_run(tmp_path_factory.getbasetemp()), tmp_path_factory.mktemp("bounds") / "run")
+    run = copy_run(exported_run(tmp_path_factory.getbasetemp()), tmp_path_factory.mktemp("bounds") / "run")
+    return _with_c(run, (MODEL,))
 
 
 def _host_firmware(run: Path, out: Path) -> Path:
@@ -43,7 +54,7 @@ def _host_firmware(run: Path, out: Path) -> Path:
     from tinyexit.firmware_bridge.firmware.host import build_host_firmware
 
     manifest = json.loads((run / "export" / MODEL / "manifest.json").read_text())
-    c_dir = ensure_sources(run, MODEL, manifest, log=lambda msg: None)
+    c_dir = ensure_sources(run, MODEL)
     models = out / "te_models.c"
     models.write_text(models_c(MODEL, manifest, json.loads((c_dir / "codegen.json").read_text()), [],
                                FirmwareConfig(kernels="reference", verify=False, monolithic=False)))

@@ -1,4 +1,6 @@
-"""Small trained run directories for tests of export and of the stages after it.
+"""Small trained run directories for tests of export and of the stages after it (a test helper: it
+trains, so it lives under tests/, never in the product; `from helpers.trained_runs import ...`,
+importable because tests/conftest.py puts tests/ on sys.path).
 
 `tiny_run(base)` trains the default early-exit ResNet on digits for a few
 epochs (seeded, CPU-deterministic) and a briefly trained denoiser; `exported_run(base)` also exports it.  Both are cached per process,
@@ -38,8 +40,10 @@ def tiny_run(base: Path) -> Path:
     arch = ResNetConfig(stem_width=12, stages=(StageSpec(12, 1, 1), StageSpec(32, 1, 2), StageSpec(64, 1, 2)),
                         exits=(0, 1, 2), head_hidden=(32, 0, 0))
     cfg = ClassifierRunConfig(arch=arch, train=TrainConfig(epochs=CLASSIFIER_EPOCHS, seed=0))
-    update_config(run, "classifier", {**cfg.to_dict(), "splits": splits.sizes()})
-    fit_and_save("early_exit", cfg.arch, splits, cfg.train, run)
+    section = {**cfg.to_dict(), "splits": splits.sizes()}
+    update_config(run, "classifier", section)
+    row = fit_and_save("early_exit", cfg.arch, splits, cfg.train, run, progress=lambda *a: None)
+    update_config(run, "classifier", {**section, "exit_policy": row["exit_policy"], "exit_macs": row["exit_macs"]})
     if FAMILIES["denoiser"].available():
         _tiny_denoiser(run, splits)
     _CACHE[key] = run
@@ -63,7 +67,7 @@ def _tiny_denoiser(run: Path, splits) -> None:
 
 
 def exported_run(base: Path, calibration_samples: int = 200) -> Path:
-    """`tiny_run` exported (ONNX, TFLite, TFLM; every model); cached."""
+    """`tiny_run` exported (ONNX, TFLite, TFLM, C; every model); cached."""
     key = ("exported", calibration_samples)
     if key in _CACHE and (_CACHE[key] / "export").is_dir():
         return _CACHE[key]
@@ -71,7 +75,7 @@ def exported_run(base: Path, calibration_samples: int = 200) -> Path:
     from tinyexit.export.exporter import export_run
 
     run = tiny_run(base)
-    export_run(run, ExportConfig(formats=("onnx", "tflite", "tflm"), calibration_samples=calibration_samples),
+    export_run(run, ExportConfig(formats=("onnx", "tflite", "tflm", "c"), calibration_samples=calibration_samples),
                progress=lambda msg: None)
     _CACHE[key] = run
     return run

@@ -1,4 +1,7 @@
-"""Analytic MAC counts from a model's structure.
+"""Test oracle: analytic MAC counts from a torch model's structure (per layer, per segment).
+
+The product counts MACs once, on the exported graph (tinyexit.export.tflite_graph); this torch
+counter only checks that count in tests.
 
 conv:   H_out * W_out * C_out * K_h * K_w * C_in / groups
 linear: in_features * out_features (per sample)
