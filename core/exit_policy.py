@@ -21,6 +21,10 @@ import numpy as np
 from tinyexit.errors import UserError
 
 POLICY_IDS = {"max_softmax": 0, "entropy": 1, "patience": 2, "calibrated": 3}
+# The fine grid of max-softmax thresholds that training (the operating point) and the report's
+# calibrated policies search on val: one grid, so both pick from the same values.
+FINE_GRID = tuple(np.round(np.concatenate([np.arange(0.5, 0.95, 0.025), np.arange(0.95, 0.999, 0.005),
+                                            [0.999, 0.9995, 0.9999]]), 5))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

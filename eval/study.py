@@ -12,16 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tinyexit.exit_policy import ExitPolicy, gather_exit_logits, max_softmax
+from tinyexit.exit_policy import FINE_GRID, ExitPolicy, gather_exit_logits, max_softmax
 
 SWEEP = {
     "max_softmax": (0.1, 0.15, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999),
     "entropy": (0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9),
     "patience": (1, 2, 3),
 }
-# Fine grid for the calibrated per-exit thresholds chosen on val (the sweep grid above is for reading).
-FINE_GRID = tuple(np.round(np.concatenate([np.arange(0.5, 0.95, 0.025), np.arange(0.95, 0.999, 0.005),
-                                            [0.999, 0.9995, 0.9999]]), 5))
 # The calibrated search starts at 0 (every sample leaves at that exit): an early exit as accurate as
 # full depth on val must be reachable, or a 0.5 floor clips the search and hides it.
 CALIBRATION_GRID = tuple(float(v) for v in np.round(np.arange(0.0, 0.5, 0.05), 5)) + FINE_GRID

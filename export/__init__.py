@@ -11,7 +11,6 @@ Main flow (entry `exporter.export_run(run_dir, ExportConfig)`, CLI `tinyexit exp
   codegen*      C sources from the per-segment files (`--formats c`)
 Verification (entry `verify.verify_run(run_dir, VerifyConfig)`, CLI `tinyexit verify RUN_DIR`):
   runtimes      torch / ONNX Runtime / LiteRT / TFLite Micro chains through int8 boundaries
-  verify_report the table verify prints and writes to RUN/export/verify.md (the report renders verify.json)
   quiet         TensorFlow / absl banners off before TensorFlow's first import
 Heavy libraries (TensorFlow, torch, ONNX) are imported inside functions only.
 """

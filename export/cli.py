@@ -1,4 +1,4 @@
-"""`tinyexit export RUN_DIR` and `tinyexit verify RUN_DIR`."""
+"""`tinyexit export RUN_DIR`, `tinyexit verify RUN_DIR` and `tinyexit import MODEL.tflite ... --out RUN`."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +22,7 @@ def register(sub) -> None:
 
     v = sub.add_parser("verify", help="run every exported artifact on the test split and compare runtimes",
                        description="Run torch float, ONNX Runtime float/int8, LiteRT int8 and TFLite Micro int8 on "
-                                   "the test split; write RUN_DIR/export/verify.json and verify.md (never the report); exit non-zero "
+                                   "the test split; write RUN_DIR/export/verify.json (never the report); exit non-zero "
                                    "when an int8 exit drops too much accuracy or agrees too little with float.")
     v.add_argument("run_dir", metavar="RUN_DIR")
     v.add_argument("--models", default="", help="classifier,denoiser (default: every exported model)")
@@ -33,6 +33,22 @@ def register(sub) -> None:
     v.add_argument("--threshold", type=float, default=None, help="override the manifest's exit threshold")
     v.set_defaults(handler=_verify)
 
+    i = sub.add_parser("import", help="turn your own full-int8 .tflite file(s) into an export bundle",
+                       description="Check MODEL.tflite (several files: the segments of an early-exit model, in "
+                                   "order) and write RUN/export/<name>/ (manifest.json, per-segment files, a "
+                                   "multi-signature file, C sources, inputs.npz with --inputs), the same bundle "
+                                   "'tinyexit export' writes: firmware, bench, report and check then work on RUN.")
+    i.add_argument("models", nargs="+", metavar="MODEL.tflite")
+    i.add_argument("--out", required=True, metavar="RUN", help="run directory (created if missing)")
+    i.add_argument("--inputs", default=None, metavar="DATA.npz",
+                   help="test inputs: x (N, H, W, C) NHWC, float (quantized with the model's input scale) or "
+                        "int8 (used as is), optional y (N,) integer labels; without it bench uses seeded "
+                        "random inputs and accuracy is absent")
+    i.add_argument("--name", default="", help="bundle name and C symbol prefix (default: the first file's stem)")
+    i.add_argument("--threshold", type=float, default=0.9,
+                   help="max-softmax exit threshold of a multi-segment model (recorded as 'imported'; default 0.9)")
+    i.set_defaults(handler=_import)
+
 
 def _export(args: argparse.Namespace) -> int:
     from tinyexit.export.config import ExportConfig
@@ -40,6 +56,13 @@ def _export(args: argparse.Namespace) -> int:
 
     export_run(args.run_dir, ExportConfig(formats=args.formats, models=args.models,
                                           calibration_samples=args.calibration_samples, threshold=args.threshold))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from tinyexit.export.import_tflite import ImportConfig, import_tflite
+
+    import_tflite(args.models, args.out, ImportConfig(name=args.name, inputs=args.inputs, threshold=args.threshold))
     return 0
 
 

@@ -5,8 +5,8 @@ multi-signature file), TFLite Micro int8 (per-segment files), all chained
 through the boundaries as a device chains them.  Files are checked (structure,
 then sha256 against the manifest) before anything runs or is written, so a bad
 artifact stops verify with one line and leaves earlier results in place.
-Writes its own results only: RUN/export/verify.json (layout in docs/artifacts.md) and
-verify.md beside it.  It never touches a report; `tinyexit report` renders verify.json.
+Writes its own results only, RUN/export/verify.json (layout in docs/artifacts.md); it never
+touches a report: `tinyexit report` renders verify.json.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from tinyexit.rundir import read_json, require_run_dir, sha256_file, write_json
 
 
 def verify_run(run_dir, cfg: VerifyConfig = VerifyConfig(), progress=print) -> dict:
-    from tinyexit.export import verify_report
     from tinyexit.export.quiet import quiet_tensorflow
 
     quiet_tensorflow()
@@ -38,11 +37,24 @@ def verify_run(run_dir, cfg: VerifyConfig = VerifyConfig(), progress=print) -> d
     results = {**_still_valid(run, set(results)), **results}
     out = {"config": cfg.to_dict(), "models": results, "passed": all(r["passed"] for r in results.values())}
     write_json(run / "export" / "verify.json", out)
-    table = verify_report.markdown(out)
-    (run / "export" / "verify.md").write_text(table)
-    progress(table)
+    for line in _summary_lines(out):
+        progress(line)
     progress(f"verify: {'PASSED' if out['passed'] else 'FAILED'} -> {run / 'export' / 'verify.json'}")
     return out
+
+
+def _summary_lines(out: dict) -> list[str]:
+    """One line per model and exit; the full table is the report's (tinyexit.eval.section_export)."""
+    lines = []
+    for name, res in out["models"].items():
+        lines.append(f"verify: {name}: {res.get('samples')} test samples, {'passed' if res.get('passed') else 'FAILED'}")
+        for row in res.get("per_exit") or []:
+            int8 = {k[len("accuracy_int8_"):]: v for k, v in row.items() if k.startswith("accuracy_int8_")}
+            if "accuracy_float" in row and int8:
+                lines.append(f"verify:   exit {row['exit']}: float {100 * row['accuracy_float']:.2f} %, int8 "
+                             + ", ".join(f"{rt} {100 * v:.2f} %" for rt, v in int8.items()))
+        lines += [f"verify:   FAIL {f}" for f in res.get("failures", [])]
+    return lines
 
 
 def _still_valid(run: Path, fresh: set) -> dict:

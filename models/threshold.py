@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinyexit.exit_policy import ExitPolicy, gather_exit_logits
+from tinyexit.exit_policy import FINE_GRID, ExitPolicy, gather_exit_logits
 
-# Fine grid for choosing a threshold on val.
-FINE_GRID = tuple(np.round(np.concatenate([np.arange(0.5, 0.95, 0.025), np.arange(0.95, 0.999, 0.005),
-                                            [0.999, 0.9995, 0.9999]]), 5))
 CONFIDENCE_FLOOR = 0.9
 POLICY = "max_softmax"
 SPLIT = "val"
