@@ -23,17 +23,18 @@ def headline(data: dict) -> str:
         rows.append(["classifier test accuracy, full network (float)", _pct(_g(c, "accuracy", "baseline")),
                      "measured on data"])
         ee = c["early_exit"]
-        rows.append([f"early exit at threshold {ee['threshold']:g} (chosen on val): accuracy / MAC ratio",
+        rows.append([f"early exit at threshold {ee['threshold']:g} (chosen on val): accuracy / MAC ratio vs the "
+                     "plain baseline network",
                      f"{_pct(_g(c, 'accuracy', 'early_exit'))} / {ee['mac_ratio']:.3f}",
                      "accuracy measured, MACs analytic"])
     e = _g(data, "export", "classifier", "early_exit_int8")
     if e:
-        rows.append(["early exit, int8 on TFLite Micro: accuracy / MAC ratio",
+        rows.append(["early exit, int8 on TFLite Micro: accuracy / MAC ratio vs the full-depth int8 graph",
                      f"{_pct(e['accuracy'])} / {e['mac_ratio']:.3f}", "measured on data"])
     for name, b in sorted((data.get("bench") or {}).items()):
         ee = b.get("early_exit") or {}
         if ee.get("latency_ratio") is not None:
-            rows.append([f"bench `{name}`: early-exit latency ratio vs MAC ratio",
+            rows.append([f"bench `{name}`: early-exit latency ratio vs MAC ratio (both vs full depth)",
                          f"{ee['latency_ratio']:.3f} vs {ee.get('mac_ratio', float('nan')):.3f}",
                          f"measured ({b.get('latency_unit', '?')}; {b.get('simulated_or_real', '')})"])
         if b.get("instructions_per_mac"):
