@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= runs/demo
-APT_PACKAGES := qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi clang libclang-rt-14-dev
+APT_PACKAGES := qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi clang libclang-rt-14-dev ser2net
 # Re-install only when the dependency list changes.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo test benchmarks reliability install system-packages clean agent-venv-check
+.PHONY: demo test benchmarks reliability install system-packages clean agent-venv-check pi-emulated-check mlperf-tiny cifar-ee
 
 demo: install
 	$(BIN)/tinyexit demo --out $(OUT) $(if $(FORCE),--force,)
@@ -21,14 +21,33 @@ benchmarks: demo reliability
 
 reliability: install
 	test -d $(OUT)/export || $(MAKE) demo
-	$(BIN)/tinyexit reliability faults $(OUT) --target agent
-	$(BIN)/tinyexit reliability faults $(OUT) --target qemu
+	$(BIN)/tinyexit reliability faults $(OUT) --target agent --target qemu --sweep --doc docs/reliability.md
 	$(BIN)/tinyexit reliability fuzz-decoder --inputs 1000000
+	$(BIN)/tinyexit reliability fuzz-c --seconds 600 --target protocol_stub
 	$(BIN)/tinyexit reliability fuzz-c --seconds 600
 
 # Not a test: two fresh venvs with only `pip install '.[agent]'` run the agent and the bench on a copied bundle.
 agent-venv-check: install
 	bash tests/core/agent_venv_check.sh $(BUNDLE)
+
+# Early exit at 32x32x3: resnet8-ee on generated CIFAR-format data, exported and benched on both targets.
+cifar-ee: install
+	$(BIN)/python examples/make_cifar_format.py build/cifar
+	$(BIN)/tinyexit train early-exit --arch resnet8-ee --dataset cifar10 --data-dir build/cifar --out build/cifar-run --epochs 2 --force
+	$(BIN)/tinyexit export build/cifar-run
+	$(BIN)/tinyexit bench build/cifar-run --target agent --repeats 3
+	$(BIN)/tinyexit bench build/cifar-run --target qemu --limit 40
+	$(BIN)/tinyexit report build/cifar-run
+
+# The four MLPerf Tiny reference architectures imported, built and profiled under QEMU: one table.
+mlperf-tiny: install
+	$(BIN)/tinyexit bench-suite mlperf-tiny --out runs/mlperf-tiny
+
+# The agent on an emulated Raspberry Pi OS userland (arm64 or PI_ARCH=armhf): needs root, debootstrap,
+# qemu-user-static and a few minutes; not part of the test suite (docs/raspberry-pi.md).
+pi-emulated-check: install
+	test -d $(OUT)/export || $(MAKE) demo
+	PI_ARCH=$(or $(PI_ARCH),arm64) bash tools/pi/emulated_pi_check.sh $(OUT) $(or $(MODEL),classifier)
 
 install: system-packages $(STAMP)
 

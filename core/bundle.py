@@ -166,6 +166,16 @@ class Bundle:
         return recs
 
 
+def default_model(run_dir: str | Path, model: str | None) -> str:
+    """The bundle of a run directory a command works on: `model` when given, else "classifier" when the
+    run has it, else the run's only bundle (an imported model names itself)."""
+    if model:
+        return model
+    export = Path(run_dir) / "export"
+    found = sorted(p.parent.name for p in export.glob("*/manifest.json")) if export.is_dir() else []
+    return found[0] if len(found) == 1 and "classifier" not in found else "classifier"
+
+
 def load_bundle(directory: str | Path, verify: bool = False) -> Bundle:
     """Read and check RUN/export/<model>/manifest.json (UserError names what is wrong).
 

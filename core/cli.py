@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "tinyexit.eval.cli",
     "tinyexit.eval.check_cli",
     "tinyexit.pipeline_cli",
+    "tinyexit.profile_cli",
 )
 
 

@@ -48,7 +48,9 @@ def run_demo(out: str | Path, cfg: DemoConfig) -> Path:
     export_run(run, ExportConfig())
     clock.stage("verify: every artifact on the test split")
     verify_run(run, VerifyConfig())
-    _benchmark(run, cfg, clock)
+    target = _benchmark(run, cfg, clock)
+    if target == "qemu":
+        _device_studies(run, clock)
     clock.stage("report")
     write_report(run)
     clock.stage(f"done: {run / 'report' / 'report.md'}")
@@ -67,7 +69,20 @@ def choose_target(requested: str | None) -> tuple[str, str]:
     return "agent", f"QEMU target unavailable ({why}); falling back to the host agent"
 
 
-def _benchmark(run: Path, cfg: DemoConfig, clock: _Clock) -> None:
+def _device_studies(run: Path, clock: _Clock) -> None:
+    """On the emulated board: the per-kernel profile the report predicts latency from, and the denoiser
+    generating on the device at full depth and with its exit schedule."""
+    from tinyexit.firmware_bridge.harness.sampler import generation_study
+    from tinyexit.profile_cli import ProfileConfig, profile_device, write_layer_tables
+
+    clock.stage("profile-device: per-kernel latency model from single-operator models on QEMU")
+    profile_device(run / "profiles" / "qemu.json", ProfileConfig(target="qemu"))
+    write_layer_tables(run)
+    clock.stage("denoiser: generating on the QEMU firmware, full depth and with the exit schedule")
+    generation_study(run, seeds=list(range(1, 9)))
+
+
+def _benchmark(run: Path, cfg: DemoConfig, clock: _Clock) -> str:
     from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
 
     target, why = choose_target(cfg.target)
@@ -81,6 +96,7 @@ def _benchmark(run: Path, cfg: DemoConfig, clock: _Clock) -> None:
         # The host agent is cheap: its numbers beside the microcontroller's show how targets differ.
         clock.stage("bench: classifier on the host agent (for comparison)")
         run_benchmark(run, ["agent"], BenchConfig(model="classifier"))
+    return target
 
 
 def _dir_name(target: str) -> str:

@@ -97,7 +97,14 @@ def apply_figures(out: dict, s: dict, unit: str) -> None:
                    "decision_latency_mean": ee_s.get("decision_latency_mean" + suffix),
                    "latency_ratio_definition": ee_s.get("latency_ratio_definition")})
         out["samples"] = ee["samples"] or out.get("samples")
-    for key in ("agreement_top1", "agreement_exit", "logits_equal", "agreement_scope"):
+    if isinstance(s.get("agreement"), dict):  # per mode: the int8 logit distance to the host reference
+        out["agreement_lsb_by_mode"] = {m: a.get("logit_lsb_histogram") for m, a in s["agreement"].items()
+                                        if isinstance(a, dict) and a.get("logit_lsb_histogram")}
+    for key in ("agreement_top1", "agreement_exit", "logits_equal", "agreement_scope", "agreement_n",
+                "agreement_device_runtime", "agreement_reference_kernels", "agreement_logit_lsb_histogram",
+                "agreement_logit_lsb_max", "agreement_logits_beyond_tolerance", "agreement_tolerance_lsb",
+                "agreement_exit_disagree", "agreement_exit_disagree_borderline", "agreement_top1_disagree",
+                "agreement_top1_disagree_borderline", "agreement_within_tolerance"):
         if key in s:
             out[key] = s[key]
     if instr and "instructions_per_mac" in s:

@@ -93,8 +93,9 @@ def markdown(name: str, t: dict, pngs: list[str]) -> str:
     out += [
            md_table(["figure", "value"], [
                ["samples (early exit)" if ee.get("samples") else "samples", t["samples"]],
-               ["device-vs-host agreement: top-1 / exit / int8 logits equal",
+               [AGREEMENT_ROW,
                 f"{_pct(t['agreement_top1'])} / {_pct(t['agreement_exit'])} / {_pct(t['logits_equal'])}"],
+               *agreement_rows(t),
                ["segment overhead (chained vs monolithic, measured)", _pct(t["segment_overhead"], signed=True)],
                ["payload efficiency (payload / wire bytes)", _pct(t["payload_efficiency"])],
                ["link: frames / retries / CRC errors / resyncs / timeouts",
@@ -122,6 +123,35 @@ def markdown(name: str, t: dict, pngs: list[str]) -> str:
                            r.get("instructions_per_mac")] for r in t["per_layer"]])]
     out += [""] + [f"![{p}]({p})" for p in pngs]
     return "\n".join(out) + "\n"
+
+
+AGREEMENT_ROW = "device-vs-host agreement: top-1 / exit / samples with identical int8 logits"
+
+
+def agreement_rows(t: dict) -> list[list[str]]:
+    """What the device ran, what the host compared it with, and how far apart the int8 logits were.
+
+    Absent from a summary.json written before the harness recorded them: then nothing is claimed."""
+    rows = []
+    if t.get("agreement_device_runtime") or t.get("agreement_reference_kernels"):
+        rows.append(["device runtime / host reference kernels",
+                     f"{t.get('agreement_device_runtime') or '–'} / {t.get('agreement_reference_kernels') or '–'}"])
+    hist = t.get("agreement_logit_lsb_histogram")
+    if hist:
+        tol = t.get("agreement_tolerance_lsb")
+        beyond = t.get("agreement_logits_beyond_tolerance")
+        spread = ", ".join(f"{d} LSB: {n}" for d, n in enumerate(hist) if n)
+        verdict = (f"; tolerance ±{tol} LSB: " + ("all within" if not beyond else f"{beyond} samples beyond")
+                   if tol is not None else "")
+        rows.append(["samples by max abs(device − host) int8 logit", spread + verdict])
+        by_mode = t.get("agreement_lsb_by_mode") or {}
+        if any(h != hist for h in by_mode.values()):
+            rows.append(["samples by max abs(device − host) int8 logit, per mode (0, 1, 2 … LSB)",
+                         "; ".join(f"{m} {h}" for m, h in by_mode.items())])
+        rows.append(["exit / top-1 disagreements (of which within the tolerance of the decision)",
+                     f"{t.get('agreement_exit_disagree')} ({t.get('agreement_exit_disagree_borderline')}) / "
+                     f"{t.get('agreement_top1_disagree')} ({t.get('agreement_top1_disagree_borderline')})"])
+    return rows
 
 
 def _early_exit_md(t: dict) -> str:

@@ -20,6 +20,8 @@ from tinyexit.eval import bench_results as br
 from tinyexit.eval.bench_figures import apply_energy, apply_figures
 from tinyexit.eval.bench_markdown import markdown, mislead_notes, plots
 from tinyexit.eval.latency_model import LatencyModelConfig, Path as ChainPath, Point, fit_latency_model, full_rank
+from tinyexit.eval.latency_profile import find_profile, predict_sweep, profile_latency_model, profile_mislead_notes
+from tinyexit.eval.latency_profile import markdown as profile_markdown
 from tinyexit.eval.report import Section
 from tinyexit.rundir import read_json
 
@@ -42,6 +44,8 @@ def build(run_dir: Path, report_dir: Path) -> Section | None:
         data[run.name] = t
         files += pngs
         parts.append(markdown(run.name, t, pngs))
+        if t["latency_model"].get("source") == "profile":
+            parts.append(profile_markdown(t["latency_model"], t["latency_unit"]))
     return Section("bench", data, "\n".join(parts), files)
 
 
@@ -90,6 +94,8 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
     out["segment_overhead"] = _segment_overhead(run, timing, primary, man)
     out["segment_overhead_detail"] = s.get("segment_overhead_detail")
     out["payload_efficiency"] = s.get("payload_efficiency", (s.get("link") or {}).get("payload_efficiency"))
+    if s.get("places"):  # a bench over labgrid places: per-place and per-device-kind figures (docs/farm.md)
+        out["places"] = s["places"]
     link = s.get("link") or {}
     out["link"] = {k: link.get(k, s.get(k)) for k in LINK_KEYS} | {
         k: v for k, v in link.items() if k not in LINK_KEYS}
@@ -104,11 +110,18 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
     out["latency_model_sources"] = [src[0].name for src in sources]
     out["segments"] = [row for src in sources for row in _segment_rows(*src)]
     out["latency_model"] = _latency_model(run_dir, sources, out["segments"], cfg, timing.unit)
+    profile, profile_path = find_profile(run_dir, run.name, timing.unit)
+    if profile is not None:  # kernel-level prediction replaces the segment regression (docs/latency.md)
+        out["latency_model"] = profile_latency_model(run_dir, sources, profile, profile_path)
+    else:
+        out["latency_model"]["status"] += "; no device profile (run 'tinyexit profile-device --run RUN')"
     errs = [abs(e["latency_ratio"] - e["mac_ratio"]) for e in out["per_exit"]
             if e["latency_ratio"] is not None and e["mac_ratio"] is not None]
     out["latency_model"]["mac_only_max_abs_ratio_error"] = max(errs) if errs else None
     out["sweep"] = _sweep(run_dir, man, out["per_exit"], ref) if primary == "classifier" else []
-    out["where_macs_mislead"] = mislead_notes(out)
+    if out["latency_model"].get("source") == "profile":
+        predict_sweep(out["sweep"], out["latency_model"], primary, ref)
+    out["where_macs_mislead"] = mislead_notes(out) + profile_mislead_notes(out["latency_model"])
     return out
 
 

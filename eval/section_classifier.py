@@ -87,8 +87,15 @@ def build(run_dir: Path, report_dir: Path) -> Section | None:
         cum, macs_source = [e.cumulative_macs for e in bundle.exits], GRAPH_SOURCE
     else:
         cum, macs_source = _exit_macs(run_dir, "early_exit"), _macs_source(run_dir, "early_exit")
-    base_val, base_test = _predictions(run_dir, "baseline")
-    base_macs = _exit_macs(run_dir, "baseline")[-1]
+    # Without the study networks (no --study, or the own-segments API) the reference every MAC ratio is
+    # taken against is the early-exit net at full depth; what needs the study is left null.
+    has_study = (run_dir / "predictions" / "baseline.npz").is_file()
+    if has_study:
+        _, base_test = _predictions(run_dir, "baseline")
+        base_macs = _exit_macs(run_dir, "baseline")[-1]
+        base_acc = study.accuracy(base_test.logits[-1], base_test.y)
+    else:
+        base_macs, base_acc = cum[-1], None
 
     run_threshold, provenance = _run_policy(run_dir, cfg, bundle)
     what_if = load_config(run_dir).get("report", {}).get("threshold")
@@ -96,15 +103,16 @@ def build(run_dir: Path, report_dir: Path) -> Section | None:
     policy = ExitPolicy("max_softmax", (threshold,))
     chosen = study.evaluate(policy, test, cum)
     rows = study.sweep(val, test, cum, base_macs)
-    smalls = _small_networks(run_dir, base_macs, rows)
+    smalls = _small_networks(run_dir, base_macs, rows) if has_study else None
     small = min(smalls, key=lambda s: abs(s["macs"] - chosen["mean_macs"])) if smalls else None
     data = {
         "splits": cfg.get("splits"),
-        "macs": {"full": cum[-1], "per_exit_cumulative": cum, "baseline": base_macs,
+        "macs": {"full": cum[-1], "per_exit_cumulative": cum, "baseline": base_macs if has_study else None,
                  "small": small["macs"] if small else None, "unit": "MACs per sample (analytic)",
-                 "source": {"early_exit": macs_source, "baseline": _macs_source(run_dir, "baseline"),
+                 "source": {"early_exit": macs_source,
+                            "baseline": _macs_source(run_dir, "baseline") if has_study else None,
                             "small": _macs_source(run_dir, small["name"]) if small else None}},
-        "accuracy": {"baseline": study.accuracy(base_test.logits[-1], base_test.y),
+        "accuracy": {"baseline": base_acc,
                      "small": small["accuracy"] if small else None,
                      "per_exit": [study.accuracy(test.logits[k], test.y) for k in range(len(cum))],
                      "early_exit": chosen["accuracy"], "split": "test"},
@@ -119,15 +127,38 @@ def build(run_dir: Path, report_dir: Path) -> Section | None:
         "sweep": rows,
         "small_networks": smalls,
         "small_comparison": small["name"] if small else None,
-        "seeds": _seed_study(run_dir),
+        "seeds": _seed_study(run_dir) if has_study else None,
     }
     spike = study.spike_threshold(rows)
     data["spike_threshold"] = spike["threshold"]
     data["spike"] = spike
     data["min_threshold_beating_small"] = (study.min_threshold_beating(rows, small["accuracy"]) if small else None)
-    data["curve_vs_small"] = _curve_vs_small(rows, smalls)
+    data["curve_vs_small"] = _curve_vs_small(rows, smalls) if has_study else None
+    if not has_study:
+        data["reference"] = _no_study_reference(cfg, data)
     plots = [_plot_curve(report_dir, data), _plot_exit_bars(report_dir, rows)]
     return Section("classifier", data, _markdown(data, plots), plots)
+
+
+REFERENCE_LABEL = "early-exit net at full depth; trained without --study: no separate baseline"
+# The report.json keys a run without the study networks leaves null.
+NEEDS_STUDY = ("macs.baseline", "macs.small", "accuracy.baseline", "accuracy.small", "small_networks",
+               "small_comparison", "seeds", "min_threshold_beating_small", "curve_vs_small")
+
+
+def _no_study_reference(cfg: dict, d: dict) -> dict:
+    """What every MAC ratio is taken against when the run has no plain baseline, and why figures are missing."""
+    own = cfg.get("arch_name") == "own-segments"
+    how = ("a run from your own segments (tinyexit.models.own_segments) has none, so train a built-in "
+           "architecture with 'tinyexit train early-exit --study' to get them" if own else
+           "re-train with 'tinyexit train early-exit --study' (same --arch, --dataset and --epochs) to get them")
+    return {"model": "early_exit", "exit": len(d["macs"]["per_exit_cumulative"]) - 1, "label": REFERENCE_LABEL,
+            "accuracy": d["accuracy"]["per_exit"][-1], "macs": d["macs"]["full"],
+            "mac_ratios_are_vs": "the early-exit net at full depth (its last exit)",
+            "left_out": list(NEEDS_STUDY),
+            "left_out_why": ("The small-network comparison and the seed table are left out: they need the study "
+                             "networks (plain baseline, small networks, extra seeds), which this run was trained "
+                             f"without; {how}.")}
 
 
 def _chosen_on(prov: dict) -> str:
@@ -202,16 +233,18 @@ def _plot_curve(report_dir: Path, d: dict) -> str:
     fixed = [r for r in d["sweep"] if r["policy"] == "fixed_exit"]
     ax.plot([r["mac_ratio"] for r in fixed], [100 * r["accuracy"] for r in fixed], "kv", ms=7, mfc="none",
             label="every sample leaves at exit k")
-    ax.plot([1.0], [100 * d["accuracy"]["baseline"]], "k*", ms=12, label="baseline (full network)")
-    sm = d["small_networks"]
-    ax.plot([s["mac_ratio"] for s in sm], [100 * s["accuracy"] for s in sm], "rX-", ms=9, label="small networks")
+    sm = d["small_networks"] or []
+    if d.get("reference") is None:  # a run with the study networks: the plain baseline and the small networks
+        ax.plot([1.0], [100 * d["accuracy"]["baseline"]], "k*", ms=12, label="baseline (full network)")
+        ax.plot([s["mac_ratio"] for s in sm], [100 * s["accuracy"] for s in sm], "rX-", ms=9, label="small networks")
     ee = d["early_exit"]
     ax.plot([ee["mac_ratio"]], [100 * d["accuracy"]["early_exit"]], "go", ms=12, mfc="none",
             label=f"threshold {ee['threshold']:g} ({'what-if' if ee.get('what_if') else ee['chosen_on']})")
-    ax.set_xlabel("mean MACs / baseline MACs (analytic)")
+    ax.set_xlabel("mean MACs / baseline MACs (analytic)" if d.get("reference") is None else
+                  "mean MACs / full-depth MACs of the early-exit net (analytic; no separate baseline)")
     ax.set_ylabel("test accuracy (%)")
     lo = min(100 * min(r["accuracy"] for r in d["sweep"]), 100 * min([s["accuracy"] for s in sm] or [1]))
-    ax.set_ylim(max(lo - 1, 80), 100)
+    ax.set_ylim(max(lo - 1, 80) if lo >= 80 else max(lo - 1, 0), 100)  # a weak net's points stay in view
     ax.set_title("Accuracy vs compute (test split)")
     ax.legend(fontsize=7, loc="lower right")
     return save(fig, report_dir / "classifier_accuracy_vs_macs.png")
@@ -234,48 +267,66 @@ def _plot_exit_bars(report_dir: Path, rows: list[dict]) -> str:
 
 
 def _markdown(d: dict, plots: list[str]) -> str:
-    ee, acc, macs = d["early_exit"], d["accuracy"], d["macs"]
-    small = next((s for s in d["small_networks"] if s["name"] == d["small_comparison"]), None)
+    ee, acc, macs, ref = d["early_exit"], d["accuracy"], d["macs"], d.get("reference")
+    vs = "baseline" if ref is None else "full depth"
+    sources = (f"MACs: early-exit net {macs['source']['early_exit']}; baseline and small networks "
+               f"{macs['source']['baseline']}." if ref is None else
+               f"MACs: early-exit net {macs['source']['early_exit']}. Reference: {ref['label']}; every MAC "
+               "ratio below is vs its full depth.")
     lines = ["## Early-exit classifier (measured on the test split; MACs analytic)", "",
-             f"Splits: {d['splits']}. {_threshold_sentence(ee)} All figures below are **test**. "
-             f"MACs: early-exit net {macs['source']['early_exit']}; baseline and small networks "
-             f"{macs['source']['baseline']}.", "",
-             md_table(["question", "answer"], [
-                 ["1. baseline accuracy", f"{100 * acc['baseline']:.2f} % at {macs['baseline']:,} MACs"],
-                 ["2. early-exit accuracy", f"{100 * acc['early_exit']:.2f} % at threshold {ee['threshold']:g}"],
-                 ["3. exit fractions", ", ".join(f"exit {k}: {100 * f:.1f} %" for k, f in enumerate(ee["exit_fractions"]))],
-                 ["3. mean confidence, exiting early / passing through",
-                  f"{_pct(ee['confidence_exiting_early'])} / {_pct(ee['confidence_passing_through'])} "
-                  f"(at exit 0: {_pct(ee['exit0_confidence_exiting_early'])} / "
-                  f"{_pct(ee['exit0_confidence_passing_through'])})"],
-                 ["4. MAC ratio vs baseline (vs full early-exit net)",
-                  f"{ee['mac_ratio']:.3f} ({ee['mac_ratio_vs_full']:.3f})"],
-                 ["4. sharpest MAC-ratio change in the sweep",
-                  f"between thresholds {d['spike']['from_threshold']:g} and {d['spike_threshold']:g} "
-                  f"(Δ = {d['spike']['mac_ratio_change']:.3f})"],
-                 ["5. small network (closest MACs)",
-                  f"{small['name']}: {100 * small['accuracy']:.2f} % at {small['macs']:,} MACs" if small else "–"],
-                 ["6. minimum threshold beating the small network", str(d["min_threshold_beating_small"])],
-             ]), "",
+             f"Splits: {d['splits']}. {_threshold_sentence(ee)} All figures below are **test**. {sources}", "",
+             md_table(["question", "answer"], _question_rows(d)), "",
              "Per-exit test accuracy: " + ", ".join(f"exit {k}: {100 * a:.2f} % ({m:,} MACs cumulative)"
                                                     for k, (a, m) in enumerate(zip(acc["per_exit"],
-                                                                                   macs["per_exit_cumulative"]))), "",
-             "### Does early exit beat a smaller network of the same cost?", "",
-             md_table(["small network", "MAC ratio", "accuracy", "early exit at same MAC ratio", "early exit better"],
-                      [[s["name"], s["mac_ratio"], _pct(s["accuracy"]), _pct(s["early_exit_accuracy_at_same_macs"]),
-                        s["early_exit_better"]] for s in d["small_networks"]]), "",
-             _curve_sentence(d["curve_vs_small"]), "",
-             "### Threshold chosen on val, across training seeds (test figures)", "",
-             md_table(["model", "threshold", "early exit", "full depth", "gap (points)", "baseline", "MAC ratio"],
-                      [[s["model"], s["threshold"], _pct(s["early_exit_accuracy"]), _pct(s["full_depth_accuracy"]),
-                        f"{100 * s['gap_vs_full_depth']:+.2f}", _pct(s["baseline_accuracy"]), s["mac_ratio"]]
-                       for s in d["seeds"]]), "",
-             "### Sweep (test accuracy; MAC ratio vs baseline)", "",
-             md_table(["policy", "threshold", "accuracy", "val accuracy", "MAC ratio", "exit fractions"],
-                      [[r["policy"], _threshold_cell(r), _pct(r["accuracy"]), _pct(r["val_accuracy"]), r["mac_ratio"],
-                        " / ".join(f"{100 * f:.0f}%" for f in r["exit_fractions"])] for r in d["sweep"]]), ""]
+                                                                                   macs["per_exit_cumulative"]))), ""]
+    lines += _study_lines(d) if ref is None else [ref["left_out_why"], ""]
+    lines += [f"### Sweep (test accuracy; MAC ratio vs {vs})", "",
+              md_table(["policy", "threshold", "accuracy", "val accuracy", "MAC ratio", "exit fractions"],
+                       [[r["policy"], _threshold_cell(r), _pct(r["accuracy"]), _pct(r["val_accuracy"]), r["mac_ratio"],
+                         " / ".join(f"{100 * f:.0f}%" for f in r["exit_fractions"])] for r in d["sweep"]]), ""]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines)
+
+
+def _question_rows(d: dict) -> list[list[str]]:
+    """The study's questions; without the study networks question 1 is answered by the full-depth reference
+    and questions 5-6 (the small networks) are left out."""
+    ee, acc, macs, ref = d["early_exit"], d["accuracy"], d["macs"], d.get("reference")
+    first = (["1. baseline accuracy", f"{100 * acc['baseline']:.2f} % at {macs['baseline']:,} MACs"] if ref is None
+             else [f"1. full-depth accuracy ({ref['label']})", f"{100 * ref['accuracy']:.2f} % at {ref['macs']:,} MACs"])
+    ratio = (["4. MAC ratio vs baseline (vs full early-exit net)", f"{ee['mac_ratio']:.3f} ({ee['mac_ratio_vs_full']:.3f})"]
+             if ref is None else ["4. MAC ratio vs full depth", f"{ee['mac_ratio_vs_full']:.3f}"])
+    rows = [first,
+            ["2. early-exit accuracy", f"{100 * acc['early_exit']:.2f} % at threshold {ee['threshold']:g}"],
+            ["3. exit fractions", ", ".join(f"exit {k}: {100 * f:.1f} %" for k, f in enumerate(ee["exit_fractions"]))],
+            ["3. mean confidence, exiting early / passing through",
+             f"{_pct(ee['confidence_exiting_early'])} / {_pct(ee['confidence_passing_through'])} "
+             f"(at exit 0: {_pct(ee['exit0_confidence_exiting_early'])} / "
+             f"{_pct(ee['exit0_confidence_passing_through'])})"],
+            ratio,
+            ["4. sharpest MAC-ratio change in the sweep",
+             f"between thresholds {d['spike']['from_threshold']:g} and {d['spike_threshold']:g} "
+             f"(Δ = {d['spike']['mac_ratio_change']:.3f})"]]
+    if ref is not None:
+        return rows
+    small = next((s for s in d["small_networks"] if s["name"] == d["small_comparison"]), None)
+    return rows + [["5. small network (closest MACs)",
+                    f"{small['name']}: {100 * small['accuracy']:.2f} % at {small['macs']:,} MACs" if small else "–"],
+                   ["6. minimum threshold beating the small network", str(d["min_threshold_beating_small"])]]
+
+
+def _study_lines(d: dict) -> list[str]:
+    """The small-network comparison and the seed table (runs trained with the study networks)."""
+    return ["### Does early exit beat a smaller network of the same cost?", "",
+            md_table(["small network", "MAC ratio", "accuracy", "early exit at same MAC ratio", "early exit better"],
+                     [[s["name"], s["mac_ratio"], _pct(s["accuracy"]), _pct(s["early_exit_accuracy_at_same_macs"]),
+                       s["early_exit_better"]] for s in d["small_networks"]]), "",
+            _curve_sentence(d["curve_vs_small"]), "",
+            "### Threshold chosen on val, across training seeds (test figures)", "",
+            md_table(["model", "threshold", "early exit", "full depth", "gap (points)", "baseline", "MAC ratio"],
+                     [[s["model"], s["threshold"], _pct(s["early_exit_accuracy"]), _pct(s["full_depth_accuracy"]),
+                       f"{100 * s['gap_vs_full_depth']:+.2f}", _pct(s["baseline_accuracy"]), s["mac_ratio"]]
+                      for s in d["seeds"]]), ""]
 
 
 def _threshold_cell(r: dict) -> str:

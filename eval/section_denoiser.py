@@ -31,7 +31,53 @@ def build(run_dir: Path, report_dir: Path) -> Section | None:
         raise UserError(f"{run_dir}/config.json: no 'denoiser' entry; re-run 'tinyexit train denoiser --out {run_dir}'")
     data = _scores(preds, _binary_splits(run_dir))
     plots = [_plot_samples(report_dir, preds), _plot_strip(report_dir, preds), _plot_per_step(report_dir, preds, data)]
-    return Section("denoiser", data, _markdown(data, plots), plots)
+    md = _markdown(data, plots)
+    gen = _on_device(run_dir)
+    if gen is not None:
+        data["on_device_generation"] = gen
+        md += _on_device_markdown(gen)
+    return Section("denoiser", data, md, plots)
+
+
+def _on_device(run_dir: Path) -> dict | None:
+    """bench/qemu-denoiser/generation.json: the schedule's saving measured on the QEMU firmware (exact
+    instructions per generated sample) beside the analytic MAC saving."""
+    path = run_dir / "bench" / "qemu-denoiser" / "generation.json"
+    if not path.is_file():
+        return None
+    g = read_json(path)
+    keep = ("T", "seeds", "simulated_or_real", "analytic_mac_saving", "measured_instruction_saving",
+            "measured_network_instruction_saving", "saving_gap_points", "energy_per_sample_j", "energy_source", "unit")
+    out = {k: g.get(k) for k in keep}
+    for name in ("full_depth", "schedule"):
+        r = g[name]
+        out[name] = {"macs_per_sample": r["macs_per_sample"], "instructions_per_sample": r["instructions_per_sample"],
+                     "network_instructions_per_sample": r["network_instructions_per_sample"],
+                     "samples": len(r["samples"])}
+    gap = out["saving_gap_points"]
+    out["within_5_points"] = None if gap is None else abs(gap) <= 5.0
+    return out
+
+
+def _on_device_markdown(g: dict) -> str:
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f} %"
+
+    f, s = g["full_depth"], g["schedule"]
+    e = g["energy_per_sample_j"] or {}
+    rows = [["full depth", f"{f['macs_per_sample']:,}", f"{f['instructions_per_sample'] or 0:,.0f}",
+             f"{f['network_instructions_per_sample'] or 0:,.0f}", f"{1e3 * (e.get('full_depth') or 0):.2f}"],
+            ["exit schedule", f"{s['macs_per_sample']:,}", f"{s['instructions_per_sample'] or 0:,.0f}",
+             f"{s['network_instructions_per_sample'] or 0:,.0f}", f"{1e3 * (e.get('schedule') or 0):.2f}"]]
+    gap = g["saving_gap_points"]
+    return ("\n### Generation on the device (QEMU firmware, exact instruction counts)\n\n"
+            f"{len(g['seeds'] or [])} samples per schedule, T = {g['T']}, {g['simulated_or_real']}.\n\n"
+            + md_table(["", "MACs per sample (analytic)", "instructions per sample (measured)",
+                        "of which network", "energy per sample, mJ (modelled)"], rows)
+            + f"\n\nSaving of the schedule: analytic MACs {pct(g['analytic_mac_saving'])}, measured instructions "
+            f"{pct(g['measured_instruction_saving'])} (network only {pct(g['measured_network_instruction_saving'])}); "
+            f"gap {'n/a' if gap is None else f'{gap:+.1f}'} points — the sampling arithmetic (sigmoid, draws) costs "
+            "the same per step at any exit, and kernels cost different instructions per MAC.\n")
 
 
 def delta_fields(delta: list[float]) -> dict:

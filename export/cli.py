@@ -49,6 +49,20 @@ def register(sub) -> None:
                    help="max-softmax exit threshold of a multi-segment model (recorded as 'imported'; default 0.9)")
     i.set_defaults(handler=_import)
 
+    s = sub.add_parser("bench-suite", help="benchmark suites on the emulated microcontroller (mlperf-tiny)",
+                       description="mlperf-tiny: rebuild the four MLPerf Tiny reference architectures (seeded "
+                                   "weights, int8 PTQ), import each into OUT, build the firmware, profile it under "
+                                   "QEMU in both flash modes and write OUT/mlperf_tiny.md and .json (MACs, "
+                                   "instructions, per-layer profile, arena, RAM, flash, bit-exactness).")
+    s.add_argument("suite", choices=["mlperf-tiny"])
+    s.add_argument("--out", required=True, metavar="DIR", help="run directory for the suite (created if missing)")
+    s.add_argument("--models", default="ic01,kws01,vww01,ad01", help="comma list of ic01,kws01,vww01,ad01")
+    s.add_argument("--file", action="append", default=[], metavar="ID=MODEL.tflite",
+                   help="use your own int8 file for a model id instead of the seeded rebuild (repeatable)")
+    s.add_argument("--kernels", default="arm_dsp", choices=["arm_dsp", "reference"])
+    s.add_argument("--flash-modes", default="speed,size", help="comma list of speed,size (default both)")
+    s.set_defaults(handler=_bench_suite)
+
 
 def _export(args: argparse.Namespace) -> int:
     from tinyexit.export.config import ExportConfig
@@ -63,6 +77,22 @@ def _import(args: argparse.Namespace) -> int:
     from tinyexit.export.import_tflite import ImportConfig, import_tflite
 
     import_tflite(args.models, args.out, ImportConfig(name=args.name, inputs=args.inputs, threshold=args.threshold))
+    return 0
+
+
+def _bench_suite(args: argparse.Namespace) -> int:
+    from tinyexit.errors import UserError
+    from tinyexit.export.mlperf_suite import SuiteConfig, run_suite
+
+    files = {}
+    for item in args.file:
+        if "=" not in item:
+            raise UserError(f"--file {item}: write ID=MODEL.tflite, e.g. ic01=pretrainedResnet_quant.tflite")
+        key, path = item.split("=", 1)
+        files[key] = path
+    cfg = SuiteConfig(models=tuple(m for m in args.models.split(",") if m), files=files, kernels=args.kernels,
+                      flash_modes=tuple(m for m in args.flash_modes.split(",") if m))
+    run_suite(args.out, cfg)
     return 0
 
 

@@ -104,6 +104,11 @@ def _lut(sym: str, layer: Layer, arr: ArrayFn) -> str:
     return _struct("te_lut_params_t", sym, dict(size=layer.p["size"], lut=lut))
 
 
+def _softmax(sym: str, layer: Layer, arr: ArrayFn) -> str:
+    lut = arr(f"{sym}_exp", "int32_t", layer.p["softmax"].exp_lut, per_line=8)
+    return _struct("te_softmax_params_t", sym, dict(rows=layer.p["rows"], depth=layer.p["depth"], exp_lut=lut))
+
+
 def _requant(sym: str, layer: Layer, arr: ArrayFn) -> str:
     p = layer.p
     return _struct("te_requant_params_t", sym, dict(size=p["size"], in_zp=p["in_zp"], out_zp=p["out_zp"],
@@ -111,7 +116,7 @@ def _requant(sym: str, layer: Layer, arr: ArrayFn) -> str:
 
 
 _DECL = {"conv": _conv, "dwconv": _conv, "fc": _fc, "add": _add, "mean": _mean, "avgpool": _avgpool,
-         "pad": _pad, "logistic": _lut, "requant": _requant, "copy": lambda sym, layer, arr: ""}
+         "pad": _pad, "logistic": _lut, "softmax": _softmax, "requant": _requant, "copy": lambda sym, layer, arr: ""}
 
 
 def layer_decl(sym: str, layer: Layer, arr: ArrayFn, pack: bool = False) -> str:
@@ -135,7 +140,7 @@ def layer_call(sym: str, layer: Layer, ins: list[int], out: int, scratch: int | 
     if k == "copy":
         return f"te_copy_s8({layer.p['size']}u, {a[0]}, {o});"
     fn = {"dwconv": "te_dwconv_s8", "mean": "te_mean_s8", "avgpool": "te_avgpool_s8", "pad": "te_pad_s8",
-          "logistic": "te_lut_s8", "requant": "te_requant_s8"}.get(k)
+          "logistic": "te_lut_s8", "softmax": "te_softmax_s8", "requant": "te_requant_s8"}.get(k)
     if fn is None:
         raise InternalError(f"no C call for layer kind {k}")
     return f"{fn}(&{sym}, {a[0]}, {o});"

@@ -20,13 +20,13 @@ from tinyexit.export import tflite_graph as tg
 from tinyexit.export.tflite_graph import OpInfo, SubgraphInfo, TensorInfo
 
 SUPPORTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D",
-                 "PAD", "PADV2", "LOGISTIC", "QUANTIZE", "RESHAPE", "SQUEEZE")
+                 "PAD", "PADV2", "LOGISTIC", "QUANTIZE", "RESHAPE", "SQUEEZE", "SOFTMAX")
 
 
 @dataclass
 class Layer:
     """One kernel call.  `inputs`/`outputs` are activation tensor indices of the graph."""
-    kind: str                     # conv, dwconv, fc, add, mean, avgpool, pad, logistic, requant, copy
+    kind: str                     # conv, dwconv, fc, add, mean, avgpool, pad, logistic, softmax, requant, copy
     op: OpInfo
     inputs: list[int]
     outputs: list[int]
@@ -193,6 +193,18 @@ def _lower_logistic(graph: SubgraphInfo, op: OpInfo) -> Layer:
     return Layer("logistic", op, [x.index], [y.index], 0, dict(size=int(np.prod(x.shape)), lut=lut))
 
 
+def _lower_softmax(graph: SubgraphInfo, op: OpInfo) -> Layer:
+    x, y = _act_io(graph, op)
+    _need(y.qparams[1] == -128 and abs(y.qparams[0] - 1 / 256) < 1e-9, graph, op,
+          "has an output quantization other than scale 1/256, zero point -128")
+    depth = x.shape[-1] if x.shape else 1
+    _need(depth <= ref.SOFTMAX_MAX_DEPTH, graph, op, f"normalises over {depth} values (at most "
+          f"{ref.SOFTMAX_MAX_DEPTH})")
+    params = ref.prepare_softmax(x.qparams[0], op.options.get("beta", 1.0))
+    size = int(np.prod(x.shape))
+    return Layer("softmax", op, [x.index], [y.index], 0, dict(rows=size // depth, depth=depth, softmax=params))
+
+
 def _lower_quantize(graph: SubgraphInfo, op: OpInfo) -> Layer:
     x, y = _act_io(graph, op)
     (si, zi), (so, zo) = x.qparams, y.qparams
@@ -209,7 +221,7 @@ def _lower_copy(graph: SubgraphInfo, op: OpInfo) -> Layer:
 _LOWER = {"CONV_2D": _lower_conv, "DEPTHWISE_CONV_2D": _lower_dwconv, "FULLY_CONNECTED": _lower_fc,
           "ADD": _lower_add, "MEAN": _lower_mean, "AVERAGE_POOL_2D": _lower_avgpool, "PAD": _lower_pad,
           "PADV2": _lower_pad, "LOGISTIC": _lower_logistic, "QUANTIZE": _lower_quantize,
-          "RESHAPE": _lower_copy, "SQUEEZE": _lower_copy}
+          "RESHAPE": _lower_copy, "SQUEEZE": _lower_copy, "SOFTMAX": _lower_softmax}
 
 
 def run_layers(graph: SubgraphInfo, layers: list[Layer], inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -251,6 +263,7 @@ _EVAL = {
                                                 l.p["out_shape"][:2], l.p["act_min"], l.p["act_max"]),
     "pad": lambda l, xs: ref.pad(xs[0], l.p["paddings"], l.p["value"]),
     "logistic": lambda l, xs: ref.logistic(xs[0], l.p["lut"]),
+    "softmax": lambda l, xs: ref.softmax(xs[0], l.p["softmax"]),
     "requant": lambda l, xs: ref.requantize(xs[0], l.p["in_zp"], l.p["out_zp"], l.p["mult"], l.p["shift"]),
     "copy": lambda l, xs: xs[0].copy(),
 }

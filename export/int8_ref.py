@@ -397,3 +397,79 @@ def logistic_lut(in_scale: float, in_zp: int) -> np.ndarray:
 
 def logistic(x, lut: np.ndarray):
     return np.asarray(lut, np.int8)[np.asarray(x, np.int64) + 128]  # the table from logistic_lut
+
+
+# ---------------------------------------------------------------- softmax
+# TFLite Micro evaluates int8 -> int8 SOFTMAX with the reference kernel: the
+# input difference to the row maximum is rescaled to Q5.26 (beta and the input
+# scale folded into one multiplier), exp() is gemmlowp's fixed-point
+# exp_on_negative_values, the sum is kept in Q12.19 and inverted with
+# one_over_one_plus_x.  The difference has only 256 possible values, so the host
+# evaluates exp() once per value (SoftmaxParams.exp_lut) and the device sums,
+# inverts and scales; the result is the same integer algorithm, bit for bit.
+SOFTMAX_DIFF_BITS = 5        # kScaledDiffIntegerBits
+SOFTMAX_ACCUM_BITS = 12      # kAccumulationIntegerBits
+SOFTMAX_MAX_DEPTH = 512      # beyond this the final shift may exceed 31 (TFLite's own limit is looser)
+
+
+def _exp_on_negative_values(a: int, integer_bits: int) -> int:
+    """gemmlowp exp_on_negative_values on FixedPoint<int32, integer_bits>, result raw Q0.31."""
+    frac_bits = 31 - integer_bits
+    quarter = 1 << (frac_bits - 2)
+    a_mod = _w((a & (quarter - 1)) - quarter)
+    result = _exp_on_interval(_sat_shl(a_mod, integer_bits))
+    remainder = _w(a_mod - a)
+    for exponent, mult in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+                           (2, 39332535), (3, 720401), (4, 242)):
+        if integer_bits > exponent and remainder & (1 << (frac_bits + exponent)):
+            result = _mul(result, mult)
+    return INT32_MAX if a == 0 else result
+
+
+@dataclass(frozen=True)
+class SoftmaxParams:
+    mult: int                 # input_multiplier (> 1 real multiplier, left shift applied first)
+    left_shift: int
+    diff_min: int             # differences below it contribute nothing and give -128
+    exp_lut: np.ndarray       # int32[256]: exp(diff) in Q0.31 for diff = 0, -1, ..., -255 (0 below diff_min)
+
+
+def prepare_softmax(in_scale: float, beta: float) -> SoftmaxParams:
+    """TFLite's CalculateSoftmaxParams for an int8 input (PreprocessSoftmaxScaling, CalculateInputRadius)."""
+    real = min(float(beta) * float(np.float32(in_scale)) * float(1 << (31 - SOFTMAX_DIFF_BITS)),
+               float((1 << 31) - 1))
+    mult, left_shift = quantize_multiplier(real)
+    if left_shift < 0:
+        raise InternalError(f"softmax multiplier {real} < 1")
+    radius = math.floor(((1 << SOFTMAX_DIFF_BITS) - 1) * float(1 << (31 - SOFTMAX_DIFF_BITS))
+                        / float(1 << left_shift))
+    lut = np.zeros(256, np.int64)
+    for d in range(256):
+        diff = -d
+        if diff >= -radius:
+            scaled = _w(int(srdhm(_w(diff * (1 << left_shift)), mult)))
+            lut[d] = _exp_on_negative_values(scaled, SOFTMAX_DIFF_BITS)
+    return SoftmaxParams(mult, left_shift, -radius, lut.astype(np.int32))
+
+
+def softmax_reciprocal(total: int) -> tuple[int, int]:
+    """gemmlowp GetReciprocal of a Q12.19 sum: (Q0.31 scale, num_bits_over_unit)."""
+    headroom_plus_one = 32 - int(total).bit_length()  # CountLeadingZeros of a positive int32
+    bits_over_unit = SOFTMAX_ACCUM_BITS - headroom_plus_one
+    shifted_minus_one = _w(((total << headroom_plus_one) & 0xFFFFFFFF) - (1 << 31))
+    return _one_over_one_plus_x(shifted_minus_one), bits_over_unit
+
+
+def softmax(x, p: SoftmaxParams):
+    """int8 SOFTMAX over the last axis; output zero point -128, scale 1/256."""
+    x = np.asarray(x, np.int8)
+    rows = x.reshape(-1, x.shape[-1]).astype(np.int64)
+    out = np.empty(rows.shape, np.int8)
+    lut = p.exp_lut.astype(np.int64)
+    for r, row in enumerate(rows):
+        e = lut[row.max() - row]
+        total = int(wrap32(rounding_divide_by_pot(e, SOFTMAX_ACCUM_BITS).sum()))
+        scale, bits = softmax_reciprocal(total)
+        y = rounding_divide_by_pot(srdhm(scale, e), bits + 31 - 8) - 128
+        out[r] = np.clip(y, -128, 127)
+    return out.reshape(x.shape)

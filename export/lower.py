@@ -88,6 +88,10 @@ def lower_module(m, name: str) -> list:
         return _sequence([(f"{name}.{i}", c) for i, c in enumerate(m)])
     if isinstance(m, nn.Identity):
         return []
+    if type(m) is nn.AdaptiveAvgPool2d and m.output_size in (1, (1, 1)):
+        return [Mean(name)]
+    if type(m) is nn.Flatten:  # only after a global pool (checked in _sequence): (N, C) is already flat
+        return []
     for cls, act in ((nn.ReLU, "relu"), (nn.Sigmoid, "sigmoid")):
         if type(m) is cls:
             return [Act(act, name)]
@@ -120,6 +124,8 @@ def _sequence(children) -> list:
                                 "use tinyexit.models.blocks.ConvBN")
             _fold_bn_into(ops[-1], child)
             continue
+        if type(child) is nn.Flatten and (not ops or not isinstance(ops[-1], Mean)):
+            raise UserError(f"{name}: Flatten is exportable only right after AdaptiveAvgPool2d(1); pool first")
         lowered = lower_module(child, name)
         for op in lowered:
             if isinstance(op, Act) and ops and getattr(ops[-1], "act", "x") is None:

@@ -5,11 +5,18 @@ Strided convolutions are padded explicitly: TF's 'SAME' puts the extra row at
 the bottom/right while PyTorch pads both sides, so 'SAME' would shift the
 sampling grid by one pixel.  Stride-1 'SAME' is symmetric for odd kernels and
 matches PyTorch, so it is kept (no PAD op).
+
+Global average pooling over a large map is written as one AVERAGE_POOL_2D with a whole-map window
+and a RESHAPE, not as MEAN: TFLite's int8 MEAN over H and W is a generic reduction that cost
+~200 us on a 32x32x32 head (more than the rest of that segment), its AVERAGE_POOL_2D ~2 us.  Maps of
+at most MEAN_MAX_PIXELS keep MEAN, so the 8x8 digits bundles stay as they were.
 """
 from __future__ import annotations
 
 from tinyexit.errors import InternalError
 from tinyexit.export.lower import Act, Conv, Dense, Mean, Residual, SegmentIR
+
+MEAN_MAX_PIXELS = 64   # H*W above this pools with AVERAGE_POOL_2D + RESHAPE (see above)
 
 
 def _act(tf, x, act):
@@ -36,6 +43,13 @@ def _conv(tf, x, op: Conv):
     return _act(tf, tf.nn.bias_add(y, tf.constant(op.b)), op.act)
 
 
+def _global_pool(tf, x):
+    h, w, c = int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+    if h * w <= MEAN_MAX_PIXELS:
+        return tf.reduce_mean(x, axis=[1, 2])
+    return tf.reshape(tf.nn.avg_pool2d(x, [h, w], [h, w], "VALID"), [-1, c])
+
+
 def apply_ops(tf, x, ops: list):
     for op in ops:
         if isinstance(op, Conv):
@@ -44,7 +58,7 @@ def apply_ops(tf, x, ops: list):
             skip = apply_ops(tf, x, op.shortcut)
             x = _act(tf, apply_ops(tf, x, op.main) + skip, op.act)
         elif isinstance(op, Mean):
-            x = tf.reduce_mean(x, axis=[1, 2])
+            x = _global_pool(tf, x)
         elif isinstance(op, Dense):
             x = _act(tf, tf.matmul(x, tf.constant(op.w)) + tf.constant(op.b), op.act)
         elif isinstance(op, Act):

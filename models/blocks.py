@@ -11,11 +11,11 @@ from torch import nn
 
 
 class ConvBN(nn.Module):
-    """conv k x k (no bias) -> BatchNorm -> optional ReLU."""
+    """conv k x k (no bias) -> BatchNorm -> optional ReLU; groups=c_in=c_out makes it depthwise."""
 
-    def __init__(self, c_in: int, c_out: int, k: int = 3, stride: int = 1, relu: bool = True):
+    def __init__(self, c_in: int, c_out: int, k: int = 3, stride: int = 1, relu: bool = True, groups: int = 1):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False)
+        self.conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, bias=False, groups=groups)
         self.bn = nn.BatchNorm2d(c_out)
         self.relu = relu
 
@@ -36,6 +36,15 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = x if self.shortcut is None else self.shortcut(x)
         return torch.relu(self.conv2(self.conv1(x)) + skip)
+
+
+class DepthwiseSeparable(nn.Sequential):
+    """Depthwise 3x3 ConvBN-ReLU then pointwise 1x1 ConvBN-ReLU (MobileNetV1 / DS-CNN block).
+
+    A Sequential of ConvBN, so the exporter lowers it with the rules it already has."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__(ConvBN(c_in, c_in, 3, stride, relu=True, groups=c_in), ConvBN(c_in, c_out, 1, 1, relu=True))
 
 
 class ExitHead(nn.Module):

@@ -7,13 +7,15 @@ same class with a single exit (one segment).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
 
 from tinyexit.errors import UserError
-from tinyexit.models.blocks import BasicBlock, ConvBN, ExitHead, Segment
+from tinyexit.models.blocks import BasicBlock, ConvBN, DepthwiseSeparable, ExitHead, Segment
+
+BLOCKS = {"basic": BasicBlock, "dwsep": DepthwiseSeparable}  # residual (ResNet) | depthwise separable
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,9 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class ResNetConfig:
-    """Architecture of an early-exit ResNet.  `exits` lists the stages followed by a head."""
+    """Architecture of an early-exit backbone (ResNet, DS-CNN, MobileNetV1 style): a stem conv, then
+    stages of `block`s; `exits` lists the stages followed by a head.  Named presets and the TOML
+    file that sets them live in tinyexit.models.backbones."""
 
     in_channels: int = 1
     num_classes: int = 10
@@ -37,8 +41,19 @@ class ResNetConfig:
     stages: tuple[StageSpec, ...] = (StageSpec(12, 1, 1), StageSpec(32, 1, 2), StageSpec(64, 1, 2))
     exits: tuple[int, ...] = (0, 1, 2)
     head_hidden: tuple[int, ...] = (32, 0, 0)  # per exit; 0 = plain pool -> linear
+    block: str = "basic"           # "basic" residual block | "dwsep" depthwise separable block
+    stem_kernel: int = 3           # square, odd: the exporter pads PyTorch-style (k // 2 per side)
+    stem_stride: int = 1
 
     def __post_init__(self):
+        if self.block not in BLOCKS:
+            raise UserError(f"block '{self.block}': choose one of {', '.join(BLOCKS)}")
+        if self.stem_kernel < 1 or self.stem_kernel % 2 == 0 or self.stem_stride not in (1, 2):
+            raise UserError(f"stem kernel {self.stem_kernel} / stride {self.stem_stride}: the kernel must be odd "
+                            "and the stride 1 or 2")
+        if self.in_channels < 1 or self.num_classes < 2 or self.stem_width < 1:
+            raise UserError(f"in_channels {self.in_channels}, num_classes {self.num_classes}, stem_width "
+                            f"{self.stem_width}: need >= 1 channel, >= 2 classes and a stem of width >= 1")
         stages = tuple(s if isinstance(s, StageSpec) else StageSpec(**s) for s in self.stages)
         object.__setattr__(self, "stages", stages)
         object.__setattr__(self, "exits", tuple(self.exits))
@@ -49,6 +64,8 @@ class ResNetConfig:
             raise UserError(f"exits {self.exits}: must be increasing stage indices ending at the last stage {n - 1}")
         if len(self.head_hidden) != len(self.exits):
             raise UserError(f"head_hidden {self.head_hidden}: needs one entry per exit ({len(self.exits)})")
+        if any(h < 0 for h in self.head_hidden):
+            raise UserError(f"head_hidden {self.head_hidden}: widths must be >= 0 (0 = pool -> linear)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,27 +76,27 @@ class ResNetConfig:
 
     def single_exit(self) -> "ResNetConfig":
         """The same backbone with only the final head: the plain baseline."""
-        return ResNetConfig(self.in_channels, self.num_classes, self.stem_width, self.stages,
-                            (len(self.stages) - 1,), (self.head_hidden[-1],))
+        return replace(self, exits=(len(self.stages) - 1,), head_hidden=(self.head_hidden[-1],))
 
     def scaled(self, factor: float, depth: int | None = None) -> "ResNetConfig":
         """A narrower (and optionally shallower) single-exit network: the small baseline."""
         stages = self.stages[:depth] if depth else self.stages
         stages = tuple(StageSpec(max(2, round(s.width * factor)), s.blocks, s.stride) for s in stages)
-        return ResNetConfig(self.in_channels, self.num_classes, max(2, round(self.stem_width * factor)), stages,
-                            (len(stages) - 1,), (round(self.head_hidden[-1] * factor),))
+        return replace(self, stem_width=max(2, round(self.stem_width * factor)), stages=stages,
+                       exits=(len(stages) - 1,), head_hidden=(round(self.head_hidden[-1] * factor),))
 
 
 class EarlyExitResNet(nn.Module):
     def __init__(self, cfg: ResNetConfig):
         super().__init__()
         self.cfg = cfg
-        layers: list[nn.Module] = [ConvBN(cfg.in_channels, cfg.stem_width, 3, 1, relu=True)]
+        layers: list[nn.Module] = [ConvBN(cfg.in_channels, cfg.stem_width, cfg.stem_kernel, cfg.stem_stride)]
         c = cfg.stem_width
         segments, start = [], 0
+        block = BLOCKS[cfg.block]
         for i, stage in enumerate(cfg.stages):
             for b in range(stage.blocks):
-                layers.append(BasicBlock(c, stage.width, stage.stride if b == 0 else 1))
+                layers.append(block(c, stage.width, stage.stride if b == 0 else 1))
                 c = stage.width
             if i in cfg.exits:
                 k = cfg.exits.index(i)

@@ -1,7 +1,8 @@
 """The device agent: what runs on a Raspberry Pi (or this machine over a pty pair).
 
 Entry: `run_agent(AgentConfig)` serves one export bundle over the serial protocol
-(`tinyexit agent`); `runtime` wraps the interpreter (LiteRT / ONNX Runtime).
+(`tinyexit agent`); `runtime` wraps the interpreter (LiteRT / tflite_runtime / ONNX Runtime,
+optimized or reference kernels); `bundle_pack` writes what a Pi installs (`tinyexit agent-bundle`).
 Imports only tinyexit core, the bundle loader and the protocol.
 """
 

@@ -1,8 +1,20 @@
-"""Inference backends of the agent (and of the host reference): LiteRT and ONNX Runtime.
+"""Inference backends of the agent (and of the host reference): LiteRT, tflite_runtime and ONNX Runtime.
 
 A backend runs one segment on int8 input and returns int8 (logits, features),
 or the monolithic full-depth model.  Both run single-threaded by default: the
 agent measures latency, and one thread is what a small device has.
+
+`--runtime auto` takes the first runtime a device can import: ai-edge-litert
+(aarch64, x86_64), else tflite_runtime (the only one with armv7l wheels), else
+ONNX Runtime when the bundle carries per-segment int8 ONNX files.
+
+Kernels: TFLite's optimized built-in int8 kernels are NOT bit-exact across
+architectures, nor with the reference kernels on one machine: int8 logits differ
+by an LSB (measured on the demo classifier: x86_64 vs aarch64, and optimized vs
+reference on x86_64; docs/raspberry-pi.md).  The reference kernels
+(OpResolverType.BUILTIN_REF) are portable C++: one runtime version gives the same
+int8 results on x86_64 and aarch64 (two versions need not).  `kernels="reference"`
+selects them; the bench compares like with like.
 """
 from __future__ import annotations
 
@@ -14,7 +26,46 @@ from tinyexit.errors import UserError
 from tinyexit.firmware_bridge.protocol import constants as pc
 from tinyexit.bundle import Bundle, dequantize, quantize
 
-RUNTIMES = ("litert", "onnxruntime")
+RUNTIMES = ("auto", "litert", "tflite_runtime", "onnxruntime")
+KERNELS = ("optimized", "reference")
+# The TFLite-flavoured runtimes, in the order `auto` tries them: (runtime, module, pip package).
+_TFLITE_MODULES = (("litert", "ai_edge_litert", "ai-edge-litert"),
+                   ("tflite_runtime", "tflite_runtime", "tflite-runtime"))
+
+
+def _import_tflite(runtime: str):
+    """(Interpreter, OpResolverType, version) of one TFLite-flavoured runtime, or ImportError."""
+    import importlib
+
+    module = dict((r, m) for r, m, _ in _TFLITE_MODULES)[runtime]
+    root = importlib.import_module(module)
+    interp = importlib.import_module(f"{module}.interpreter")
+    return interp.Interpreter, interp.OpResolverType, getattr(root, "__version__", "")
+
+
+def _has_onnx(art: Bundle) -> bool:
+    return all(seg.files.get("onnx_int8") for seg in art.segments)
+
+
+def resolve_runtime(requested: str, art: Bundle) -> str:
+    """The runtime `auto` stands for on this machine (others are returned unchanged)."""
+    if requested != "auto":
+        return requested
+    for runtime, _, _ in _TFLITE_MODULES:
+        try:
+            _import_tflite(runtime)
+            return runtime
+        except ImportError:
+            continue
+    if _has_onnx(art):
+        try:
+            import onnxruntime  # noqa: F401
+            return "onnxruntime"
+        except ImportError:
+            pass
+    onnx = ", or onnxruntime (the bundle has int8 ONNX files)" if _has_onnx(art) else ""
+    raise UserError("--runtime auto: no inference runtime is installed; pip install ai-edge-litert (aarch64, "
+                    f"x86_64) or tflite-runtime (armv7l){onnx}; see docs/raspberry-pi.md")
 
 
 class _SignatureCall:
@@ -59,18 +110,26 @@ class _SignatureCall:
 
 
 class LiteRTBackend:
+    """The multi-signature TFLite file (and the monolithic ones) through ai-edge-litert or tflite_runtime."""
+
     runtime_id = pc.RUNTIME_LITERT
 
-    def __init__(self, art: Bundle, threads: int = 1, full: bool = True):
+    def __init__(self, art: Bundle, threads: int = 1, full: bool = True, kernels: str = "optimized",
+                 module: str = "litert"):
         try:
-            import ai_edge_litert
-            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+            Interpreter, OpResolverType, version = _import_tflite(module)
         except ImportError:
-            raise UserError("ai-edge-litert is not installed; pip install 'tinyexit[agent]'") from None
-        self.name = f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '')}".strip()
-        # Built-in kernels without the default XNNPACK delegate: the int8 kernels TFLite keeps bit-exact.
-        opts = {"num_threads": threads,
-                "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+            pkg = dict((r, p) for r, _, p in _TFLITE_MODULES)[module]
+            raise UserError(f"{pkg} is not installed; pip install {pkg}, or choose another --runtime "
+                            "(docs/raspberry-pi.md)") from None
+        self.kernels = kernels
+        prefix = "ai-edge-litert" if module == "litert" else "tflite_runtime"
+        self.name = f"{prefix} {version} {kernels}".replace("  ", " ")
+        # optimized: TFLite's built-in optimized kernels, without the default XNNPACK delegate (a third kernel
+        # set, whose partitioning of each subgraph would also shift the per-segment timings);
+        # reference: BUILTIN_REF, portable kernels, bit-identical across architectures for one runtime version.
+        kind = OpResolverType.BUILTIN_REF if kernels == "reference" else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        opts = {"num_threads": threads, "experimental_op_resolver_type": kind}
         self._art, self._keep = art, []
         path = art.file(art.manifest.get("files", {}).get("tflite"), "multi-signature int8 TFLite")
         self._interp = _interpreter(Interpreter, path, opts)
@@ -146,12 +205,16 @@ class OnnxBackend:
 
     runtime_id = pc.RUNTIME_ONNXRUNTIME
 
-    def __init__(self, art: Bundle, threads: int = 1, full: bool = True):
+    def __init__(self, art: Bundle, threads: int = 1, full: bool = True, kernels: str = "optimized"):
+        if kernels != "optimized":
+            raise UserError(f"--kernels {kernels}: ONNX Runtime has only its optimized kernels; "
+                            "use --runtime litert or tflite_runtime for the reference kernels")
         try:
             import onnxruntime as ort
         except ImportError:
             raise UserError("onnxruntime is not installed; pip install onnxruntime, or use --runtime litert") from None
-        self.name = f"onnxruntime {ort.__version__}"
+        self.kernels = kernels
+        self.name = f"onnxruntime {ort.__version__} {kernels}"
         self._art = art
         self._nchw = art.manifest.get("onnx_layout", "NCHW") == "NCHW"
         opts = ort.SessionOptions()
@@ -201,13 +264,14 @@ class TflmBackend:
 
     runtime_id = pc.RUNTIME_TFLM
 
-    def __init__(self, art: Bundle, threads: int = 1, full: bool = True):
+    def __init__(self, art: Bundle, threads: int = 1, full: bool = True, kernels: str = "reference"):
         try:
             from tflite_micro.python.tflite_micro import runtime
         except ImportError:
             raise UserError("the TFLite Micro reference needs the 'tflite-micro' package "
                             "(pip install 'tinyexit[export]')") from None
         self.name = "tflite-micro"
+        self.kernels = "reference"  # TFLM's kernels are the reference kernels
         self._art = art
         self._segments = []
         for seg in art.segments:
@@ -256,11 +320,19 @@ def _as_int8(values: np.ndarray, spec) -> np.ndarray:
     return values if values.dtype == np.int8 else quantize(values, spec)
 
 
-def make_backend(art: Bundle, runtime: str = "litert", threads: int = 1, full: bool = True):
-    """A backend by name; "tflm" is offered for the host reference of firmware targets."""
-    backends = {"litert": LiteRTBackend, "onnxruntime": OnnxBackend, "tflm": TflmBackend}
-    if runtime not in backends:
+def make_backend(art: Bundle, runtime: str = "litert", threads: int = 1, full: bool = True,
+                 kernels: str = "optimized"):
+    """A backend by name ("auto" resolves on this machine); "tflm" is offered for the host reference of
+    firmware targets."""
+    if runtime not in (*RUNTIMES, "tflm"):
         raise UserError(f"runtime '{runtime}': choose one of {', '.join(RUNTIMES)}")
+    if kernels not in KERNELS:
+        raise UserError(f"--kernels {kernels}: choose one of {', '.join(KERNELS)}")
     if threads < 1:
         raise UserError(f"threads {threads}: must be >= 1")
-    return backends[runtime](art, threads, full)
+    runtime = resolve_runtime(runtime, art)
+    if runtime in ("litert", "tflite_runtime"):
+        return LiteRTBackend(art, threads, full, kernels, module=runtime)
+    if runtime == "tflm":
+        return TflmBackend(art, threads, full)
+    return OnnxBackend(art, threads, full, kernels)

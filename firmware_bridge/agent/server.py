@@ -21,7 +21,7 @@ from tinyexit import __version__
 from tinyexit.errors import UserError
 from tinyexit.firmware_bridge.protocol import messages as m
 from tinyexit.firmware_bridge.protocol import constants as pc
-from tinyexit.firmware_bridge.agent.runtime import RUNTIMES, make_backend
+from tinyexit.firmware_bridge.agent.runtime import KERNELS, RUNTIMES, make_backend
 from tinyexit.bundle import Bundle, load_bundle
 from tinyexit.firmware_bridge.protocol.decide import ExitDecider
 from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError, encode_frame
@@ -36,16 +36,19 @@ _POLICY_NAMES = {v: k for k, v in POLICY_IDS.items()}
 class AgentConfig:
     port: str
     artifact: str
-    runtime: str = "litert"
+    runtime: str = "auto"         # auto: ai-edge-litert, else tflite_runtime, else onnxruntime (runtime.py)
     baud: int = pc.DEFAULT_BAUD
     threads: int = 1
     name: str = ""                 # device name reported in INFO; default agent@<hostname>
     input_capacity: int = 16384    # bytes of the input buffer (LOAD_INPUT writes into it)
     max_payload: int = pc.MAX_PAYLOAD
+    kernels: str = "optimized"     # optimized (latency) or reference (portable, bit-identical across CPUs)
 
     def __post_init__(self):
         if self.runtime not in RUNTIMES:
             raise UserError(f"--runtime {self.runtime}: choose one of {', '.join(RUNTIMES)}")
+        if self.kernels not in KERNELS:
+            raise UserError(f"--kernels {self.kernels}: choose one of {', '.join(KERNELS)}")
         if not pc.MIN_DEVICE_PAYLOAD <= self.max_payload <= pc.MAX_PAYLOAD:
             raise UserError(f"max payload {self.max_payload}: must be in [{pc.MIN_DEVICE_PAYLOAD}, {pc.MAX_PAYLOAD}]")
         if self.baud <= 0 or self.threads < 1 or self.input_capacity < 1:
@@ -244,7 +247,7 @@ def run_agent(cfg: AgentConfig) -> int:
     from tinyexit.firmware_bridge.protocol.link import SerialLink
 
     art = load_bundle(cfg.artifact)
-    backend = make_backend(art, cfg.runtime, cfg.threads)
+    backend = make_backend(art, cfg.runtime, cfg.threads, kernels=cfg.kernels)
     core = DeviceCore(art, backend, cfg)
     link = SerialLink(cfg.port, cfg.baud, role="agent")
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731

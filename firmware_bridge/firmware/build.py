@@ -39,6 +39,10 @@ BOARDS = {
 }
 
 
+FLASH_MODES = ("speed", "size")
+MLPERF_MODELS = ("ic01", "kws01", "vww01", "ad01")
+
+
 @dataclass(frozen=True)
 class FirmwareConfig:
     board: str = "mps2-an386"
@@ -50,6 +54,10 @@ class FirmwareConfig:
     ram_bytes: int | None = None
     verify: bool = True                 # host-tier bit-exactness against TFLite Micro first
     extra_cflags: str = ""              # e.g. "-DTE_TEST_FAULTS" (tests only)
+    # speed: arm_dsp convolutions read weights pre-widened to int16 pairs (codegen_pack; ~2x their flash);
+    # size: every kernel reads the plain int8 weights and widens them on the fly (SXTB16)
+    flash_mode: str = "speed"
+    mlperf_model: str = ""              # --app mlperf: the runner's model id printed as m-model-[<id>]
 
     def __post_init__(self):
         if self.board not in BOARDS:
@@ -60,6 +68,11 @@ class FirmwareConfig:
             raise UserError(f"--app {self.app}: unknown; choose one of {', '.join(APPS)}")
         if not 64 <= self.input_capacity <= 1 << 20:
             raise UserError(f"input capacity {self.input_capacity}: use 64 .. 1048576 bytes")
+        if self.flash_mode not in FLASH_MODES:
+            raise UserError(f"--flash-mode {self.flash_mode}: unknown; choose one of {', '.join(FLASH_MODES)}")
+        if self.mlperf_model and (self.mlperf_model not in MLPERF_MODELS or self.app != "mlperf"):
+            raise UserError(f"--mlperf-model {self.mlperf_model}: needs --app mlperf and one of "
+                            f"{', '.join(MLPERF_MODELS)} (the MLPerf Tiny runner's model ids)")
         for key in ("flash_bytes", "ram_bytes"):
             if getattr(self, key) is not None and getattr(self, key) <= 0:
                 raise UserError(f"{key} {getattr(self, key)}: must be positive")
@@ -71,7 +84,8 @@ class FirmwareConfig:
 
     @property
     def dir_name(self) -> str:
-        return f"{self.board}-{self.kernels}" + ("" if self.app == "firmware" else f"-{self.app}")
+        return (f"{self.board}-{self.kernels}" + ("" if self.app == "firmware" else f"-{self.app}")
+                + ("-size" if self.flash_mode == "size" else ""))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,7 +175,9 @@ def _precheck(segments: dict, monos: list, cfg: FirmwareConfig, model: str) -> N
 def _verify(bundle, cfg: FirmwareConfig, out: Path, log) -> dict:
     from tinyexit.firmware_bridge.firmware.verify import verify_host_tier
 
-    res = verify_host_tier(bundle.dir, bundle.model, cfg.kernels, workdir=out)
+    # Size mode keeps int8 weights (no packed int16 layout): verify the layout that is flashed.
+    layout = ("-DTE_ARM_DSP_LAYOUT=0",) if cfg.flash_mode == "size" and cfg.kernels == "arm_dsp" else ()
+    res = verify_host_tier(bundle.dir, bundle.model, cfg.kernels, workdir=out, extra_flags=layout)
     bad = [r["index"] for r in res["segments"] if not (r["logits_equal"] and r.get("features_equal", True))]
     log(f"firmware: host tier ({cfg.kernels}) vs TFLite Micro on {res['samples']} inputs ({res['inputs']}): "
         + ("bit-exact on every segment" if not bad else f"MISMATCH in segments {bad}"))
@@ -241,6 +257,9 @@ def _make(c_dir: Path, out: Path, model: str, cfg: FirmwareConfig, app_flags: st
            f"MODEL={model}", f"MODEL_DIR={c_dir}", f"MODELS_C={out / 'te_models.c'}", f"BUILD={out}"]
     if not cfg.monolithic:
         cmd.append("MONO_SRCS=")
+    cmd.append(f"FLASH_MODE={cfg.flash_mode}")
+    if cfg.mlperf_model:
+        cmd.append(f"MLPERF_MODEL={cfg.mlperf_model}")
     flags = " ".join(f for f in (cfg.extra_cflags, app_flags) if f)
     if flags:
         cmd.append(f"EXTRA_CFLAGS={flags}")

@@ -18,6 +18,12 @@ def register(sub) -> None:
     b.add_argument("--app", default="firmware", choices=["firmware", "mlperf", "selftest"],
                    help="firmware: the tinyexit protocol (default); mlperf: the MLPerf Tiny DUT protocol; "
                         "selftest: per-layer timing printed on the UART")
+    b.add_argument("--mlperf-model", default="", choices=["", "ic01", "kws01", "vww01", "ad01"],
+                   help="--app mlperf: answer the runner's 'profile' with m-model-[<id>], the id its stock tests "
+                        "file expects (default: the bundle's name and artifact hash)")
+    b.add_argument("--flash-mode", default="speed", choices=["speed", "size"],
+                   help="speed: arm_dsp convolutions read int16-widened weights (default, ~2x their flash); "
+                        "size: int8 weights in flash, widened on the fly")
     b.add_argument("--input-capacity", type=int, default=4096, help="bytes of the device's input buffer")
     b.add_argument("--no-monolithic", action="store_true", help="leave out the full-depth model (no RUN mode FULL)")
     b.add_argument("--no-verify", action="store_true", help="skip the host-tier comparison with TFLite Micro")
@@ -29,6 +35,8 @@ def register(sub) -> None:
                                      "write RUN/firmware/<model>/<board>-<kernels>/profile.json: instructions per "
                                      "layer, per segment and per MAC.")
     _common(pr)
+    pr.add_argument("--flash-mode", default="speed", choices=["speed", "size"],
+                    help="profile the speed (default) or the size flash mode (see 'firmware build --help')")
     pr.set_defaults(handler=_profile)
 
 
@@ -38,7 +46,16 @@ def _common(p) -> None:
                    help="mps2-an386 (QEMU, default) or generic-cortex-m4 (fill in its hooks: docs/porting.md)")
     p.add_argument("--kernels", default="arm_dsp", choices=["reference", "arm_dsp"],
                    help="arm_dsp: SXTB16/SMLAD kernels (default); reference: portable C")
-    p.add_argument("--model", default="classifier", help="exported model to build (default: classifier)")
+    p.add_argument("--model", default=None,
+                   help="exported model to build (default: classifier, or the run's only bundle, e.g. one "
+                        "written by 'tinyexit import')")
+
+
+def default_model(run_dir: str, model: str | None) -> str:
+    """See tinyexit.bundle.default_model."""
+    from tinyexit.bundle import default_model as _default
+
+    return _default(run_dir, model)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -47,15 +64,17 @@ def _build(args: argparse.Namespace) -> int:
     cfg = FirmwareConfig(board=args.board, kernels=args.kernels, app=args.app, input_capacity=args.input_capacity,
                          monolithic=not args.no_monolithic, verify=not args.no_verify,
                          flash_bytes=args.flash_kib * 1024 if args.flash_kib else None,
-                         ram_bytes=args.ram_kib * 1024 if args.ram_kib else None)
-    build_firmware(args.run_dir, args.model, cfg)
+                         ram_bytes=args.ram_kib * 1024 if args.ram_kib else None, flash_mode=args.flash_mode,
+                         mlperf_model=args.mlperf_model)
+    build_firmware(args.run_dir, default_model(args.run_dir, args.model), cfg)
     return 0
 
 
 def _profile(args: argparse.Namespace) -> int:
     from tinyexit.firmware_bridge.firmware.profile import profile_layers
 
-    res = profile_layers(args.run_dir, args.model, args.kernels)
+    res = profile_layers(args.run_dir, default_model(args.run_dir, args.model), args.kernels,
+                         flash_mode=args.flash_mode)
     print(f"profile: {res['instructions']} instructions for {res['macs']} MACs = "
           f"{res['instructions_per_mac']:.3f} instructions/MAC ({args.kernels}) -> {res['path']}")
     return 0

@@ -63,21 +63,23 @@ def parse_selftest(text: str) -> dict:
             "repeats": reps}
 
 
-def profile_layers(run_dir, model: str = "classifier", kernels: str = "arm_dsp", log=print) -> dict:
+def profile_layers(run_dir, model: str = "classifier", kernels: str = "arm_dsp", log=print,
+                   flash_mode: str = "speed") -> dict:
     """Build the selftest firmware, run it under QEMU, write profile.json beside the firmware."""
     from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware, locate
     from tinyexit.rundir import write_json
 
     _, root = locate(run_dir, model)
-    cfg = FirmwareConfig(board=MACHINE, kernels=kernels, app="selftest", verify=False, monolithic=False)
+    cfg = FirmwareConfig(board=MACHINE, kernels=kernels, app="selftest", verify=False, monolithic=False,
+                         flash_mode=flash_mode)
     report = build_firmware(run_dir, model, cfg, log=log)
     model = report["model"]  # a bundle directory names its own model
     res = parse_selftest(run_selftest(Path(report["elf"])))
-    res.update({"model": model, "kernels": kernels, "board": MACHINE, "unit": "instructions",
+    res.update({"model": model, "kernels": kernels, "board": MACHINE, "unit": "instructions", "flash_mode": flash_mode,
                 "artifact_hash": report.get("artifact_hash", ""),
                 "firmware_sources_sha256": report.get("firmware_sources_sha256", ""),
                 "note": "QEMU -icount shift=0: instructions, not cycles of a real chip"})
-    path = root / "firmware" / model / f"{MACHINE}-{kernels}" / "profile.json"
+    path = root / "firmware" / model / (f"{MACHINE}-{kernels}" + ("-size" if flash_mode == "size" else "")) / "profile.json"
     write_json(path, res)
     res["path"] = str(path)
     return res

@@ -116,7 +116,7 @@ def _split(outs: list[np.ndarray], seg: dict) -> tuple[np.ndarray, np.ndarray | 
 
 
 def verify_host_tier(run: Path, model: str, kernels: str = "reference", workdir: Path | None = None,
-                     inputs: np.ndarray | None = None) -> dict:
+                     inputs: np.ndarray | None = None, extra_flags: tuple[str, ...] = ()) -> dict:
     """Byte-for-byte comparison of every segment with TFLite Micro; returns a JSON-able summary.
 
     `run`: a run directory or a bundle directory; its c/ folder must be current (sources.check_c_sources)."""
@@ -134,7 +134,7 @@ def verify_host_tier(run: Path, model: str, kernels: str = "reference", workdir:
     else:
         x, source = np.asarray(inputs, np.int8), "given"
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        flags = ("-DTE_EMULATE_DSP",) if kernels == "arm_dsp" else ()
+        flags = (("-DTE_EMULATE_DSP",) if kernels == "arm_dsp" else ()) + tuple(extra_flags)
         exe = build_host_runner(c_dir, model, Path(tmp) / "runner", kernels, extra_flags=flags)
         runner = HostRunner.from_c_dir(exe, c_dir)
         rows, cur = [], list(x)

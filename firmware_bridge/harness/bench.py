@@ -55,6 +55,8 @@ class BenchConfig:
     max_resets: int = 10                 # device restarts tolerated per worker
     progress: bool = True
     faults: FaultConfig | None = None    # tests and `tinyexit reliability`: a seeded fault-injecting relay
+    coordinator: str | None = None       # labgrid coordinator HOST:PORT of labgrid:PLACE targets
+    wait_s: float | None = None          # wait this long for a held labgrid place (None: refuse it at once)
 
     def __post_init__(self):
         object.__setattr__(self, "modes", tuple(self.modes))
@@ -77,6 +79,8 @@ class BenchConfig:
                             "0..1000 resets")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise UserError(f"--name '{self.name}': use a plain directory name")
+        if self.wait_s is not None and self.wait_s < 0:
+            raise UserError(f"--wait {self.wait_s}: give seconds >= 0")
         if self.power:
             parse_power_spec(self.power)  # a malformed spec fails before anything runs
 
@@ -130,26 +134,60 @@ def run_benchmark(run_dir, targets: list[str], cfg: BenchConfig = BenchConfig(),
     log(f"bench: {len(y)} samples x {len(ctx.modes)} modes x {cfg.repeats} repeat(s) of {art.model} on "
         f"{len(targets)} target(s) -> {out}")
     started = time.monotonic()
+    failure: BaseException | None = None
     try:
         _run_workers(workers, ctx)
-    except UserError as exc:
-        new = len(writer.done) - writer.previous
-        if not new:
-            raise
-        raise UserError(f"{exc} [{new} results written before this are kept in {writer.path}; "
-                        "re-run with --resume to finish]") from None
+    except BaseException as exc:  # a failed or interrupted run still writes its summary (link counters too)
+        failure = exc
     finally:
         ctx.close_progress()
         writer.close()
+    summary = _write_summary(out, art, ctx, workers, time.monotonic() - started, writer, inputs, failure, log)
+    # A run refused before any byte went to a device (a busy port, a bad URL) has nothing to resume.
+    started_talking = bool(((summary or {}).get("link") or {}).get("frames_sent"))
+    if isinstance(failure, UserError) and started_talking:
+        new = len(writer.done) - writer.previous
+        kept = (f"{new} results written before this are kept in {writer.path}; " if new else "")
+        raise UserError(f"{failure} [{kept}summary with the link counters in {out / 'summary.json'}; "
+                        "re-run with --resume to finish]") from None
+    if failure is not None:
+        raise failure
+    return summary
+
+
+def _write_summary(out: Path, art, ctx, workers, wall_s: float, writer, inputs, failure, log) -> dict:
+    """summary.json of a complete, failed or interrupted run: every result written and every link counter."""
     records, _ = read_results(out / "results.jsonl")
     stats = LinkStats()
     for w in workers:
-        stats.merge(w.stats)
-    summary = summarize(records, art, ctx, workers, stats, time.monotonic() - started, writer)
+        if w.stats is not None:
+            stats.merge(w.stats)
+    status = ("complete" if failure is None else "interrupted" if isinstance(failure, KeyboardInterrupt)
+              else "failed")
+    try:
+        summary = summarize(records, art, ctx, workers, stats, wall_s, writer)
+    except Exception as exc:  # too few results for every figure: keep what is certain
+        if failure is None:
+            raise
+        summary = {"tinyexit_version": __version__, "target": out.name, "model": art.model,
+                   "artifact_hash": art.artifact_hash, "samples": len({r["sample"] for r in records}),
+                   "samples_requested": int(len(ctx.y)), "modes": list(ctx.modes), "repeats": ctx.cfg.repeats,
+                   "link": stats.to_dict(), "payload_efficiency": stats.to_dict()["payload_efficiency"],
+                   "wall_s": round(wall_s, 3), "figures_skipped": f"{type(exc).__name__}: {exc}"}
+    summary["status"] = status
+    summary["lines"] = len(records)
+    if failure is not None:
+        summary["error"] = str(failure) or type(failure).__name__
     summary["inputs"] = inputs.source
     summary["inputs_detail"] = inputs.detail()
     summary["results"] = str(out / "results.jsonl")
+    if any(r.get("place") for r in records):  # labgrid targets: figures per place and per device kind
+        from tinyexit.firmware_bridge.harness.place_figures import per_place
+
+        summary["places"] = per_place(records, workers)
     write_json(out / "summary.json", summary)
+    if failure is not None:
+        log(f"bench: {status} after {wall_s:.1f} s with {len(records)} results; summary in {out / 'summary.json'}")
     return summary
 
 

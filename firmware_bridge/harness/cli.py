@@ -22,9 +22,9 @@ def register(sub) -> None:
                    help="agent (spawn the host agent on a pty pair), qemu, or a pyserial URL "
                         "(/dev/ttyUSB0, socket://HOST:PORT, rfc2217://HOST:PORT); repeat to shard across devices, "
                         "or @FILE for a devices file (one target per line, # comments)")
-    b.add_argument("--model", default="classifier",
-                   help="exported model of a run directory to benchmark (default classifier; a bundle directory "
-                        "names its own)")
+    b.add_argument("--model", default=None,
+                   help="exported model of a run directory to benchmark (default classifier, or the run's only "
+                        "bundle, e.g. an imported model; a bundle directory names its own)")
     b.add_argument("--modes", default="early_exit,full,segments",
                    help="comma list of early_exit, full, segments (default all three)")
     b.add_argument("--resume", action="store_true",
@@ -38,29 +38,52 @@ def register(sub) -> None:
     b.add_argument("--energy-repeats", type=int, default=200,
                    help="inferences inside each measured energy window (with --power; default 200)")
     b.add_argument("--name", default=None, help="bench directory name (default derived from the targets)")
-    b.add_argument("--runtime", choices=["litert", "onnxruntime"], default="litert",
-                   help="runtime of a spawned host agent (default litert)")
+    b.add_argument("--runtime", choices=["litert", "tflite_runtime", "onnxruntime", "auto"], default="litert",
+                   help="runtime of a spawned host agent (default litert; auto: litert, else tflite_runtime, "
+                        "else onnxruntime)")
     b.add_argument("--baud", type=int, default=pc.DEFAULT_BAUD, help=f"baud rate for serial targets "
                                                                        f"(default {pc.DEFAULT_BAUD})")
     b.add_argument("--timeout", type=float, default=pc.REPLY_TIMEOUT_S,
-                   help=f"seconds to wait for each reply before retrying (default {pc.REPLY_TIMEOUT_S})")
+                   help=f"first reply timeout in seconds; the session adapts it to the measured round trip "
+                        f"(default {pc.REPLY_TIMEOUT_S})")
     b.add_argument("--retries", type=int, default=pc.MAX_RETRIES,
-                   help=f"retransmissions per request before giving up (default {pc.MAX_RETRIES})")
+                   help=f"with --timeout, the silence budget: a device that sends nothing for timeout x "
+                        f"(retries + 1) seconds is given up (default {pc.MAX_RETRIES}); NACKs and damaged "
+                        "frames count as an answer")
     b.add_argument("--max-resets", type=int, default=10,
                    help="device restarts survived per target before giving up (default 10)")
+    b.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="labgrid coordinator of labgrid:PLACE targets (default: $LG_COORDINATOR, else "
+                        "127.0.0.1:20408); --target labgrid:PLACE, labgrid:GLOB or labgrid:TAG=VALUE acquires "
+                        "the places, benchmarks over their RFC 2217 serial ports and releases them (docs/farm.md)")
+    b.add_argument("--wait", nargs="?", type=float, const=86400.0, default=None, metavar="SECONDS",
+                   help="wait for labgrid places someone else holds (default: refuse at once; without SECONDS: "
+                        "up to a day)")
     b.set_defaults(handler=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from tinyexit.bundle import default_model
     from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark
     from tinyexit.firmware_bridge.harness.session import SessionConfig
 
-    cfg = BenchConfig(model=args.model, modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    cfg = BenchConfig(model=default_model(args.run_dir, args.model), modes=modes,
                       repeats=args.repeats, warmup=args.warmup, limit=args.limit, resume=args.resume,
                       power=args.power, energy_repeats=args.energy_repeats, name=args.name, runtime=args.runtime,
                       baud=args.baud, session=SessionConfig(reply_timeout_s=args.timeout, max_retries=args.retries),
-                      max_resets=args.max_resets)
-    summary = run_benchmark(args.run_dir, expand_targets(args.target), cfg)
+                      max_resets=args.max_resets, wait_s=args.wait)
+    targets = expand_targets(args.target)
+    if any(t.startswith("labgrid:") for t in targets):
+        import os
+        from dataclasses import replace
+
+        from tinyexit.firmware_bridge.harness.labgrid_target import coordinator_address, run_on_places
+
+        cfg = replace(cfg, coordinator=coordinator_address(args.coordinator, os.environ))
+        summary = run_on_places(run_benchmark, args.run_dir, targets, cfg)
+    else:
+        summary = run_benchmark(args.run_dir, targets, cfg)
     print(_one_line(summary))
     return 0
 

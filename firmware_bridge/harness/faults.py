@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from tinyexit.errors import UserError
 from tinyexit.firmware_bridge.harness.link import PtyPair
 
-_PROBABILITIES = ("corrupt", "drop", "duplicate", "split", "delay", "stall")
+_PROBABILITIES = ("corrupt", "drop", "duplicate", "insert", "split", "delay", "stall")
 SPLIT_GAP_S = 0.001  # between the two halves of a split write, so the reader sees two reads
 TO_HOST_SEED_OFFSET = 1_000_003  # the reply direction draws from its own stream
 
@@ -39,6 +39,7 @@ class FaultConfig:
     corrupt: float = 0.0            # probability that a byte gets one bit flipped
     drop: float = 0.0               # probability that a byte is dropped
     duplicate: float = 0.0          # probability that a byte is sent twice
+    insert: float = 0.0             # probability that a random noise byte (any value, 0x00 too) precedes a byte
     split: float = 0.0              # probability that a chunk is written in two parts
     delay: float = 0.0              # probability that a chunk waits delay_s before it is written
     stall: float = 0.0              # probability that the direction stops for stall_s before a chunk
@@ -168,17 +169,24 @@ class FaultInjector:
             if self._in_frame == 3 and self._frame in self.cfg.corrupt_frames:  # inside the frame, never a delimiter
                 self.counts["frames_corrupted"] += 1
                 byte ^= 0x10
+        # Every byte is damaged independently of every other (a noisy UART: EMI, a long cable, an isolator):
+        # each fault draws its own number from this direction's stream, in a fixed order, so a seed
+        # reproduces the damage exactly and the counters add up: out = in - dropped + duplicated + inserted.
         rng, cfg = self._rng, self.cfg
+        noise = b""
+        if cfg.insert and rng.random() < cfg.insert:
+            self.counts["inserted"] += 1
+            noise = bytes([rng.randrange(256)])
         if cfg.drop and rng.random() < cfg.drop:
             self.counts["dropped"] += 1
-            return b""
+            return noise
         if cfg.corrupt and rng.random() < cfg.corrupt:
             self.counts["corrupted"] += 1
             byte ^= 1 << rng.randrange(8)
         if cfg.duplicate and rng.random() < cfg.duplicate:
             self.counts["duplicated"] += 1
-            return bytes([byte, byte])
-        return bytes([byte])
+            return noise + bytes([byte, byte])
+        return noise + bytes([byte])
 
 
 def forward(injector: FaultInjector, data: bytes, write) -> None:
@@ -212,7 +220,8 @@ def total_counts(directions: dict) -> dict:
     total: Counter = Counter()
     for counts in directions.values():
         total.update(counts)
-    keys = ("corrupted", "dropped", "duplicated", "splits", "delayed", "stalls", "frames_corrupted", "dead_dropped")
+    keys = ("corrupted", "dropped", "duplicated", "inserted", "splits", "delayed", "stalls", "frames_corrupted",
+            "dead_dropped")
     return {**{k: total[k] for k in keys}, "injected": sum(total[k] for k in keys if k != "dead_dropped"),
             "bytes_in": total["bytes_in"]}
 

@@ -139,7 +139,32 @@ def early_exit(art, by_mode, costs: Costs, ref: dict, exit_rows: list[dict]) -> 
     return out
 
 
-def agreement(by_mode) -> dict:
+def lsb_histogram(rs: list[dict]) -> list[int] | None:
+    """Samples per max |device - host| int8 logit difference: [n at 0 LSB, n at 1 LSB, ...]."""
+    values = [int(r["host_logit_lsb"]) for r in rs if r.get("host_logit_lsb") is not None]
+    return np.bincount(values).astype(int).tolist() if values else None
+
+
+def agreement_detail(rs: list[dict]) -> dict:
+    """Exit and top-1 agreement with the tolerance applied: a disagreement is `borderline` when the host's
+    decision sits within the tolerance (reference.compare), else it is a real disagreement."""
+    hist = lsb_histogram(rs)
+    tols = sorted({int(r["tolerance_lsb"]) for r in rs if "tolerance_lsb" in r})
+    tol = tols[-1] if tols else None
+    exit_off = [r for r in rs if r["exit"] != r["host_exit"]]
+    top1_off = [r for r in rs if r["top1"] != r["host_top1"]]
+    beyond = sum(hist[tol + 1:]) if hist is not None and tol is not None else None
+    real = sum(1 for r in exit_off + top1_off if not r.get("host_borderline"))
+    return {"logit_lsb_histogram": hist, "logit_lsb_max": len(hist) - 1 if hist else None,
+            "logits_beyond_tolerance": beyond, "tolerance_lsb": tol,
+            "exit_disagree": len(exit_off), "exit_disagree_borderline": sum(bool(r.get("host_borderline"))
+                                                                            for r in exit_off),
+            "top1_disagree": len(top1_off), "top1_disagree_borderline": sum(bool(r.get("host_borderline"))
+                                                                            for r in top1_off),
+            "within_tolerance": (beyond == 0 and real == 0) if beyond is not None else None}
+
+
+def agreement(by_mode, runtime_names=()) -> dict:
     """Device vs host reference over the early-exit runs (one per sample), else over every mode's
     first run of each sample (a model without an exit policy, e.g. the denoiser)."""
     if by_mode.get("early_exit"):
@@ -147,10 +172,15 @@ def agreement(by_mode) -> dict:
     else:
         rs, scope = [r for rs in by_mode.values() for r in first_per_sample(rs)], "all modes"
     checked = [r for r in rs if "host_exit" in r]
+    detail = agreement_detail(checked)
+    kernels = sorted({r["host_kernels"] for r in checked if r.get("host_kernels")})
     return {"agreement_scope": scope, "agreement_n": len(checked),
             "agreement_top1": frac([r["top1"] == r["host_top1"] for r in checked]),
             "agreement_exit": frac([r["exit"] == r["host_exit"] for r in checked]),
-            "logits_equal": frac([bool(r["host_logits_equal"]) for r in checked])}
+            "logits_equal": frac([bool(r["host_logits_equal"]) for r in checked]),
+            "agreement_device_runtime": ", ".join(sorted({n for n in runtime_names if n})) or None,
+            "agreement_reference_kernels": ", ".join(kernels) or None,
+            **{f"agreement_{k}": v for k, v in detail.items()}}
 
 
 def instructions_per_mac(art, ref: dict) -> dict:

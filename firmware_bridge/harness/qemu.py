@@ -11,9 +11,11 @@ status; QEMU is killed if it does not stop in time.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +32,23 @@ LABEL = (f"simulated: QEMU {MACHINE} (Cortex-M4F), -icount shift=0: 1 tick = {IN
          "instructions (not cycles of a real chip)")
 
 
-def qemu_command(elf: Path, port: int) -> list[str]:
+def qemu_command(elf: Path, port: int, plugin: list[str] = ()) -> list[str]:
     return [QEMU, "-M", MACHINE, "-display", "none", "-monitor", "none", "-kernel", str(elf),
             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0",
-            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on"]
+            "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on", *plugin]
+
+
+def _counting_plugin(elf: Path, port: int) -> tuple[list[str], Path | None]:
+    """-plugin arguments of the te_count plugin (exact instruction counts), or none without a host compiler."""
+    from tinyexit.firmware_bridge.firmware import plugin as fp
+
+    try:
+        so = fp.build_plugin(elf.parent)
+        out = elf.parent / f"counts-{os.getpid()}-{port}.txt"
+        return fp.plugin_args(so, elf, out), out
+    except UserError as exc:
+        print(f"qemu: no exact instruction counts ({exc}); timing falls back to ticks")
+        return [], None
 
 
 def qemu_available() -> tuple[bool, str]:
@@ -80,6 +95,23 @@ class QemuHandle:
     instructions_per_tick: int = INSTRUCTIONS_PER_TICK
     exit_status: int | None = None
     profile: dict = field(default_factory=dict)     # per-layer instructions (profile.json), when available
+    counts_path: Path | None = None                  # the te_count plugin's marks (exact instruction counts)
+    _marks: object = None
+
+    def result_counts(self, res) -> dict | None:
+        """Exact instructions of a RUN's intervals (per segment, exit tests, classes, modelled cycles), from the
+        plugin's marks up to this RESULT; None without the plugin or when they do not match the ticks."""
+        from tinyexit.firmware_bridge.firmware import plugin as fp
+        from tinyexit.firmware_bridge.protocol import constants as pc
+
+        if self.counts_path is None or not res.ticks:
+            return None
+        if self._marks is None:
+            self._marks = fp.MarkReader(self.counts_path)
+        marks = self._marks.take()
+        per_tick = 1e9 / res.tick_hz if res.tick_hz else self.instructions_per_tick
+        return fp.split_run(marks, res.mode == pc.MODE_EARLY_EXIT, list(res.ticks), res.decision_ticks,
+                            res.repeat, per_tick)
 
     def alive(self) -> str | None:
         code = self.proc.poll()
@@ -99,6 +131,8 @@ class QemuHandle:
                     self.proc.kill()
                     self.proc.wait()
         self.exit_status = self.proc.returncode
+        if self.counts_path is not None:
+            self.counts_path.unlink(missing_ok=True)  # read while the bench ran; the results hold the counts
         return self.exit_status
 
 
@@ -112,20 +146,56 @@ def _send_exit(port: int) -> None:
         pass  # QEMU already gone or not accepting: close() falls back to signals
 
 
-def start_qemu(elf: Path, log_path: Path, boot_timeout: float = 10.0) -> tuple[str, QemuHandle]:
-    """Start QEMU on `elf`, listening on a free loopback port; returns (pyserial URL, handle)."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: the kernel sends SIGKILL to QEMU when the thread that started it
+    (the spawner thread, see _spawn) dies: a harness killed with SIGKILL leaves no QEMU behind.  Linux
+    only; elsewhere a no-op."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+_SPAWN_LOCK = threading.Lock()
+_SPAWNER: list = []
+
+
+def _spawn(cmd: list, **kwargs) -> subprocess.Popen:
+    """Popen from one long-lived thread.  PR_SET_PDEATHSIG fires when the *thread* that forked the child
+    exits, not the process: a QEMU started from a short-lived thread (a worker restarting a device, a
+    test's watcher) would be killed with that thread.  The spawner thread lives as long as the harness."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _SPAWN_LOCK:
+        if not _SPAWNER:
+            _SPAWNER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="qemu-spawner"))
+    return _SPAWNER[0].submit(subprocess.Popen, cmd, **kwargs).result()
+
+
+def start_qemu(elf: Path, log_path: Path, boot_timeout: float = 10.0, count: bool = True) -> tuple[str, QemuHandle]:
+    """Start QEMU on `elf`, listening on a free loopback port; returns (pyserial URL, handle).  With `count`,
+    the te_count plugin writes exact instruction counts (handle.result_counts)."""
     check_qemu()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(3):  # another process may grab the free port first
         port = _free_port()
         log = open(log_path, "ab")
+        plugin, counts = _counting_plugin(elf, port) if count else ([], None)
         t0 = time.monotonic()
-        proc = subprocess.Popen(qemu_command(elf, port), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        proc = _spawn(qemu_command(elf, port, plugin), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                      preexec_fn=_die_with_parent)
         log.close()
         while time.monotonic() - t0 < boot_timeout and proc.poll() is None and not _listening(port):
             time.sleep(0.01)
         if _listening(port):
-            return f"socket://127.0.0.1:{port}", QemuHandle(proc, port, elf, log_path, time.monotonic() - t0)
+            return f"socket://127.0.0.1:{port}", QemuHandle(proc, port, elf, log_path, time.monotonic() - t0,
+                                                            counts_path=counts)
         if proc.poll() is None:
             proc.kill()
             proc.wait()

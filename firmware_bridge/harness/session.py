@@ -1,4 +1,4 @@
-"""The host end of the protocol: numbered requests, retries, resynchronization, link statistics.
+"""The host end of the protocol: numbered requests, adaptive retries, resynchronization, link statistics.
 
 One request is in flight at a time.  A request is retransmitted (with a leading
 0x00 that flushes whatever the device half-received) when its reply is late,
@@ -6,12 +6,21 @@ when a corrupted frame arrives instead, or when the device NACKs a frame it
 could not decode.  The device answers a retransmitted request from its cache
 of the last reply, so nothing runs twice; replies to older sequence numbers are
 dropped.  An unsolicited INFO means the device rebooted: `DeviceReset`.
+
+The session adapts to the line it measures (adaptive.py): the retransmission
+timeout follows the measured round trip (RFC 6298), LOAD_INPUT chunks follow
+the measured frame error rate, and the retry budget is time, not a count: a
+request is abandoned only when the device has been silent for the silence
+budget (`reply_timeout_s × (max_retries + 1)`, 12 s by default), or when it
+keeps answering (NACKs, damaged frames) but no request has got through for
+`stall_s`.  A device that answers is alive; the message then says what it
+answered.
 """
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
 from tinyexit.errors import UserError
@@ -19,8 +28,13 @@ from tinyexit.firmware_bridge.protocol import messages as m
 from tinyexit.firmware_bridge.protocol import constants as pc
 from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError, encode_frame
 from tinyexit.firmware_bridge.protocol.link import LinkClosed
+from tinyexit.firmware_bridge.harness.adaptive import MIN_CHUNK, ChunkController, RtoEstimator
+from tinyexit.firmware_bridge.harness.linkstats import LinkStats  # noqa: F401  (re-exported: bench, summary)
 
-MIN_LOAD_CHUNK = 64  # bytes; LOAD_INPUT chunks are never halved below this
+MIN_LOAD_CHUNK = MIN_CHUNK  # bytes; the adaptive LOAD_INPUT chunk never goes below this
+MIN_GRACE_S = 0.001         # after damage, wait at least this long for a reply already on its way
+HELLO_GRACE_S = 0.01        # a damaged INFO (about 100 bytes, the longest reply) is re-asked for at once
+FIRST_RTO_FACTOR = 8        # a request type not yet measured: RTO = this x the HELLO round trip (>= 0.1 s)
 
 
 class DeviceError(UserError):
@@ -49,10 +63,11 @@ class DeviceReset(Exception):
 
 @dataclass(frozen=True)
 class SessionConfig:
-    reply_timeout_s: float = pc.REPLY_TIMEOUT_S
-    max_retries: int = pc.MAX_RETRIES
+    reply_timeout_s: float = pc.REPLY_TIMEOUT_S  # first retransmission timeout, and the adaptive one's ceiling
+    max_retries: int = pc.MAX_RETRIES            # with reply_timeout_s: the silence budget (see silence_s)
     boot_timeout_s: float = pc.BOOT_TIMEOUT_S
-    grace_s: float = 0.05       # after a damaged frame or a NACK: wait this long for the real reply, then resend
+    grace_s: float = 0.05       # after a damaged frame or a NACK: wait at most this long for the real reply
+    stall_s: float = 120.0      # a device that answers but lets no request through for this long: give up
 
     def __post_init__(self):
         if not (self.reply_timeout_s > 0 and self.boot_timeout_s > 0):
@@ -61,62 +76,32 @@ class SessionConfig:
             raise UserError(f"--retries {self.max_retries}: use a value in [0, 1000]")
         if not 0 < self.grace_s <= 10:
             raise UserError(f"grace_s {self.grace_s}: use a value in (0, 10] seconds")
+        if not 0 < self.stall_s <= 86400:
+            raise UserError(f"stall_s {self.stall_s}: use a value in (0, 86400] seconds")
+
+    @property
+    def silence_s(self) -> float:
+        """How long a device may say nothing at all before it is declared dead (12 s by default)."""
+        return self.reply_timeout_s * (self.max_retries + 1)
 
     def to_dict(self) -> dict:
         return {"reply_timeout_s": self.reply_timeout_s, "max_retries": self.max_retries,
-                "boot_timeout_s": self.boot_timeout_s, "grace_s": self.grace_s}
+                "boot_timeout_s": self.boot_timeout_s, "grace_s": self.grace_s, "stall_s": self.stall_s}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SessionConfig":
         return cls(**d)
 
 
-@dataclass
-class LinkStats:
-    """Counters of one link; `to_dict` is what summary.json records under "link"."""
+class _Try:
+    """What one exchange (a request and its retransmissions) saw: for the budget and for the message."""
 
-    frames_sent: int = 0
-    bytes_sent: int = 0
-    payload_bytes_sent: int = 0
-    input_bytes: int = 0             # tensor bytes carried by LOAD_INPUT (first transmissions)
-    input_wire_bytes: int = 0        # wire bytes of LOAD_INPUT frames, retransmissions included
-    retries: int = 0
-    timeouts: int = 0
-    nacks: int = 0
-    stale_replies: int = 0
-    resets: int = 0                  # device restarts noticed (boot INFO, lost session state, device gone)
-    restarts: int = 0                # of those, devices the harness restarted itself (agent, QEMU)
-    load_shrinks: int = 0            # LOAD_INPUT chunks halved after failing on a noisy line
-    payload_bytes_received: int = 0
-    decoder: Counter = field(default_factory=Counter)
-
-    def to_dict(self) -> dict:
-        d = self.decoder
-        frame_errors = {name: d[name] for name in pc.ERROR_NAMES.values() if name.startswith("FRAME_") and d[name]}
-        received = d["bytes"]
-        wire = self.bytes_sent + received
-        payload = self.payload_bytes_sent + self.payload_bytes_received
-        return {"frames": self.frames_sent + d["frames"], "frames_sent": self.frames_sent,
-                "frames_received": d["frames"], "bytes_sent": self.bytes_sent, "bytes_received": received,
-                "bytes_on_wire": wire, "payload_bytes": payload,
-                "payload_efficiency": _ratio(self.input_bytes, self.input_wire_bytes),
-                "payload_efficiency_all_frames": _ratio(payload, wire),
-                "input_bytes": self.input_bytes, "input_wire_bytes": self.input_wire_bytes,
-                "retries": self.retries, "crc_errors": d["FRAME_CRC"], "corrupt_frames": sum(frame_errors.values()),
-                "frame_errors": frame_errors, "resyncs": d["resyncs"], "discarded_bytes": d["discarded_bytes"],
-                "timeouts": self.timeouts, "nacks": self.nacks, "stale_replies": self.stale_replies,
-                "resets": self.resets, "restarts": self.restarts, "load_shrinks": self.load_shrinks}
-
-    def merge(self, other: "LinkStats") -> None:
-        for name in ("frames_sent", "bytes_sent", "payload_bytes_sent", "input_bytes", "input_wire_bytes", "retries",
-                     "timeouts", "nacks", "stale_replies", "resets", "restarts", "load_shrinks",
-                     "payload_bytes_received"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.decoder.update(other.decoder)
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 6) if b else None
+    def __init__(self, name: str, started: float):
+        self.name, self.started = name, started
+        self.tries = self.nacks = self.damaged = self.silent = 0
+        self.streak = 0  # consecutive silent tries: each doubles the next wait
+        self.frame_silent = 0  # silent tries of the frame now being sent: its reply may still be on its way
+        self.heard_bytes = 0
 
 
 class DeviceSession:
@@ -132,59 +117,71 @@ class DeviceSession:
         self.stats.decoder = self._decoder.counts
         self._events: deque = deque()
         self._seq = 0
-        self._load_limit: int | None = None   # LOAD_INPUT chunk cap after failures on a noisy line
-        self._load_ok = 0
-        self.grace_s = cfg.grace_s             # wait for the real reply after seeing damage, then resend
+        self._rto: dict[int, RtoEstimator] = {}   # per request type: a RUN's round trip includes its compute
+        self._chunks: ChunkController | None = None
+        self._last_heard = time.monotonic()        # when the device last sent a byte
+        self.grace_s = cfg.grace_s                 # ceiling of the wait for the real reply after damage
         self.info: m.Info | None = None
+        self._hello_rtt: float | None = None       # round trip of an unanswered-before HELLO: seeds new RTOs
 
     # --- the three requests a benchmark needs ---------------------------------------
     def handshake(self, timeout_s: float | None = None) -> m.Info:
         """HELLO until the device answers (it may still be booting); HELLO is never answered from a cache."""
         budget = timeout_s or self.cfg.boot_timeout_s
-        deadline = time.monotonic() + budget
+        t = _Try("HELLO", time.monotonic())
+        deadline = t.started + budget
         seq = self._next_seq()
-        tries = 0
         while True:
             self._send(Frame(pc.MSG_HELLO, seq), lead=True)
-            tries += 1
+            t.tries += 1
+            sent = time.monotonic()
             wait = min(self.cfg.reply_timeout_s, max(0.05, deadline - time.monotonic()))
-            frame = self._await(seq, pc.MSG_HELLO, wait, boot_ok=True)
+            frame, _ = self._await(seq, pc.MSG_HELLO, wait, t, boot_ok=True, grace_s=HELLO_GRACE_S)
             if frame is not None:
+                # HELLO is never cached: this reply answers the last try (or an earlier one, sooner).
+                self._hello_rtt = time.monotonic() - sent
                 self.info = m.Info.unpack(frame.payload)
                 return self.info
             if time.monotonic() >= deadline:
-                self._dead("HELLO", tries, budget)
+                self._give_up(t, silent_s=time.monotonic() - max(self._last_heard, t.started))
 
-    def load(self, offset: int, data: bytes, chunk: int) -> int:
+    def load(self, offset: int, data: bytes, chunk: int, progress: Callable[[int], None] | None = None) -> int:
         """Write `data` into the device's input buffer at `offset`; returns the device's valid byte count.
 
-        On a noisy line a long frame rarely arrives whole: a chunk that fails a few
-        tries is halved (down to MIN_LOAD_CHUNK), and the size creeps back up after
-        a run of successes.
+        Chunks are at most `chunk` bytes; on a noisy line the ChunkController cuts
+        them after every failed try (a new, smaller frame goes out) and lets them
+        grow back slowly.  `progress(bytes_done)` is called after each chunk.
         """
+        if self._chunks is None or self._chunks.max_size != max(MIN_CHUNK, chunk):
+            self._chunks = ChunkController(chunk)
+        ctl = self._chunks
         valid, pos = 0, 0
+        t = _Try("LOAD_INPUT", time.monotonic())
         while pos < len(data):
-            size = min(chunk, self._load_limit or chunk)
+            size = ctl.size
             part = data[pos:pos + size]
+            frame = Frame(pc.MSG_LOAD_INPUT, self._next_seq(), m.LoadInput(offset + pos, part).pack())
             wire_before = self.stats.bytes_sent
-            small = size <= MIN_LOAD_CHUNK
+            t.frame_silent = 0
             try:
-                reply = self.request(pc.MSG_LOAD_INPUT, m.LoadInput(offset + pos, part).pack(),
-                                     tries=None if small else min(3, self.cfg.max_retries + 1))
-            except NoReply:
-                if small:
-                    raise
-                self._load_limit, self._load_ok = max(MIN_LOAD_CHUNK, size // 2), 0
-                self.stats.load_shrinks += 1
-                continue
+                while True:
+                    reply = self._try(frame, t)
+                    ctl.record(reply is not None)
+                    if reply is not None or ctl.size < len(part):
+                        break
             finally:
                 self.stats.input_wire_bytes += self.stats.bytes_sent - wire_before
+                self.stats.load_shrinks = ctl.shrinks
+                self.stats.load_chunk_last = ctl.size
+                self.stats.load_chunk_min = min(self.stats.load_chunk_min or ctl.size, ctl.size)
+            if reply is None:
+                continue  # re-chunk: the smaller frame is a new request (rewriting bytes is idempotent)
             self.stats.input_bytes += len(part)
             valid = m.Ack.unpack(reply.payload).valid_bytes
             pos += len(part)
-            self._load_ok += 1
-            if self._load_limit and self._load_ok >= 8:
-                self._load_limit, self._load_ok = (None if self._load_limit * 2 >= chunk else self._load_limit * 2), 0
+            t = _Try("LOAD_INPUT", time.monotonic())  # progress: the budget starts again
+            if progress is not None:
+                progress(pos)
         return valid
 
     def run(self, run: m.Run, expected_s: float = 0.0) -> m.Result:
@@ -198,23 +195,57 @@ class DeviceSession:
 
     # --- the machinery ---------------------------------------------------------------
     def request(self, msg_type: int, payload: bytes, extra_timeout_s: float = 0.0, tries: int | None = None) -> Frame:
-        seq = self._next_seq()
-        frame = Frame(msg_type, seq, payload)
-        name = pc.MESSAGE_NAMES.get(msg_type, f"type 0x{msg_type:02X}")
-        timeout = self.cfg.reply_timeout_s + extra_timeout_s
-        tries = tries or self.cfg.max_retries + 1
-        for attempt in range(tries):
-            if attempt:
-                self.stats.retries += 1
-            self._send(frame, lead=attempt > 0)
-            reply = self._await(seq, msg_type, timeout, grace_s=self.grace_s + extra_timeout_s / 2)
+        """Send until the reply comes, within the time budget; `tries` caps the count too (tests)."""
+        frame = Frame(msg_type, self._next_seq(), payload)
+        t = _Try(pc.MESSAGE_NAMES.get(msg_type, f"type 0x{msg_type:02X}"), time.monotonic())
+        while True:
+            reply = self._try(frame, t, extra_timeout_s=extra_timeout_s)
             if reply is not None:
                 return reply
-        self._dead(name, tries, timeout * tries)
+            if tries is not None and t.tries >= tries:
+                self._give_up(t, silent_s=time.monotonic() - max(self._last_heard, t.started))
 
-    def _await(self, seq: int, msg_type: int, timeout: float, boot_ok: bool = False,
-               grace_s: float | None = None) -> Frame | None:
-        """The reply to `seq`, or None when the request should be retransmitted.
+    def _try(self, frame: Frame, t: _Try, extra_timeout_s: float = 0.0) -> Frame | None:
+        """One transmission and its wait; None: retransmit.  Raises NoReply when the time budget is spent."""
+        rto = self._rto.get(frame.type)
+        if rto is None:
+            rto = self._rto[frame.type] = RtoEstimator(self._first_rto(), hi=self.cfg.reply_timeout_s)
+        if t.tries:
+            self.stats.retries += 1
+        t.tries += 1  # of the exchange: a re-chunked LOAD_INPUT continues its predecessor's budget
+        self.stats.request_tries += 1
+        sent = time.monotonic()
+        self._send(frame, lead=t.tries > 1)  # after a failed try: flush what the device half-received
+        # Damage seen (a NACK, a broken frame) almost always means this try is lost: resend soon, after a
+        # quarter of a round trip in case it was stray noise and the real reply is on its way.
+        rtt = rto.srtt if rto.srtt is not None else self._hello_rtt
+        grace = min(self.grace_s, max(MIN_GRACE_S, rtt / 4 if rtt is not None else self.grace_s)) + extra_timeout_s / 2
+        reply, cause = self._await(frame.seq, frame.type, rto.timeout(t.streak) + extra_timeout_s, t, grace_s=grace)
+        if reply is not None:
+            # Karn's rule, refined: the reply answers this try unless an earlier one went unanswered (then it
+            # may answer that one).  A try that drew a NACK or a damaged reply has had its one answer.
+            if t.frame_silent == 0:
+                rto.sample(time.monotonic() - sent)
+                self.stats.srtt_s, self.stats.rto_s = rto.srtt, rto.rto
+            return reply
+        self.stats.failed_tries += 1
+        t.streak = t.streak + 1 if cause == "timeout" else 0
+        t.frame_silent += cause == "timeout"
+        now = time.monotonic()
+        silent = now - max(self._last_heard, t.started)
+        if silent >= self.cfg.silence_s or now - t.started >= self.cfg.stall_s:
+            self._give_up(t, silent)
+        return None
+
+    def _first_rto(self) -> float:
+        """Before a request type's first round trip: a multiple of the handshake's, else the configured timeout."""
+        if self._hello_rtt is None:
+            return self.cfg.reply_timeout_s
+        return min(self.cfg.reply_timeout_s, max(0.1, FIRST_RTO_FACTOR * self._hello_rtt))
+
+    def _await(self, seq: int, msg_type: int, timeout: float, t: _Try, boot_ok: bool = False,
+               grace_s: float | None = None) -> tuple[Frame | None, str]:
+        """(the reply to `seq`, "") or (None, why: "timeout", "nack", "damaged", "wrong_type", "boot").
 
         A damaged frame or a NACK probably means our request or its reply was hit:
         the wait is cut to a short grace period (the real reply may still come, if
@@ -223,20 +254,23 @@ class DeviceSession:
         """
         expected = pc.EXPECTED_REPLY.get(msg_type)  # None: a type the protocol does not define (tests)
         deadline = time.monotonic() + timeout
-        hit = False
+        cause = ""
         while True:
             while self._events:
                 event = self._events.popleft()
                 if isinstance(event, ProtocolError) or (event.seq == pc.SEQ_UNSOLICITED and
                                                         event.type == pc.MSG_ERROR):
-                    self.stats.nacks += 0 if isinstance(event, ProtocolError) else 1
-                    hit = True
+                    nack = not isinstance(event, ProtocolError)
+                    self.stats.nacks += nack
+                    t.nacks += nack
+                    t.damaged += not nack
+                    cause = cause or ("nack" if nack else "damaged")
                     deadline = min(deadline, time.monotonic() + (grace_s or self.grace_s))
                     continue
                 if event.seq == pc.SEQ_UNSOLICITED:
                     if event.type == pc.MSG_INFO:
                         if boot_ok:  # the boot announcement of a device we are greeting anyway
-                            return None
+                            return None, "boot"
                         self.stats.resets += 1
                         raise DeviceReset(m.Info.unpack(event.payload))
                     continue
@@ -248,19 +282,23 @@ class DeviceSession:
                     raise DeviceError(self.link.name, request, m.Error.unpack(event.payload))
                 if event.type != expected:
                     self._decoder.counts["wrong_type"] += 1
-                    return None
+                    return None, "wrong_type"
                 self.stats.payload_bytes_received += len(event.payload)
-                return event
+                return event, ""
             left = deadline - time.monotonic()
             if left <= 0:
                 # A booting device is not a link fault, and a cut-short wait is not a timeout.
-                self.stats.timeouts += 0 if boot_ok or hit else 1
-                return None
+                if not cause:
+                    t.silent += 1
+                    self.stats.timeouts += 0 if boot_ok else 1
+                return None, cause or "timeout"
             try:
                 data = self.link.read(min(left, 0.25))
             except LinkClosed as exc:
                 raise DeviceGone(f"{exc}; {self.alive() or 'the device disconnected'}") from None
             if data:
+                self._last_heard = time.monotonic()
+                t.heard_bytes += len(data)
                 self._events.extend(self._decoder.feed(data))
             elif (reason := self.alive()) is not None:
                 raise DeviceGone(f"device at {self.link.name} is gone: {reason}")
@@ -282,13 +320,34 @@ class DeviceSession:
         self._decoder = FrameDecoder(pc.MAX_PAYLOAD)
         self._decoder.counts = counts  # the link statistics carry on across the restart
         self._events.clear()
+        self._last_heard = time.monotonic()
 
     def _next_seq(self) -> int:
         seq = self._seq
         self._seq = (self._seq + 1) % pc.SEQ_MODULO
         return seq
 
-    def _dead(self, request: str, tries: int, seconds: float):
-        raise NoReply(f"no answer from the device at {self.link.name} to {request} after {tries} tries "
-                        f"({seconds:.1f} s); check that it runs the tinyexit agent or firmware, the port, "
-                        "and the baud rate (--baud)")
+    def _give_up(self, t: _Try, silent_s: float):
+        raise NoReply(describe_failure(self.link.name, t, time.monotonic() - t.started, silent_s,
+                                       self.stats.decoder["frames"]))
+
+
+def describe_failure(port: str, t: _Try, spent_s: float, silent_s: float, frames_ever: int) -> str:
+    """One truthful line: the time actually spent, and what the device did answer (NACKs, damage, silence)."""
+    answered = []
+    if t.nacks:
+        answered.append(f"{t.nacks} NACK{'s' * (t.nacks != 1)}")
+    if t.damaged:
+        answered.append(f"{t.damaged} damaged frame{'s' * (t.damaged != 1)}")
+    if t.silent:
+        answered.append(f"{t.silent} silent wait{'s' * (t.silent != 1)}")
+    what = ", ".join(answered) or "nothing"
+    if not t.heard_bytes:
+        hint = ("check that it runs the tinyexit agent or firmware, the port, and the baud rate (--baud)"
+                if not frames_ever else "it answered earlier in this run, then went silent: check the cable and "
+                "that the device is still running")
+        return (f"no answer from the device at {port} to {t.name} after {t.tries} tries ({spent_s:.1f} s, nothing "
+                f"received for {silent_s:.1f} s); {hint}")
+    return (f"the device at {port} is answering but no {t.name} got through in {spent_s:.1f} s ({t.tries} tries; "
+            f"it answered with {what}; {t.heard_bytes} bytes received); the line damages too many bytes: check the "
+            "cable, its length and shielding, and the baud rate (--baud)")

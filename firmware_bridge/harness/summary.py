@@ -85,16 +85,19 @@ def summarize(records: list[dict], art, ctx, workers, stats, wall_s: float, writ
         summary.update(fig.instructions_per_mac(art, ref))
     if getattr(ctx.cfg, "faults", None) is not None:
         summary["faults"] = _faults(ctx.cfg.faults, workers)
-    summary.update(fig.agreement(by_mode))
+    summary.update(fig.agreement(by_mode, [w.info.runtime_name for w in workers if w.info]))
     summary.update(_overhead(art, by_mode))
     return summary
 
 
 def _agreement(rs: list[dict]) -> dict:
     checked = [r for r in rs if "host_exit" in r]
+    detail = fig.agreement_detail(fig.first_per_sample(checked))  # one per sample: repeats ran the same input
     return {"n": len(checked), "exit": fig.frac([r["exit"] == r["host_exit"] for r in checked]),
             "top1": fig.frac([r["top1"] == r["host_top1"] for r in checked]),
-            "logits_equal": fig.frac([r["host_logits_equal"] for r in checked])}
+            "logits_equal": fig.frac([r["host_logits_equal"] for r in checked]),
+            **{k: detail[k] for k in ("logit_lsb_histogram", "tolerance_lsb", "exit_disagree_borderline",
+                                      "top1_disagree_borderline", "within_tolerance")}}
 
 
 def _per_segment(art, by_mode) -> list[dict]:

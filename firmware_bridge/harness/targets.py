@@ -1,4 +1,5 @@
-"""Targets of `tinyexit bench`: the spawned host agent, QEMU (another module's hook), or a pyserial URL.
+"""Targets of `tinyexit bench`: the spawned host agent, QEMU (another module's hook), a pyserial URL,
+or a labgrid place (`labgrid:PLACE`, labgrid_target.py: acquired, its serial port opened over RFC 2217).
 
 `start_target` returns an open link plus what the results must say about the
 target.  The host agent runs on this machine at the far end of a real pty pair;
@@ -26,6 +27,7 @@ HOST_AGENT = "host-agent"
 HOST_AGENT_LABEL = "host-agent on this machine"
 FAULTS_LABEL = ", through a seeded fault-injecting relay"
 _QEMU_MODULE = "tinyexit.firmware_bridge.harness.qemu"
+LABGRID_PREFIX = "labgrid:"
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Target:
     restarter: Callable[[], None] | None = None     # restarts a device the harness started; may replace link/url
     fault_counts: Callable[[], dict] | None = None  # {"to_device": {...}, "to_host": {...}} of a fault relay
     relay: object = None                            # the fault relay (set_dead, counts), when there is one
+    place: str | None = None                        # the labgrid place behind the link, when there is one
+    instruction_counts: Callable | None = None      # RESULT -> exact counts (QEMU's te_count plugin) or None
 
     def restart(self) -> None:
         if self.restarter is None:
@@ -67,6 +71,8 @@ def target_name(spec: str) -> str:
         return HOST_AGENT
     if spec == "qemu":
         return "qemu"
+    if spec.startswith(LABGRID_PREFIX):  # labgrid:qemu-0 -> labgrid-qemu-0; a pattern keeps its text
+        return re.sub(r"[^A-Za-z0-9._=-]+", "-", "labgrid-" + spec[len(LABGRID_PREFIX):]).strip("-")
     if spec.startswith("/"):
         return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(spec).name).strip("-") or "serial"
     scheme, _, rest = spec.partition("://")
@@ -85,9 +91,20 @@ def start_target(spec: str, run_dir: Path, artifact_dir: Path, cfg, log_dir: Pat
         return _start_agent(spec, artifact_dir, cfg, log_dir, index, faults)
     if kind == "qemu":
         return _start_qemu(spec, run_dir, cfg, faults)
+    if faults is not None and spec.startswith(LABGRID_PREFIX):
+        raise UserError(f"target {spec}: fault injection needs a device tinyexit starts (--target agent or qemu)")
+    if spec.startswith(LABGRID_PREFIX):
+        from tinyexit.firmware_bridge.harness.labgrid_target import open_place
+
+        return open_place(spec, cfg)
     if faults is not None:
         raise UserError(f"target {spec}: fault injection needs a device tinyexit starts (--target agent or qemu)")
-    link = SerialLink(spec, cfg.baud)
+    if spec.startswith("rfc2217://"):  # pyserial's RFC 2217 client cannot take SerialLink's changing timeouts
+        from tinyexit.firmware_bridge.harness.rfc2217_link import Rfc2217Link
+
+        link = Rfc2217Link(spec, cfg.baud)
+    else:
+        link = SerialLink(spec, cfg.baud)
     return Target(spec, "url", target_name(spec), spec, f"device at {spec}", link, closers=[link.close])
 
 
@@ -227,5 +244,8 @@ def _start_qemu(spec: str, run_dir: Path, cfg, faults) -> Target:
     target = Target(spec, "qemu", getattr(handle, "target_name", "qemu"), relay.url if relay else url, label, link,
                     dev.alive, closers, restarter=dev.restart if hasattr(module, "start_qemu") else None,
                     fault_counts=relay.counts if relay else None, relay=relay)
+    counts = getattr(handle, "result_counts", None)
+    if counts is not None:  # exact instructions per interval; follows the handle across restarts
+        target.instruction_counts = lambda res: dev.handle.result_counts(res)
     dev.target = target
     return target

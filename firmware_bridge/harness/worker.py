@@ -24,7 +24,8 @@ from tinyexit.errors import UserError
 from tinyexit.firmware_bridge.protocol import messages as m
 from tinyexit.firmware_bridge.protocol import constants as pc
 from tinyexit.bundle import Bundle
-from tinyexit.firmware_bridge.harness.reference import HostReference, compute_reference, wire_policy
+from tinyexit.firmware_bridge.harness.reference import (HostReference, compare, compute_reference, reference_spec,
+                                                        wire_policy)
 from tinyexit.firmware_bridge.harness.session import DeviceError, DeviceGone, DeviceReset, DeviceSession
 from tinyexit.firmware_bridge.harness.targets import start_target
 
@@ -64,9 +65,9 @@ class BenchContext:
         self.pending_samples = len(pending)
         self._bar = None
         if self.cfg.progress:
-            from tqdm import tqdm
+            from tinyexit.progress import progress_bar
 
-            self._bar = tqdm(total=self.pending_samples, unit="sample", desc="bench", smoothing=0.1)
+            self._bar = progress_bar(self.pending_samples, "bench", "sample", smoothing=0.1)
 
     def key(self, sample: int, mode: str, repeat: int) -> tuple:
         return (self.art.model, sample, mode, repeat)
@@ -144,6 +145,7 @@ class Worker:
             except ImportError:
                 self.ctx.log("bench: tflite-micro not installed; comparing the firmware with LiteRT instead")
                 return "litert"
+        wanted = reference_spec(self.info.runtime_name, wanted)  # the device's kernel set (reference.py)
         self.reference_runtime = wanted
         return wanted
 
@@ -234,7 +236,23 @@ class Worker:
 
     def _load(self, session, batch: list[int]) -> None:
         data = np.ascontiguousarray(self.ctx.x[batch]).tobytes()
-        valid = session.load(0, data, self._chunk())
+        bar = None
+        if self.ctx.cfg.progress:  # on a noisy line the preload takes long enough to need its own bar
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(data), unit="B", unit_scale=True, leave=False,
+                       desc=f"load {len(batch)} inputs{f' ({self.name})' if self.ctx.multi else ''}")
+        done = [0]
+
+        def progress(pos: int) -> None:
+            bar.update(pos - done[0])
+            done[0] = pos
+
+        try:
+            valid = session.load(0, data, self._chunk(), progress if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
         if valid < len(data):
             raise UserError(f"device at {self.target.url} acknowledged {valid} of {len(data)} input bytes")
 
@@ -276,9 +294,13 @@ class Worker:
                "decision_ticks": res.decision_ticks, "runs": res.repeat}
         if self.ctx.t is not None:
             rec["t"] = int(self.ctx.t[sample])
+        if getattr(self.target, "place", None):  # a labgrid place: per-place figures in summary.json
+            rec["place"] = self.target.place
         if host_logits is not None:
-            rec.update({"host_exit": host_exit, "host_top1": int(np.argmax(host_logits)),
-                        "host_logits_equal": bool(np.array_equal(host_logits.astype(np.int64), logits))})
+            rec.update(compare(ref, mode, sample, res.exit, logits))
+        counts = self.target.instruction_counts(res) if self.target.instruction_counts else None
+        if counts:  # QEMU with the counting plugin: exact instructions beside the ticks
+            rec.update(counts)
         rec["rtt_s"] = round(rtt, 6)
         return rec
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from tinyexit.firmware_bridge.protocol import constants as pc
+
 
 def register(sub) -> None:
     """Add this stage's subcommands to the `tinyexit` parser."""
@@ -28,6 +30,7 @@ def register(sub) -> None:
     for name, default, what in (("corrupt", 0.01, "probability a byte gets a bit flipped"),
                                 ("drop", 0.005, "probability a byte is dropped"),
                                 ("duplicate", 0.0, "probability a byte is doubled"),
+                                ("insert", 0.0, "probability a random noise byte is inserted before a byte"),
                                 ("split", 0.0, "probability a write is split in two"),
                                 ("delay", 0.0, "probability a write is delayed 2 ms"),
                                 ("stall", 0.0, "probability the link stalls 0.25 s before a write")):
@@ -36,10 +39,16 @@ def register(sub) -> None:
     f.add_argument("--resets", type=int, default=0, help="kill the device this many times mid-run (default 0)")
     f.add_argument("--modes", default="early_exit", help="bench modes (default early_exit)")
     f.add_argument("--limit", type=int, default=None, help="first N test samples (default: the whole split)")
-    f.add_argument("--timeout", type=float, default=0.5, help="reply timeout per try, s (default 0.5)")
-    f.add_argument("--retries", type=int, default=30, help="retransmissions per request (default 30)")
+    f.add_argument("--timeout", type=float, default=pc.REPLY_TIMEOUT_S,
+                   help=f"first reply timeout, s; the session adapts it (default {pc.REPLY_TIMEOUT_S})")
+    f.add_argument("--retries", type=int, default=pc.MAX_RETRIES,
+                   help=f"silence budget = timeout x (retries + 1) (default {pc.MAX_RETRIES})")
     f.add_argument("--name", default=None,
                    help="bench directory prefix (default: reliability, or reliability-2, ... when taken)")
+    f.add_argument("--sweep", action="store_true",
+                   help="instead of one line: every mode, the session's defaults, at 1 %% corrupt + 0.5 %% drop and "
+                        "at 3 %% + 1 %% on each --target; prints the table (and writes it into --doc)")
+    f.add_argument("--doc", default=None, help="with --sweep: the docs/reliability.md whose sweep table to replace")
     f.set_defaults(handler=_faults)
 
     z = acts.add_parser("fuzz-decoder", help="hypothesis fuzzing of the Python frame decoder and message parsers",
@@ -69,14 +78,31 @@ def _faults(args: argparse.Namespace) -> int:
     from tinyexit.firmware_bridge.reliability.fault_runs import FaultRunConfig, run_fault_benchmark
 
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    if args.sweep:
+        return _sweep(args)
     ok = True
     for target in args.target:
         cfg = FaultRunConfig(target=target, model=args.model, corrupt=args.corrupt, drop=args.drop,
-                             duplicate=args.duplicate, split=args.split, delay=args.delay, stall=args.stall,
+                             duplicate=args.duplicate, insert=args.insert, split=args.split, delay=args.delay, stall=args.stall,
                              seed=args.seed, modes=modes, limit=args.limit, resets=args.resets,
                              reply_timeout_s=args.timeout, max_retries=args.retries, name=args.name)
         ok &= run_fault_benchmark(args.run_dir, cfg)["ok"]
     return 0 if ok else 1
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import sys
+
+    from tinyexit.firmware_bridge.reliability.sweep import SweepConfig, run_sweep, table, write_doc
+
+    cfg = SweepConfig(targets=tuple(args.target), limit=args.limit, seed=args.seed,
+                      name=args.name or "sweep")
+    rows = run_sweep(args.run_dir, cfg)
+    print(table(rows), end="")
+    if args.doc:
+        write_doc(args.doc, rows, "tinyexit reliability faults RUN " + " ".join(f"--target {t}" for t in cfg.targets)
+                  + " --sweep")
+    return 0 if all(r["ok"] for r in rows) else 1
 
 
 def _fuzz(args: argparse.Namespace) -> int:

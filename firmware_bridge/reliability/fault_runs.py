@@ -32,7 +32,8 @@ from tinyexit.firmware_bridge.harness.targets import target_name
 DETERMINISTIC_TICKS = {"qemu": 1}
 _DEVICE_PROCESS = {"agent": "tinyexit agent", "qemu": "qemu-system-arm"}
 LINK_KEYS = ("frames", "retries", "crc_errors", "corrupt_frames", "resyncs", "timeouts", "nacks", "stale_replies",
-             "resets", "restarts", "load_shrinks")
+             "resets", "restarts", "load_shrinks", "payload_efficiency", "frame_error_rate", "load_chunk_min",
+             "request_tries", "failed_tries")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class FaultRunConfig:
     corrupt: float = 0.01              # per byte, each direction
     drop: float = 0.005
     duplicate: float = 0.0
+    insert: float = 0.0                # per byte: a random noise byte before it
     split: float = 0.0                 # per chunk written
     delay: float = 0.0
     stall: float = 0.0
@@ -49,9 +51,10 @@ class FaultRunConfig:
     modes: tuple[str, ...] = ("early_exit",)
     limit: int | None = None           # first N test samples (None: the whole split)
     resets: int = 0                    # device kills spread over the faulty run; the harness restarts it
-    reply_timeout_s: float = 0.5
-    max_retries: int = 30
-    grace_s: float = 0.01              # loopback replies arrive within milliseconds
+    # The session's own defaults: the adaptive timeout and chunking must cope without tuning (issue 15).
+    reply_timeout_s: float = SessionConfig.reply_timeout_s
+    max_retries: int = SessionConfig.max_retries
+    grace_s: float = SessionConfig.grace_s
     name: str | None = None            # bench directory prefix; None: reliability, reliability-2, ... (first free)
     progress: bool = True
 
@@ -66,7 +69,8 @@ class FaultRunConfig:
         self.faults()  # probabilities checked now
 
     def faults(self) -> FaultConfig:
-        return FaultConfig(corrupt=self.corrupt, drop=self.drop, duplicate=self.duplicate, split=self.split,
+        return FaultConfig(corrupt=self.corrupt, drop=self.drop, duplicate=self.duplicate, insert=self.insert,
+                           split=self.split,
                            delay=self.delay, stall=self.stall, seed=self.seed)
 
     def to_dict(self) -> dict:
@@ -137,7 +141,7 @@ def _bench_names(run: Path, cfg: FaultRunConfig) -> dict[str, str]:
 
 
 def _describe(cfg: FaultRunConfig) -> str:
-    rates = [f"{k} {getattr(cfg, k):g}" for k in ("corrupt", "drop", "duplicate", "split", "delay", "stall")
+    rates = [f"{k} {getattr(cfg, k):g}" for k in ("corrupt", "drop", "duplicate", "insert", "split", "delay", "stall")
              if getattr(cfg, k)]
     return ", ".join(rates or ["no faults"]) + f", seed {cfg.seed}" + (f", {cfg.resets} resets" if cfg.resets else "")
 

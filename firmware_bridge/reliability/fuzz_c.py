@@ -11,7 +11,10 @@ UndefinedBehaviorSanitizer (any report aborts), one process on one core:
             the Python framing layer (reliability_c_seeds.py).
   mlperf    fuzz_mlperf.c: the MLPerf Tiny DUT command parser (apps/mlperf_main.c).
 
-    tinyexit reliability fuzz-c [RUN_DIR] --seconds 600 [--target mlperf]
+    tinyexit reliability fuzz-c [RUN_DIR] --seconds 600 [--target protocol_stub|mlperf]
+
+  protocol_stub  fuzz_protocol.c against stub kernels (fuzz/te_kernels_stub.c): the same
+            frames and requests without the convolutions, > 1 M inputs in 10 minutes.
     python -m tinyexit.firmware_bridge.reliability.fuzz_c [RUN_DIR] --seconds 600
 
 Without RUN_DIR the small trained run of tests/helpers (source checkout only) is built once
@@ -39,11 +42,17 @@ FUZZ_DIR = FIRMWARE_DIR / "fuzz"
 # (the mlperf app is built with a compiled-in exit policy, as firmware_build does when the manifest has one)
 TARGETS = {"protocol": (("fuzz_protocol.c", "fuzz_oracle.c"), ("te_frame.c", "te_device.c", "te_run.c", "te_policy.c",
                                                                "te_sampler.c", "te_status.c", "te_port_weak.c"), ()),
+           # the same harness against stub kernels (fuzz/te_kernels_stub.c): the protocol alone, at libFuzzer speed
+           "protocol_stub": (("fuzz_protocol.c", "fuzz_oracle.c"), ("te_frame.c", "te_device.c", "te_run.c",
+                                                                     "te_policy.c", "te_sampler.c", "te_status.c",
+                                                                     "te_port_weak.c"), ()),
            "mlperf": (("fuzz_mlperf.c",), ("te_policy.c", "te_status.c", "te_sampler.c", "te_port_weak.c"),
                       ("-DTE_MLPERF_POLICY_ID=0", "-DTE_MLPERF_THRESHOLD=0.6f"))}
 # the files whose line coverage a run reports
 COVERED = {"protocol": ("core/te_frame.c", "core/te_device.c", "core/te_run.c", "core/te_policy.c",
-                        "core/te_sampler.c"), "mlperf": ("apps/mlperf_main.c", "core/te_policy.c")}
+                        "core/te_sampler.c"),
+           "protocol_stub": ("core/te_frame.c", "core/te_device.c", "core/te_run.c", "core/te_policy.c",
+                             "core/te_sampler.c"), "mlperf": ("apps/mlperf_main.c", "core/te_policy.c")}
 CLANG_INSTALL = "sudo apt-get install -y clang libclang-rt-14-dev"
 MODELS = ("classifier", "denoiser")   # firmware images, in the order of the control byte
 _SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "protocol violation",
@@ -146,8 +155,8 @@ def build_fuzzer(run_dir, out, kernels: str = "reference", coverage: bool = Fals
         compute_flags = ["-fsanitize=undefined", "-fno-sanitize-recover=all"]
     base = [cc, "-std=c99", "-g", "-Wall", "-Wextra", "-Werror", *(["-DTE_EMULATE_DSP"] if kernels == "arm_dsp" else []),
             f"-I{core}", f"-I{FIRMWARE_DIR / 'kernels'}", f"-I{FIRMWARE_DIR / 'ports'}", *(f"-I{d}" for d in incs)]
-    _clang([*base, "-O2", *compute_flags, "-c", *map(str, compute), *map(str, kernel_sources(kernels))],
-           out / "obj")
+    ksrc = [FUZZ_DIR / "te_kernels_stub.c"] if target == "protocol_stub" else kernel_sources(kernels)
+    _clang([*base, "-O2", *compute_flags, "-c", *map(str, compute), *map(str, ksrc)], out / "obj")
     objs = sorted((out / "obj").glob("*.o"))
     harness, core_files, defines = TARGETS[target]
     exe = out / (f"fuzz_{target}" + ("_cov" if coverage else ""))
@@ -274,7 +283,8 @@ def fuzz_c(run_dir=None, workdir="build/fuzz-c", cfg: FuzzCConfig = FuzzCConfig(
         log(f"fuzz-c: no RUN_DIR; building the small test run in {base} (once, about a minute)")
         run_dir = exported_run(base)
     run_dir = Path(run_dir).resolve()
-    log(f"fuzz-c: building fuzz_{cfg.target} with clang (libFuzzer, ASan, UBSan), {cfg.kernels} kernels, "
+    kernels = "stub" if cfg.target == "protocol_stub" else cfg.kernels
+    log(f"fuzz-c: building fuzz_{cfg.target} with clang (libFuzzer, ASan, UBSan), {kernels} kernels, "
         f"the models of {run_dir}")
     exe = build_fuzzer(run_dir, work / "build", cfg.kernels, target=cfg.target)
     seeds = seed_corpus(run_dir, work / "seeds", cfg.target)

@@ -84,8 +84,10 @@ def seed_corpus(run_dir, out, target: str = "protocol") -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    seeds = _protocol_seeds(Path(run_dir)) if target == "protocol" else _mlperf_seeds(Path(run_dir))
-    for path in sorted((REGRESSIONS / target).glob("*")) if (REGRESSIONS / target).is_dir() else ():
+    protocol = target.startswith("protocol")  # protocol and protocol_stub share seeds and regressions
+    seeds = _protocol_seeds(Path(run_dir)) if protocol else _mlperf_seeds(Path(run_dir))
+    regressions = REGRESSIONS / ("protocol" if protocol else target)
+    for path in sorted(regressions.glob("*")) if regressions.is_dir() else ():
         seeds[f"regression-{path.name}"] = path.read_bytes()  # inputs that once found a bug (fixed)
     for name, data in seeds.items():
         (out / name).write_bytes(data)

@@ -279,6 +279,6 @@ def fuzz_decoder(cfg: FuzzConfig = FuzzConfig(), log=print) -> dict:
 def _bar(cfg: FuzzConfig):
     if not cfg.progress:
         return None
-    from tqdm import tqdm
+    from tinyexit.progress import progress_bar
 
-    return tqdm(total=cfg.examples * cfg.variants, unit="input", desc="fuzz-decoder", smoothing=0.1)
+    return progress_bar(cfg.examples * cfg.variants, "fuzz-decoder", "input", smoothing=0.1)

@@ -50,7 +50,7 @@ ROOM_MAY_IMPORT = {
     "eval": {"core"},
 }
 # core composes the stages, so these files may name every room (by string or lazy import).
-COMPOSERS = {"core/cli.py", "core/pipeline.py", "core/pipeline_cli.py"}
+COMPOSERS = {"core/cli.py", "core/pipeline.py", "core/pipeline_cli.py", "core/profile_cli.py"}
 REPORT_FILES = ("report.json", "report.md")
 
 

@@ -13,7 +13,7 @@ def test_reexport_is_byte_identical(tmp_path_factory):
     first = exported_run(tmp_path_factory.getbasetemp())
     second = copy_run(first, tmp_path_factory.mktemp("again") / "run")
     before = {p.relative_to(first): p.read_bytes() for p in (first / "export").rglob("*") if p.is_file()}
-    export_run(second, ExportConfig(formats=("onnx", "tflite", "tflm"), calibration_samples=200),
+    export_run(second, ExportConfig(formats=("onnx", "tflite", "tflm", "c"), calibration_samples=200),
                progress=lambda m: None)
     after = {p.relative_to(second): p.read_bytes() for p in (second / "export").rglob("*") if p.is_file()}
     assert set(after) == set(before)

@@ -11,7 +11,7 @@ from torch import nn
 from tinyexit.errors import UserError
 from tinyexit.export import tflite_graph as tg
 from tinyexit.export.lower import Conv, lower_segment
-from tinyexit.models.blocks import BasicBlock, ConvBN
+from tinyexit.models.blocks import BasicBlock, ConvBN, DepthwiseSeparable
 
 
 class _Seg(nn.Module):
@@ -84,3 +84,39 @@ def test_unknown_block_is_refused_with_the_fix():
 def test_segment_without_contract_attributes_is_refused():
     with pytest.raises(UserError, match="has no 'body'"):
         lower_segment(nn.Conv2d(1, 1, 3), "seg0")
+
+
+def _pool_head_seg() -> _Seg:
+    torch.manual_seed(1)
+    body = nn.Sequential(ConvBN(1, 4, 3, 1), DepthwiseSeparable(4, 6))
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+    return _Seg(body, head, True).eval()
+
+
+def test_pool_flatten_head_and_depthwise_separable_lower():
+    ir = lower_segment(_pool_head_seg(), "seg")
+    assert [type(op).__name__ for op in ir.body] == ["Conv", "Conv", "Conv"]
+    assert ir.body[1].depthwise and ir.body[1].act == "relu" and not ir.body[2].depthwise
+    assert [type(op).__name__ for op in ir.head] == ["Mean", "Dense"]
+    bad = _Seg(nn.Sequential(ConvBN(1, 2)), nn.Sequential(nn.Flatten(), nn.Linear(2 * 64, 3)), True)
+    with pytest.raises(UserError, match=r"toy\.head\.0: Flatten is exportable only right after AdaptiveAvgPool2d"):
+        lower_segment(bad, "toy")
+
+
+@pytest.mark.parametrize("hw,pool_ops", [(8, {"MEAN": 1}), (16, {"AVERAGE_POOL_2D": 1})])
+def test_large_maps_pool_with_average_pool(hw, pool_ops):
+    """Above MEAN_MAX_PIXELS the global pool is AVERAGE_POOL_2D (TFLite's int8 MEAN is a slow generic
+    reduction on a large map); the 8x8 digits maps keep MEAN."""
+    from tinyexit.export import tflite_convert
+    from tinyexit.export.tf_mirror import MEAN_MAX_PIXELS
+
+    assert MEAN_MAX_PIXELS == 64
+    seg = _pool_head_seg()
+    ir = lower_segment(seg, "seg")
+    x = np.random.default_rng(0).random((8, 1, hw, hw), dtype=np.float32)
+    assert tflite_convert.float_check([ir], [seg], x)[0] < 1e-5
+    bundle = tflite_convert.convert([ir], [np.ascontiguousarray(x.transpose(0, 2, 3, 1))], progress=lambda m: None)
+    (sg,) = tg.read_model(bundle.segments[0])
+    ops = Counter(op.type for op in sg.ops)
+    assert {k: v for k, v in ops.items() if k in ("MEAN", "AVERAGE_POOL_2D")} == pool_ops
+    assert ops["DEPTHWISE_CONV_2D"] == 1 and ops["FULLY_CONNECTED"] == 1

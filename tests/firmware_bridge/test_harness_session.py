@@ -1,4 +1,5 @@
 """The host session against a real agent through a fault-injecting pty bridge: retries, caching, resets, silence."""
+import re
 import time
 
 import numpy as np
@@ -47,13 +48,62 @@ def test_silent_device_times_out_naming_the_port():
     try:
         s = DeviceSession(pair.link, SessionConfig(reply_timeout_s=0.1, max_retries=2, boot_timeout_s=0.4))
         t0 = time.monotonic()
-        with pytest.raises(UserError, match=r"no answer from the device at pty /dev/pts/\d+ to HELLO after \d+ tries"):
+        with pytest.raises(UserError, match=r"no answer from the device at pty /dev/pts/\d+ to HELLO after \d+ tries "
+                                            r"\(0\.4 s, nothing received for 0\.4 s\); check that it runs .* \(--baud\)"):
             s.handshake()
-        with pytest.raises(UserError, match=r"to RUN after 3 tries \(0\.3 s\)"):
+        # The silence budget is reply_timeout_s x (max_retries + 1); before any round trip was measured the
+        # retransmission timeout is the configured one.
+        with pytest.raises(UserError, match=r"to RUN after 3 tries \(0\.3 s, nothing received for 0\.3 s\)"):
             s.request(pc.MSG_RUN, m.Run(pc.MODE_CHAIN).pack())
         assert time.monotonic() - t0 < 3 and s.stats.timeouts == 3 and s.stats.retries == 2
     finally:
         pair.close()
+
+
+def test_a_device_that_only_nacks_is_alive_and_the_message_says_so(data, spawn_agent):
+    """Every request frame arrives damaged: the agent NACKs each one.  The session is not fooled into
+    'no answer': it gives up after stall_s and says what the device answered, and the time spent."""
+    art = data[0]
+    bridge = PtyBridge(to_device=FaultConfig(corrupt_frames=tuple(range(1, 100_000))))
+    proc, link, s = _connect(bridge, spawn_agent, art)
+    s.cfg = SessionConfig(reply_timeout_s=2.0, max_retries=5, boot_timeout_s=30, stall_s=1.0)
+    try:
+        _await_boot(link)
+        s.handshake()                                  # frame 0 passes undamaged
+        t0 = time.monotonic()
+        with pytest.raises(UserError) as err:
+            s.request(pc.MSG_RUN, m.Run(pc.MODE_CHAIN).pack())
+        spent = time.monotonic() - t0
+        msg = str(err.value)
+        got = re.fullmatch(r"the device at \S+ is answering but no RUN got through in ([\d.]+) s \((\d+) tries; it "
+                           r"answered with (\d+) NACKs(, \d+ silent waits?)?; \d+ bytes received\); the line damages "
+                           r"too many bytes: check the cable, its length and shielding, and the baud rate \(--baud\)",
+                           msg)
+        assert got, msg
+        assert 1.0 <= float(got[1]) <= spent < 3.0
+        assert int(got[3]) == s.stats.nacks and int(got[3]) >= int(got[2]) - 1 > 3
+    finally:
+        link.close()
+        bridge.close()
+
+
+def test_a_line_that_goes_dead_mid_session_is_named_as_such(data, spawn_agent):
+    art = data[0]
+    bridge = PtyBridge()
+    proc, link, s = _connect(bridge, spawn_agent, art)
+    s.cfg = SessionConfig(reply_timeout_s=0.2, max_retries=4, boot_timeout_s=30)
+    try:
+        s.handshake()
+        bridge.set_dead()
+        t0 = time.monotonic()
+        with pytest.raises(UserError, match=r"no answer from the device at \S+ to RUN after \d+ tries \(1\.\d s, "
+                                            r"nothing received for 1\.\d s\); it answered earlier in this run, then "
+                                            r"went silent"):
+            s.request(pc.MSG_RUN, m.Run(pc.MODE_CHAIN).pack())
+        assert 1.0 <= time.monotonic() - t0 < 2.0     # the silence budget: 0.2 s x (4 + 1)
+    finally:
+        link.close()
+        bridge.close()
 
 
 @pytest.mark.parametrize("direction", ["to_device", "to_host"])
@@ -138,7 +188,9 @@ def test_noisy_link_still_gives_exact_results(data, spawn_agent):
     s.cfg = SessionConfig(reply_timeout_s=0.3, max_retries=20, boot_timeout_s=30)
     try:
         s.handshake()
-        s.load(0, x.tobytes(), 128)
+        done = []
+        assert s.load(0, x.tobytes(), 128, progress=done.append) == x.nbytes
+        assert done[-1] == x.nbytes and done == sorted(set(done))  # progress after every chunk, never backwards
         for i in range(len(x)):
             for _ in range(5):
                 res = s.run(m.Run(pc.MODE_EARLY_EXIT, 0, art.policy.policy_id, art.policy.params, slot=i))

@@ -82,6 +82,17 @@ def test_thirty_seconds_of_fuzzing_find_nothing(run, tmp_path):
     assert (tmp_path / "work" / "protocol" / "fuzz-c.json").is_file()
 
 
+def test_the_protocol_against_stub_kernels_runs_the_same_requests(run, tmp_path):
+    """protocol_stub: the same harness, seeds and oracle, no convolutions; every reply path is still reached."""
+    res = fuzz_c(run, tmp_path / "work", FuzzCConfig(seconds=10, target="protocol_stub", coverage=False, fresh=True,
+                                                     progress_s=5), log=print)
+    assert res["ok"], (res["reports"], res["crash_files"], res["log"])
+    assert res["exit_status"] == 0 and res["reports"] == [] and res["executions"] > 1000
+    got = res["reached"]
+    assert got["result"][0] > 0 and got["result"][1] > 0 and got["generate"] > 0
+    assert (tmp_path / "work" / "protocol_stub" / "fuzz-c.json").is_file()
+
+
 def test_a_planted_overflow_is_found_and_reported(run, tmp_path):
     """A harness build whose LOAD_INPUT copy checks the offset but not the end: fuzzing the seeds that fill the
     input buffer to 4 bytes short of its end (none of them overflows) finds the overflow within seconds."""

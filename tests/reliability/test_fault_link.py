@@ -34,6 +34,45 @@ def test_damage_is_seeded_counted_and_at_the_asked_rates():
     assert to_host.seed != to_device.seed and to_host.corrupt == to_device.corrupt
 
 
+def _is_subsequence(short: bytes, long: bytes) -> bool:
+    it = iter(long)
+    return all(b in it for b in short)
+
+
+def test_each_fault_kind_is_exactly_what_its_counter_says():
+    """Per-byte faults, one kind at a time, checked against the bytes themselves (not against the rng)."""
+    n = 20_000
+    data = DATA[:n]
+    flips, counts = _damage_bytes(FaultConfig(corrupt=0.03, seed=3), data)
+    diff = [a ^ b for a, b in zip(data, flips)]
+    assert len(flips) == n and sum(d != 0 for d in diff) == counts["corrupted"] > 0
+    assert all(d & (d - 1) == 0 for d in diff)                  # exactly one bit per corrupted byte
+    dropped, counts = _damage_bytes(FaultConfig(drop=0.01, seed=3), data)
+    assert len(dropped) == n - counts["dropped"] and counts["dropped"] > 0 and _is_subsequence(dropped, data)
+    doubled, counts = _damage_bytes(FaultConfig(duplicate=0.01, seed=3), data)
+    assert len(doubled) == n + counts["duplicated"] and counts["duplicated"] > 0 and _is_subsequence(data, doubled)
+    noisy, counts = _damage_bytes(FaultConfig(insert=0.01, seed=3), data)
+    assert len(noisy) == n + counts["inserted"] and counts["inserted"] > 0 and _is_subsequence(data, noisy)
+    total = total_counts({"to_device": counts})
+    assert total["inserted"] == total["injected"] == counts["inserted"]
+
+
+def test_damage_does_not_depend_on_how_the_bytes_are_chunked():
+    """Independent per-byte faults: writing byte by byte or in 4 KiB blocks gives the same damage."""
+    cfg = FaultConfig(corrupt=0.03, drop=0.01, duplicate=0.005, insert=0.005, seed=9)
+    data = DATA[:30_000]
+    whole, counts = _damage_bytes(cfg, data, step=4096)
+    single, counts1 = _damage_bytes(cfg, data, step=1)
+    assert whole == single and counts == counts1
+    assert len(whole) == len(data) - counts["dropped"] + counts["duplicated"] + counts["inserted"]
+
+
+def _damage_bytes(cfg: FaultConfig, data: bytes, step: int = 4096) -> tuple[bytes, dict]:
+    inj = FaultInjector(cfg)
+    out = b"".join(b"".join(inj.apply(data[i:i + step])) for i in range(0, len(data), step))
+    return out, dict(inj.counts)
+
+
 def test_named_frames_are_corrupted_and_nothing_else():
     frames = [Frame(0x03, seq, bytes(range(1, 30))) for seq in range(4)]
     inj = FaultInjector(FaultConfig(corrupt_frames=(1, 3)))

@@ -36,4 +36,24 @@ static inline int8_t te_clamp8(int32_t v, int32_t lo, int32_t hi)
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
+/* gemmlowp one_over_one_plus_x_for_x_in_0_1: 1 / (1 + a) for a in [0, 1), Q0.31 in
+ * and out, three Newton-Raphson steps in Q2.29 (int8_ref._one_over_one_plus_x). */
+static inline int32_t te_sat_shl(int32_t x, int e)
+{
+    const int32_t t = (int32_t)((1u << (31 - e)) - 1u);
+    return x > t ? INT32_MAX : (x < -t ? INT32_MIN : (int32_t)((uint32_t)x << e));
+}
+
+static inline int32_t te_one_over_one_plus_x(int32_t a)
+{
+    const int64_t s = (int64_t)a + INT32_MAX;           /* RoundingHalfSum(a, One) */
+    const int32_t half_den = (int32_t)((s + (s >= 0 ? 1 : -1)) / 2);
+    int32_t x = (int32_t)((uint32_t)1515870810u + (uint32_t)te_srdhm(half_den, -1010580540));
+    for (int i = 0; i < 3; ++i) {
+        const int32_t one_minus = (int32_t)((uint32_t)(1 << 29) - (uint32_t)te_srdhm(half_den, x));
+        x = (int32_t)((uint32_t)x + (uint32_t)te_sat_shl(te_srdhm(x, one_minus), 2));
+    }
+    return te_sat_shl(x, 1);
+}
+
 #endif

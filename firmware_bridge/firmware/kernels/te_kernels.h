@@ -93,6 +93,15 @@ typedef struct {
     const int8_t *lut;            /* 256 entries, index = x + 128 */
 } te_lut_params_t;
 
+/* SOFTMAX int8 -> int8 (output scale 1/256, zero point -128) over the last axis.
+ * exp_lut[d] = exp(-d in input steps) in Q0.31 as TFLite's fixed-point exp
+ * computes it (0 where TFLite skips the difference); see int8_ref.softmax. */
+typedef struct {
+    uint32_t rows;
+    uint16_t depth;
+    const int32_t *exp_lut;       /* 256 entries, index = row max - x */
+} te_softmax_params_t;
+
 /* QUANTIZE int8 -> int8. */
 typedef struct {
     uint32_t size;
@@ -120,6 +129,7 @@ void te_mean_s8(const te_mean_params_t *p, const int8_t *in, int8_t *out);
 void te_avgpool_s8(const te_avgpool_params_t *p, const int8_t *in, int8_t *out);
 void te_pad_s8(const te_pad_params_t *p, const int8_t *in, int8_t *out);
 void te_lut_s8(const te_lut_params_t *p, const int8_t *in, int8_t *out);
+void te_softmax_s8(const te_softmax_params_t *p, const int8_t *in, int8_t *out);
 void te_requant_s8(const te_requant_params_t *p, const int8_t *in, int8_t *out);
 void te_copy_s8(uint32_t size, const int8_t *in, int8_t *out);
 

@@ -38,6 +38,10 @@ static inline int32_t te_smlad(int32_t a, int32_t b, int32_t acc) { return __sml
 
 static inline int32_t te_ssat8(int32_t v) { return __ssat(v, 8); }
 
+/* acc + low halves product / high halves product (one instruction each). */
+static inline int32_t te_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+static inline int32_t te_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
+
 /* (a * b + 2^31) >> 32, one instruction (not in arm_acle.h). */
 static inline int32_t te_smmulr(int32_t a, int32_t b)
 {
@@ -91,6 +95,16 @@ static inline int32_t te_smmlar(int32_t a, int32_t b, int32_t acc)
 }
 
 static inline int32_t te_ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
+
+static inline int32_t te_smlabb(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a & 0xFFFF) * (int16_t)(b & 0xFFFF)));
+}
+
+static inline int32_t te_smlatt(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)((uint32_t)a >> 16) * (int16_t)((uint32_t)b >> 16)));
+}
 
 #else
 #error "kernels/arm_dsp needs a core with the Arm DSP extension (-mcpu=cortex-m4, -m7, -m33) or -DTE_EMULATE_DSP for host tests; use KERNELS=reference otherwise"

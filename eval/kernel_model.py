@@ -1,0 +1,166 @@
+"""Per-kernel cost models fitted on a device's microbenchmark sweep, and predictions for any model's layers.
+
+A device profile (`tinyexit profile-device`) holds, per sweep point, the layers of a
+single-operator model (features from export/microbench.py: kind, MACs, bytes, channel
+counts, output pixels, ...) and its measured cost.  `fit_profile` fits one linear
+predictor per kernel kind on that kind's justified features, all kinds jointly (a
+sweep model may hold a reshape beside its operator), by non-negative least squares
+weighted by 1/measured: every coefficient is a cost per unit of a count, so no
+prediction can be negative and the fit minimises relative error.
+
+`predict_layers(profile, layers)` sums kernel predictions plus the interval's fixed
+overhead; a layer whose features lie outside the sweep's range, or whose kind the
+sweep never measured, is flagged (`out_of_range`, `unknown_kinds`), never silently
+extrapolated.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Features each kernel's cost is linear in: the trip counts of the firmware's arm_dsp loops
+# (export/microbench.py computes them from the lowered layer), plus "one", the call overhead.
+_CONV = ("inner", "chan_pairs", "pix_pairs", "gather_taps", "gather_rows", "gather_bytes", "outside_bytes",
+         "clamp", "rows", "widen_words", "one")
+FEATURES = {
+    "conv_m0": _CONV,                     # packed weights, im2col per pixel pair
+    "conv_m1": _CONV,                     # packed weights, ring of widened input rows
+    "conv_m2": _CONV,                     # packed weights, zero-point-padded copy of the input
+    "conv_plain": _CONV + ("odd_inner", "byte_gather", "fast_outs", "general_outs"),
+    "dwconv": ("quad_interior", "quad_taps", "quad_border", "tail_pairs", "tail_odd", "tail_border_taps",
+               "tail_outs", "out_bytes", "general_outs", "out_pixels", "one"),   # four channels per word
+    "dwconv_pc": ("interior_pairs", "interior_odd", "border_taps", "out_bytes", "general_outs", "out_pixels",
+                  "one"),                                                          # per channel
+    "fc": ("pair_trips", "pair_odd", "odd_words", "odd_out", "words", "out_bytes", "one"),
+    "add": ("out_bytes", "one"),
+    "mean": ("quad_iters", "odd_iters", "quads", "odd_c", "one"),
+    "avgpool": ("window_reads", "window_rows", "out_bytes", "out_pixels", "one"),
+    "pad": ("in_bytes", "pad_bytes", "body_rows", "pad_rows", "one"),
+    "softmax": ("in_bytes", "rows", "one"),
+}
+DEFAULT_FEATURES = ("in_bytes", "out_bytes", "one")  # any other kind (copy, requant, logistic)
+
+
+def features_of(kind: str) -> tuple[str, ...]:
+    return FEATURES.get(kind, DEFAULT_FEATURES)
+
+
+def _vector(layer: dict) -> tuple[str, np.ndarray]:
+    kind = layer["kind"]
+    return kind, np.array([1.0 if f == "one" else float(layer.get(f, 0)) for f in features_of(kind)])
+
+
+def _columns(samples: list[dict]) -> list[tuple[str, str]]:
+    kinds = sorted({layer["kind"] for s in samples for layer in s["layers"]})
+    return [(k, f) for k in kinds for f in features_of(k)]
+
+
+def _design(samples: list[dict], columns: list[tuple[str, str]]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(columns)}
+    a = np.zeros((len(samples), len(columns)))
+    for r, s in enumerate(samples):
+        for layer in s["layers"]:
+            kind, v = _vector(layer)
+            for f, x in zip(features_of(kind), v):
+                a[r, index[(kind, f)]] += x
+    return a
+
+
+def fit_kernels(samples: list[dict], target: str = "instructions") -> dict:
+    """samples: [{"layers": [...features...], target: cost above the empty interval}] -> {kind: {feature: coef}}."""
+    from scipy.optimize import nnls
+
+    columns = _columns(samples)
+    a = _design(samples, columns)
+    y = np.array([float(s[target]) for s in samples])
+    w = 1.0 / np.maximum(y, 1.0)
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)  # conditioning: columns of unit size
+    coef, _ = nnls(a * w[:, None] / scale, y * w, maxiter=50 * len(columns))
+    coef = coef / scale
+    out: dict = {}
+    for (kind, feat), c in zip(columns, coef):
+        out.setdefault(kind, {})[feat] = float(c)
+    return out
+
+
+def _ranges(samples: list[dict]) -> dict:
+    rng: dict = {}
+    for s in samples:
+        for layer in s["layers"]:
+            r = rng.setdefault(layer["kind"], {})
+            for f in features_of(layer["kind"]):
+                if f == "one":
+                    continue
+                v = float(layer.get(f, 0))
+                lo, hi = r.get(f, (v, v))
+                r[f] = (min(lo, v), max(hi, v))
+    return {k: {f: [lo, hi] for f, (lo, hi) in r.items()} for k, r in rng.items()}
+
+
+def predict_layer(kernels: dict, ranges: dict, layer: dict) -> dict:
+    """{"value", "kind", "known", "out_of_range": [feature names outside the sweep]} for one layer."""
+    kind = layer["kind"]
+    coef = kernels.get(kind)
+    if coef is None:
+        return {"kind": kind, "value": None, "known": False, "out_of_range": []}
+    value = sum(c * (1.0 if f == "one" else float(layer.get(f, 0))) for f, c in coef.items())
+    oor = [f for f, (lo, hi) in ranges.get(kind, {}).items() if not lo <= float(layer.get(f, 0)) <= hi]
+    return {"kind": kind, "value": max(0.0, value), "known": True, "out_of_range": oor}
+
+
+def predict_layers(profile: dict, layers: list[dict], target: str = "instructions") -> dict:
+    """Predicted cost of one timed interval running `layers`: overhead + sum of kernel predictions."""
+    kernels = profile["fit"][target]["kernels"]
+    ranges = profile["fit"]["ranges"]
+    rows = [predict_layer(kernels, ranges, layer) for layer in layers]
+    by_kind: dict = {}
+    for row in rows:
+        if row["value"] is not None:
+            by_kind[row["kind"]] = by_kind.get(row["kind"], 0.0) + row["value"]
+    total = profile["fit"][target]["overhead"] + sum(by_kind.values())
+    return {"value": total, "by_kind": by_kind, "layers": rows,
+            "unknown_kinds": sorted({r["kind"] for r in rows if not r["known"]}),
+            "out_of_range": sorted({f"{r['kind']}.{f}" for r in rows for f in r["out_of_range"]})}
+
+
+def fit_profile(sweep: list[dict], empty: dict, targets: tuple[str, ...] = ("instructions",)) -> dict:
+    """The "fit" block of a device profile: per target the kernels, the overhead, in-sample and LOO errors."""
+    fit: dict = {"ranges": _ranges(sweep)}
+    for target in targets:
+        samples = [{"layers": s["layers"], target: max(0.0, s[target] - empty[target])} for s in sweep]
+        kernels = fit_kernels(samples, target)
+        fit[target] = {"kernels": kernels, "overhead": float(empty[target])}
+        errs = _errors(fit, target, sweep)
+        fit[target]["in_sample"] = _summary(errs)
+        fit[target]["per_kind"] = {k: _summary([e for e, s in zip(errs, sweep) if _main_kind(s) == k])
+                                   for k in sorted(kernels)}
+    return fit
+
+
+def _main_kind(s: dict) -> str:
+    """The kind a sweep point measures: its layer with the most features set (reshapes are helpers)."""
+    return max(s["layers"], key=lambda layer: (layer["kind"] not in ("copy", "requant"), layer.get("macs", 0)))["kind"]
+
+
+def _errors(fit: dict, target: str, sweep: list[dict]) -> list[float]:
+    prof = {"fit": fit}
+    return [(predict_layers(prof, s["layers"], target)["value"] - s[target]) / s[target] for s in sweep]
+
+
+def _summary(errs: list[float]) -> dict:
+    a = np.abs(np.asarray(errs, dtype=float))
+    if a.size == 0:
+        return {"n": 0, "max_abs_error": None, "median_abs_error": None}
+    return {"n": int(a.size), "max_abs_error": float(a.max()), "median_abs_error": float(np.median(a))}
+
+
+def held_out_errors(sweep: list[dict], empty: dict, folds: int = 5, target: str = "instructions") -> list[float]:
+    """Relative errors of each sweep point predicted by a fit on the other folds (shapes never fitted)."""
+    errs = [0.0] * len(sweep)
+    for f in range(folds):
+        train = [s for i, s in enumerate(sweep) if i % folds != f]
+        fit = fit_profile(train, empty, (target,))
+        prof = {"fit": fit}
+        for i, s in enumerate(sweep):
+            if i % folds == f:
+                errs[i] = (predict_layers(prof, s["layers"], target)["value"] - s[target]) / s[target]
+    return errs

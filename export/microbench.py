@@ -1,0 +1,343 @@
+"""Single-operator int8 models over a sweep of shapes, and the kernel features of any model's layers.
+
+`default_sweep()` lists the sweep (`SweepPoint`s: one operator and its shape; seeded,
+so the same on every run), `single_op_tflite(point)` converts one to a full-int8
+TFLite file with TensorFlow, `write_sweep_c(points, out)` generates the C of each
+(model `mb<i>`, export.codegen) into one folder for the microbenchmark firmware, and
+`layer_features(layer)` / `bundle_layer_table(bundle_dir)` describe every layer the
+firmware runs (kind, MACs, bytes, channels, output pixels, ...) so a kernel cost
+model can price it.  A new operator kind is one entry in `_BUILDERS` (and, if its
+cost needs one, a feature in `layer_features`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from tinyexit.errors import UserError
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    kind: str              # conv, dwconv, fc, add, mean, avgpool, pad, softmax, ...
+    h: int = 8             # input map (fc: 1 x 1 x cin; softmax: h rows of cout values)
+    w: int = 8
+    cin: int = 8
+    cout: int = 8          # output channels (dwconv: cin x multiplier; fc: outputs; softmax: depth)
+    k: int = 3             # kernel / pool size, or pad width
+    stride: int = 1
+    padding: str = "SAME"
+    relu: bool = True
+
+    def __post_init__(self):
+        if self.kind not in _BUILDERS:
+            raise UserError(f"sweep kind '{self.kind}': no single-operator builder (kinds: {', '.join(_BUILDERS)})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def label(self) -> str:
+        return (f"{self.kind} {self.h}x{self.w}x{self.cin}->{self.cout} k{self.k} s{self.stride} "
+                f"{self.padding}{' relu' if self.relu else ''}")
+
+
+def _tf():
+    from tinyexit.export.quiet import import_tensorflow
+
+    return import_tensorflow()  # without its banners (export/quiet.py)
+
+
+def _conv(tf, p, rng):
+    w = rng.normal(0, 0.3, (p.k, p.k, p.cin, p.cout)).astype(np.float32)
+    b = rng.normal(0, 0.1, p.cout).astype(np.float32)
+    return lambda x: _act(tf, tf.nn.conv2d(x, w, p.stride, p.padding) + b, p)
+
+
+def _dwconv(tf, p, rng):
+    mult = max(1, p.cout // p.cin)
+    w = rng.normal(0, 0.3, (p.k, p.k, p.cin, mult)).astype(np.float32)
+    return lambda x: _act(tf, tf.nn.depthwise_conv2d(x, w, [1, p.stride, p.stride, 1], p.padding), p)
+
+
+def _fc(tf, p, rng):
+    w = rng.normal(0, 0.3, (p.cin, p.cout)).astype(np.float32)
+    b = rng.normal(0, 0.1, p.cout).astype(np.float32)
+    return lambda x: _act(tf, tf.matmul(tf.reshape(x, [1, p.cin]), w) + b, p)
+
+
+def _act(tf, y, p):
+    return tf.nn.relu(y) if p.relu else y
+
+
+_BUILDERS = {
+    "conv": _conv,
+    "dwconv": _dwconv,
+    "fc": _fc,
+    "add": lambda tf, p, rng: (lambda x: x + x),
+    "mean": lambda tf, p, rng: (lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=True)),
+    "avgpool": lambda tf, p, rng: (lambda x: tf.nn.avg_pool2d(x, p.k, p.stride, p.padding)),
+    "pad": lambda tf, p, rng: (lambda x: tf.pad(x, [[0, 0], [p.k, p.k], [p.k, p.k], [0, 0]])),
+    "softmax": lambda tf, p, rng: (lambda x: tf.nn.softmax(x)),
+    "logistic": lambda tf, p, rng: (lambda x: tf.sigmoid(x)),
+}
+
+
+SWEEP_KINDS = tuple(_BUILDERS)
+
+
+def _input_shape(p: SweepPoint) -> list[int]:
+    if p.kind == "fc":
+        return [1, p.cin]
+    if p.kind == "softmax":
+        return [1, p.h, 1, p.cout]
+    return [1, p.h, p.w, p.cin]
+
+
+def single_op_tflite(p: SweepPoint, seed: int = 0) -> bytes:
+    """One full-int8 TFLite file holding the single operator of `p` (weights and calibration seeded)."""
+    tf = _tf()
+    rng = np.random.default_rng(seed)
+    op = _BUILDERS[p.kind](tf, p, rng)
+    shape = _input_shape(p)
+    fn = tf.function(lambda x: {"logits": op(x)}, input_signature=[tf.TensorSpec(shape, tf.float32)])
+    rep = [rng.normal(0, 1, shape).astype(np.float32) for _ in range(8)]
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([r] for r in rep)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    import warnings
+
+    from tinyexit.export.tflite_convert import _native_output_silenced  # the converter's C++ chatter
+
+    with warnings.catch_warnings(), _native_output_silenced():
+        warnings.simplefilter("ignore")
+        try:
+            return bytes(conv.convert())
+        except Exception as exc:  # the converter reports unsupported ops as generic errors
+            raise UserError(f"sweep point {p.label}: TFLite conversion failed ({type(exc).__name__})") from None
+
+
+def default_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7) -> list[SweepPoint]:
+    """The sweep: a seeded sample of each kind's shape grid, covering the ranges tinyexit's models use."""
+    rng = np.random.default_rng(seed)
+    kinds = tuple(kinds or _BUILDERS)
+    pts: list[SweepPoint] = []
+    maps, chans = (4, 6, 8, 12, 16), (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    for _ in range(90):
+        cout = pick(chans)
+        pts.append(SweepPoint("conv", h=pick(maps), w=pick(maps), cin=pick(chans), cout=cout, k=pick((1, 3, 3, 5)),
+                              stride=pick((1, 1, 2)), padding=pick(("SAME", "VALID")), relu=bool(rng.integers(2))))
+    for _ in range(30):  # more than 16 output channels from whole words: the im2col column mode
+        pts.append(SweepPoint("conv", h=pick(maps), w=pick(maps), cin=pick((4, 8, 12, 16, 24, 32)),
+                              cout=pick((18, 24, 32, 48, 64)), k=pick((1, 1, 3)), stride=pick((1, 2)),
+                              padding=pick(("SAME", "VALID")), relu=bool(rng.integers(2))))
+    for _ in range(30):  # odd output channels: the plain (unpacked) convolution kernel
+        pts.append(SweepPoint("conv", h=pick(maps), w=pick(maps), cin=pick(chans), cout=pick((1, 1, 3, 5)),
+                              k=pick((1, 3, 3)), stride=pick((1, 1, 2)), padding=pick(("SAME", "VALID")),
+                              relu=bool(rng.integers(2))))
+    for _ in range(30):
+        c = pick(chans)
+        pts.append(SweepPoint("dwconv", h=pick(maps), w=pick(maps), cin=c, cout=c * pick((1, 1, 2)), k=pick((3, 3, 5)),
+                              stride=pick((1, 2)), padding=pick(("SAME", "VALID")), relu=bool(rng.integers(2))))
+    for _ in range(16):
+        pts.append(SweepPoint("fc", h=1, w=1, cin=pick((8, 16, 24, 32, 64, 128)), cout=pick((1, 3, 4, 5, 10, 16, 32)),
+                              relu=bool(rng.integers(2))))
+    for kind in ("add", "mean", "pad"):
+        for _ in range(8):
+            pts.append(SweepPoint(kind, h=pick(maps), w=pick(maps), cin=pick(chans), k=pick((1, 2)), relu=False))
+    for _ in range(8):
+        pts.append(SweepPoint("avgpool", h=pick((4, 8, 12, 16)), w=pick((4, 8, 12, 16)), cin=pick(chans), k=2,
+                              stride=2, padding="VALID", relu=False))
+    for _ in range(8):
+        pts.append(SweepPoint("softmax", h=pick((1, 2, 4, 8)), cout=pick((2, 4, 10, 16, 32)), relu=False))
+    for kind in [k for k in kinds if k not in {p.kind for p in pts}]:  # a kind with only a builder: a map grid
+        for _ in range(8):
+            pts.append(SweepPoint(kind, h=pick(maps), w=pick(maps), cin=pick(chans), relu=False))
+    pts = [replace(p, padding="SAME") if p.padding == "VALID" and p.k > min(p.h, p.w) else p for p in pts]
+    return [p for p in pts if p.kind in kinds]
+
+
+def layer_features(layer, packed: bool) -> dict:
+    """What a kernel cost model may use about one lowered layer (export.codegen_lower.Layer): counts that the
+    firmware's arm_dsp loops run over (firmware_bridge/firmware/kernels/arm_dsp)."""
+    p, kind = layer.p, layer.kind
+    f = {"kind": kind, "macs": layer.macs}
+    if kind == "conv":
+        f.update(_conv_features(layer, packed))
+    elif kind == "dwconv":
+        f.update(_dwconv_features(p))  # may set kind "dwconv_pc"
+    elif kind == "fc":
+        k, n = p["k"], p["n_out"]
+        words = (k + 3) // 4
+        f.update(in_bytes=k, out_bytes=n, cin=k, cout=n, pair_words=(n // 2) * words, odd_words=(n % 2) * words,
+                 pair_trips=(n // 2) * (words // 2), pair_odd=(n // 2) * (words % 2), words=words, odd_cin=k % 4,
+                 odd_out=n % 2)
+    elif kind == "mean":
+        h, w, c = p["in_shape"]
+        f.update(in_bytes=h * w * c, out_bytes=c, cin=c, cout=c, quad_iters=(c // 4) * h * w,
+                 odd_iters=(c % 4) * h * w, quads=c // 4, odd_c=c % 4)
+    elif kind == "avgpool":
+        (ih, iw, c), (oh, ow, _) = p["in_shape"], p["out_shape"]
+        inside = _inside_taps(ih, iw, oh, ow, *p["k"], p["stride"], p["pad"], (1, 1))
+        f.update(in_bytes=ih * iw * c, out_bytes=oh * ow * c, out_pixels=oh * ow, cin=c, cout=c,
+                 window_reads=inside * c, window_rows=oh * ow * c * p["k"][0])
+    elif kind == "pad":
+        (ih, iw, c), (oh, ow, oc) = p["in_shape"], p["out_shape"]
+        f.update(in_bytes=ih * iw * c, out_bytes=oh * ow * oc, out_pixels=oh * ow, cin=c, cout=oc,
+                 body_rows=ih, pad_rows=oh - ih, pad_bytes=oh * ow * oc - ih * iw * c)
+    elif kind == "softmax":
+        f.update(in_bytes=p["rows"] * p["depth"], out_bytes=p["rows"] * p["depth"], rows=p["rows"], cout=p["depth"])
+    else:  # add, logistic, requant, copy: elementwise
+        f.update(in_bytes=p["size"], out_bytes=p["size"])
+    return {k: int(v) if not isinstance(v, str) else v for k, v in f.items()}
+
+
+def _conv_features(layer, packed: bool) -> dict:
+    """The packed kernel has three column modes (export.codegen_pack.column_mode): each is its own kernel kind."""
+    from tinyexit.export.codegen_pack import column_mode, packed_taps
+
+    p = layer.p
+    (ih, iw, c), (oh, ow, oc) = p["in_shape"], p["out_shape"]
+    kh, kw = p["k"]
+    sh, sw = p["stride"]
+    k = kh * kw * c
+    n_pix = oh * ow
+    rq = p["rq"]
+    clamp = int(rq.act_min > -128 or rq.act_max < 127)
+    inside = _inside_taps(ih, iw, oh, ow, kh, kw, p["stride"], p["pad"], p["dilation"])
+    mode = column_mode(layer) if packed else -1
+    kp = packed_taps(layer) if packed else (k + 3) // 4 * 4
+    pp = oh * ((ow + 1) // 2) if mode == 1 else (n_pix + 1) // 2
+    f = {"kind": f"conv_m{mode}" if packed else "conv_plain",
+         "in_bytes": ih * iw * c, "out_bytes": n_pix * oc, "out_pixels": n_pix, "cin": c, "cout": oc, "kh": kh,
+         "kw": kw, "stride": sh, "pix_pairs": pp, "chan_pairs": pp * (oc // 2), "inner": pp * (oc // 2) * (kp // 4),
+         "odd_inner": pp * (oc % 2) * (kp // 4), "gather_taps": 2 * pp * kh * kw, "gather_bytes": 2 * pp * kp,
+         "inside_taps": inside, "outside_bytes": (n_pix * kh * kw - inside) * c, "clamp": clamp * n_pix * oc,
+         "rows": oh, "gather_rows": 2 * pp * kh}
+    if not packed:  # te_conv_s8: a byte gather unless C % 4 == 0; the general requantization unless it is safe
+        fast = k < (1 << 29) // (128 * 127) and bool((rq.shift < 0).all()) and \
+            bool((abs(np.asarray(p["bias_folded"])) < (1 << 29)).all())
+        f.update(byte_gather=2 * pp * k * int(c % 4 != 0), fast_outs=2 * pp * oc * int(fast),
+                 general_outs=2 * pp * oc * int(not fast))
+    if mode == 1:
+        wp = (ow - 1) * sw + kw
+        f["widen_words"] = _ring_widens(oh, kh, sh, p["pad"][0]) * (wp * c // 4)
+        f["gather_bytes"] = pp * kh * (kw * c // 4)  # interleaved words per pixel pair
+        f["gather_rows"] = pp * kh
+    elif mode == 2:
+        wp, hp = (ow - 1) * sw + kw, (oh - 1) * sh + kh
+        f["widen_words"] = hp * wp * c + min(ih, hp) * min(iw, wp) * c  # zero-point fill, then the copy
+        f["gather_bytes"] = 2 * pp * kh * ((kw * c + 3) // 4)
+    return f
+
+
+def _inside_taps(ih, iw, oh, ow, kh, kw, stride, pad, dilation) -> int:
+    """(output pixel, kernel tap) pairs that read inside the input (the rest read padding)."""
+    def axis(n_in, n_out, k, s, p, d):
+        return sum(1 for o in range(n_out) for t in range(k) if 0 <= o * s - p + t * d < n_in)
+
+    return axis(ih, oh, kh, stride[0], pad[0], dilation[0]) * axis(iw, ow, kw, stride[1], pad[1], dilation[1])
+
+
+def _ring_widens(oh: int, kh: int, sh: int, pt: int) -> int:
+    """Input rows the row-ring mode widens (a row is widened once while it stays in the ring)."""
+    have, n = [None] * kh, 0
+    for oy in range(oh):
+        for ky in range(kh):
+            iy = oy * sh - pt + ky
+            slot = (iy + pt) % kh
+            if have[slot] != iy:
+                have[slot], n = iy, n + 1
+    return n
+
+
+def _dwconv_features(p: dict) -> dict:
+    """te_dwconv_s8: multiplier 1 with >= 4 channels runs four channels per word (3x3 interiors unrolled) and a
+    per-channel tail; any other multiplier runs per channel (kind dwconv_pc)."""
+    (ih, iw, c), (oh, ow, oc) = p["in_shape"], p["out_shape"]
+    kh, kw = p["k"]
+    (sh, sw), (pt, pl), (dh, dw) = p["stride"], p["pad"], p["dilation"]
+    interior = sum(1 for oy in range(oh) for ox in range(ow)
+                   if oy * sh - pt >= 0 and ox * sw - pl >= 0 and oy * sh - pt + (kh - 1) * dh < ih
+                   and ox * sw - pl + (kw - 1) * dw < iw)
+    n, pixels = kh * kw, oh * ow
+    border = pixels - interior
+    rq, bias = p["rq"], np.abs(np.asarray(p["bias_folded"], np.int64))
+    fast = bool((rq.shift < 0).all()) and bool((bias <= (1 << 30) - 1 - n * 128 * 128).all())
+    f = {"in_bytes": ih * iw * c, "out_bytes": pixels * oc, "out_pixels": pixels, "cin": c, "cout": oc,
+         "general_outs": pixels * oc * int(not fast)}
+    if p["depth_multiplier"] != 1 or c < 4:
+        f.update(kind="dwconv_pc", interior_pairs=interior * oc * (n // 2), interior_odd=interior * oc * (n % 2),
+                 border_taps=border * oc * n)
+        return f
+    quads, tail = c // 4, c % 4
+    k3 = (kh, kw, dh, dw) == (3, 3, 1, 1)
+    f.update(quad_interior=interior * quads * int(k3), quad_taps=(border + interior * int(not k3)) * quads * n,
+             quad_border=border * quads, tail_pairs=interior * tail * (n // 2), tail_odd=interior * tail * (n % 2),
+             tail_border_taps=border * tail * n, tail_outs=pixels * tail)
+    return f
+
+
+def model_layers(tflite_bytes: bytes, name: str, arm_dsp_layout: bool = True) -> list[dict]:
+    """Features of every layer of a single-subgraph int8 file, as the C code generator lowers it."""
+    from tinyexit.export.codegen_lower import lower, read_segment
+    from tinyexit.export.codegen_pack import why_not_packed
+
+    layers = lower(read_segment(tflite_bytes, name))
+    rows = []
+    for i, layer in enumerate(layers):
+        row = layer_features(layer, arm_dsp_layout and why_not_packed(layer) is None)
+        row["name"] = layer.label
+        rows.append(row)
+    return rows
+
+
+def write_sweep_c(points: list[SweepPoint], blobs: list[bytes], out: Path, name: str | None = None) -> list[dict]:
+    """C of each single-operator model (mb<i>_model.{c,h}, or `name` for one point) into out; per point its
+    layers' features and arena."""
+    from tinyexit.export.codegen import CodegenConfig, generate_c
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (p, blob) in enumerate(zip(points, blobs)):
+        model = name if name and len(points) == 1 else f"mb{i}"
+        src = generate_c([blob], CodegenConfig(model_name=model))
+        for fname, text in src.files.items():
+            (out / fname).write_text(text)
+        layers = model_layers(blob, model)
+        rows.append({"name": model, "point": p.to_dict(), "label": p.label, "arena_bytes": src.arena_bytes,
+                     "layers": layers})
+    return rows
+
+
+def bundle_layer_table(bundle_dir: Path, write: bool = True) -> dict:
+    """Per-layer features of a bundle's segments and monolithic models -> c/layers.json (beside codegen.json)."""
+    from tinyexit.bundle import load_bundle
+
+    bundle = load_bundle(Path(bundle_dir))
+    table = {"model": bundle.model, "artifact_hash": bundle.artifact_hash, "segments": []}
+    for k, seg in enumerate(bundle.segments):
+        rel = (seg.files.get("tflm") or {}).get("path")
+        if not rel:
+            raise UserError(f"{bundle.dir}/manifest.json: segment {k} lists no TFLite Micro file; re-run 'tinyexit export'")
+        table["segments"].append(model_layers((bundle.dir / rel).read_bytes(), f"{bundle.model} segment {k}"))
+    for key, suffix in (("full_tflite", "full"), ("all_exits_tflite", "all_exits")):
+        entry = bundle.files.get(key)
+        if entry:
+            rel = entry.get("path") if isinstance(entry, dict) else entry
+            table[suffix] = model_layers((bundle.dir / rel).read_bytes(), f"{bundle.model} {suffix}")
+    if write:
+        path = bundle.dir / "c" / "layers.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(table, indent=1))
+    return table

@@ -1,0 +1,71 @@
+"""Counters of one link, recorded in summary.json under "link" (and in a failed run's summary too)."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tinyexit.firmware_bridge.protocol import constants as pc
+
+
+@dataclass
+class LinkStats:
+    """Counters of one link; `to_dict` is what summary.json records under "link"."""
+
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    payload_bytes_sent: int = 0
+    input_bytes: int = 0             # tensor bytes carried by LOAD_INPUT (first transmissions)
+    input_wire_bytes: int = 0        # wire bytes of LOAD_INPUT frames, retransmissions included
+    retries: int = 0
+    timeouts: int = 0
+    nacks: int = 0
+    stale_replies: int = 0
+    resets: int = 0                  # device restarts noticed (boot INFO, lost session state, device gone)
+    restarts: int = 0                # of those, devices the harness restarted itself (agent, QEMU)
+    load_shrinks: int = 0            # LOAD_INPUT chunk size cut after a failed try on a noisy line
+    load_chunk_min: int = 0          # smallest and last LOAD_INPUT chunk the adaptive sizing chose (bytes)
+    load_chunk_last: int = 0
+    request_tries: int = 0           # tries of requests (first transmissions + retries)
+    failed_tries: int = 0            # tries whose reply did not come back whole: frame error rate = failed/tries
+    srtt_s: float | None = None      # smoothed round trip of the last request type measured (LOAD_INPUT first)
+    rto_s: float | None = None
+    payload_bytes_received: int = 0
+    decoder: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict:
+        d = self.decoder
+        frame_errors = {name: d[name] for name in pc.ERROR_NAMES.values() if name.startswith("FRAME_") and d[name]}
+        received = d["bytes"]
+        wire = self.bytes_sent + received
+        payload = self.payload_bytes_sent + self.payload_bytes_received
+        return {"frames": self.frames_sent + d["frames"], "frames_sent": self.frames_sent,
+                "frames_received": d["frames"], "bytes_sent": self.bytes_sent, "bytes_received": received,
+                "bytes_on_wire": wire, "payload_bytes": payload,
+                "payload_efficiency": _ratio(self.input_bytes, self.input_wire_bytes),
+                "payload_efficiency_all_frames": _ratio(payload, wire),
+                "input_bytes": self.input_bytes, "input_wire_bytes": self.input_wire_bytes,
+                "retries": self.retries, "crc_errors": d["FRAME_CRC"], "corrupt_frames": sum(frame_errors.values()),
+                "frame_errors": frame_errors, "resyncs": d["resyncs"], "discarded_bytes": d["discarded_bytes"],
+                "timeouts": self.timeouts, "nacks": self.nacks, "stale_replies": self.stale_replies,
+                "resets": self.resets, "restarts": self.restarts, "load_shrinks": self.load_shrinks,
+                "load_chunk_min": self.load_chunk_min, "load_chunk_last": self.load_chunk_last,
+                "request_tries": self.request_tries, "failed_tries": self.failed_tries,
+                "frame_error_rate": _ratio(self.failed_tries, self.request_tries),
+                "srtt_ms": None if self.srtt_s is None else round(self.srtt_s * 1e3, 3),
+                "rto_ms": None if self.rto_s is None else round(self.rto_s * 1e3, 3)}
+
+    def merge(self, other: "LinkStats") -> None:
+        for name in ("frames_sent", "bytes_sent", "payload_bytes_sent", "input_bytes", "input_wire_bytes", "retries",
+                     "timeouts", "nacks", "stale_replies", "resets", "restarts", "load_shrinks",
+                     "payload_bytes_received", "request_tries", "failed_tries"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.decoder.update(other.decoder)
+        mins = [v for v in (self.load_chunk_min, other.load_chunk_min) if v]
+        self.load_chunk_min = min(mins) if mins else 0
+        self.load_chunk_last = other.load_chunk_last or self.load_chunk_last
+        self.srtt_s = other.srtt_s if other.srtt_s is not None else self.srtt_s
+        self.rto_s = other.rto_s if other.rto_s is not None else self.rto_s
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 6) if b else None

@@ -1,0 +1,68 @@
+"""Per-kernel predictors: exact recovery of a known cost law, held-out shapes, no negative prediction, flags.
+
+The synthetic sweep prices each layer with a fixed law over the same features the firmware's loops
+run (export/microbench.py); a fit on some shapes must predict the held-out ones exactly.  The real
+sweep on QEMU is exercised by tests/core/test_profile_cli.py (slow)."""
+import numpy as np
+import pytest
+
+from tinyexit.eval import kernel_model as km
+
+LAW = {"conv_m1": {"inner": 10.0, "chan_pairs": 41.0, "gather_rows": 42.0, "widen_words": 8.5, "one": 250.0},
+       "add": {"out_bytes": 13.0, "one": 62.0},
+       "copy": {"in_bytes": 1.5, "out_bytes": 0.5, "one": 20.0}}
+EMPTY = {"instructions": 19.0}
+
+
+def _layer(kind, rng):
+    feats = {f: int(rng.integers(1, 5000)) for f in km.features_of(kind) if f != "one"}
+    return {"kind": kind, **feats}
+
+
+def _cost(layers):
+    return EMPTY["instructions"] + sum(c * (1.0 if f == "one" else layer[f])
+                                       for layer in layers for f, c in LAW[layer["kind"]].items())
+
+
+def _sweep(n, seed):
+    rng = np.random.default_rng(seed)
+    pts = []
+    for i in range(n):
+        kind = ("conv_m1", "add")[i % 2]
+        layers = [_layer(kind, rng)] + ([_layer("copy", rng)] if i % 3 == 0 else [])
+        pts.append({"layers": layers, "instructions": _cost(layers)})
+    return pts
+
+
+def test_fit_recovers_the_law_and_predicts_held_out_shapes():
+    train, held = _sweep(60, 1), _sweep(20, 2)
+    fit = km.fit_profile(train, EMPTY)
+    prof = {"fit": fit}
+    for kind, law in LAW.items():
+        for f, c in law.items():
+            assert fit["instructions"]["kernels"][kind][f] == pytest.approx(c, rel=1e-6)
+    for p in held:
+        assert km.predict_layers(prof, p["layers"])["value"] == pytest.approx(p["instructions"], rel=1e-9)
+    errs = km.held_out_errors(train, EMPTY, folds=5)
+    assert max(abs(e) for e in errs) < 1e-6
+
+
+def test_predictions_are_never_negative_and_out_of_range_is_flagged():
+    fit = km.fit_profile(_sweep(40, 3), EMPTY)
+    prof = {"fit": fit}
+    tiny = {"kind": "add", "out_bytes": 0}
+    assert km.predict_layers(prof, [tiny])["value"] >= 0
+    assert all(c >= 0 for k in fit["instructions"]["kernels"].values() for c in k.values())
+    hi = fit["ranges"]["add"]["out_bytes"][1]
+    res = km.predict_layers(prof, [{"kind": "add", "out_bytes": int(hi) * 10}])
+    assert res["out_of_range"] == ["add.out_bytes"]
+    res = km.predict_layers(prof, [{"kind": "logistic", "in_bytes": 10, "out_bytes": 10}])
+    assert res["unknown_kinds"] == ["logistic"] and res["value"] == EMPTY["instructions"]
+
+
+def test_weighting_minimises_relative_error():
+    # two kinds of points disagree; 1/measured weighting keeps the small one's relative error small too
+    pts = [{"layers": [{"kind": "add", "out_bytes": n}], "instructions": 19 + 13 * n + 62 + (n % 7)}
+           for n in range(10, 4000, 37)]
+    errs = km.held_out_errors(pts, EMPTY, folds=4)
+    assert max(abs(e) for e in errs) < 0.05
