@@ -13,6 +13,7 @@ device the harness started that died (it is started again).  At most
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -237,7 +238,9 @@ class Worker:
     def _load(self, session, batch: list[int]) -> None:
         data = np.ascontiguousarray(self.ctx.x[batch]).tobytes()
         bar = None
-        if self.ctx.cfg.progress:  # on a noisy line the preload takes long enough to need its own bar
+        # On a noisy line the preload takes long enough to need its own bar; in a log (not a terminal) the
+        # bench's own lines say enough, and a bar per batch would only add carriage-return walls.
+        if self.ctx.cfg.progress and sys.stderr.isatty():
             from tqdm import tqdm
 
             bar = tqdm(total=len(data), unit="B", unit_scale=True, leave=False,
