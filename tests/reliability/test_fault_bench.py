@@ -37,7 +37,8 @@ def _check_fault_run(run, target: str, corrupt: float = 0.01, drop: float = 0.00
     assert faults["corrupted"] > 100 and faults["dropped"] > 50 and faults["config"]["drop"] == drop
     assert faults["to_device"]["corrupted"] > 0 and faults["to_host"]["corrupted"] > 0
     assert link["retries"] > 50 and link["crc_errors"] > 0 and link["resyncs"] > 0
-    assert report["clean_link"]["retries"] == 0 and report["clean_link"]["crc_errors"] == 0
+    clean = report["clean_link"]  # undamaged: retries only as late replies on a loaded machine, never for damage
+    assert clean["crc_errors"] == clean["resyncs"] == clean["nacks"] == 0 and clean["retries"] == clean["timeouts"]
     faulty_dir = run / "bench" / report["bench"]["faults"]
     assert json.loads((faulty_dir / "reliability.json").read_text()) == json.loads(json.dumps(report))
     summary = json.loads((faulty_dir / "summary.json").read_text())
@@ -64,7 +65,8 @@ def test_noisy_link_on_the_host_agent_gives_the_clean_results_and_the_report_cou
     bench = json.loads((rel_run / "report" / "report.json").read_text())["bench"]
     link = bench[report["bench"]["faults"]]["link"]
     assert {k: link[k] for k in LINK_KEYS} == {k: report["link"][k] for k in LINK_KEYS}
-    assert bench[report["bench"]["clean"]]["link"]["retries"] == 0
+    clean = bench[report["bench"]["clean"]]["link"]
+    assert clean["crc_errors"] == clean["resyncs"] == 0 and clean["retries"] == clean["timeouts"]
 
 
 @pytest.mark.slow
