@@ -39,38 +39,63 @@ FEATURES = {
 }
 DEFAULT_FEATURES = ("in_bytes", "out_bytes", "one")  # any other kind (copy, requant, logistic)
 
+# A host runtime (LiteRT on the agent) runs its own kernels, not the firmware's loops: its wall clock is priced
+# on what any implementation must do (MACs, bytes in and out, output pixels) per operator family; the firmware's
+# conv column modes are one family there.
+WALL_FEATURES = {"conv": ("macs", "im2col", "in_bytes", "out_bytes", "out_pixels", "one"),
+                 "dwconv": ("macs", "in_bytes", "out_bytes", "out_pixels", "one"),
+                 "fc": ("macs", "in_bytes", "out_bytes", "one")}
+FEATURE_SETS = ("arm_dsp", "wall")
 
-def features_of(kind: str) -> tuple[str, ...]:
+
+def value_of(layer: dict, f: str) -> float:
+    """One feature of a layer; "im2col" (bytes a patch-matrix convolution gathers) is derived."""
+    if f == "one":
+        return 1.0
+    if f == "im2col":
+        return float(layer.get("out_pixels", 0) * layer.get("kh", 1) * layer.get("kw", 1) * layer.get("cin", 0))
+    return float(layer.get(f, 0))
+
+
+def family(kind: str, feature_set: str = "arm_dsp") -> str:
+    if feature_set == "wall":
+        return "conv" if kind.startswith("conv") else "dwconv" if kind.startswith("dwconv") else kind
+    return kind
+
+
+def features_of(kind: str, feature_set: str = "arm_dsp") -> tuple[str, ...]:
+    if feature_set == "wall":
+        return WALL_FEATURES.get(family(kind, feature_set), DEFAULT_FEATURES)
     return FEATURES.get(kind, DEFAULT_FEATURES)
 
 
-def _vector(layer: dict) -> tuple[str, np.ndarray]:
-    kind = layer["kind"]
-    return kind, np.array([1.0 if f == "one" else float(layer.get(f, 0)) for f in features_of(kind)])
+def _vector(layer: dict, fs: str = "arm_dsp") -> tuple[str, np.ndarray]:
+    kind = family(layer["kind"], fs)
+    return kind, np.array([value_of(layer, f) for f in features_of(kind, fs)])
 
 
-def _columns(samples: list[dict]) -> list[tuple[str, str]]:
-    kinds = sorted({layer["kind"] for s in samples for layer in s["layers"]})
-    return [(k, f) for k in kinds for f in features_of(k)]
+def _columns(samples: list[dict], fs: str = "arm_dsp") -> list[tuple[str, str]]:
+    kinds = sorted({family(layer["kind"], fs) for s in samples for layer in s["layers"]})
+    return [(k, f) for k in kinds for f in features_of(k, fs)]
 
 
-def _design(samples: list[dict], columns: list[tuple[str, str]]) -> np.ndarray:
+def _design(samples: list[dict], columns: list[tuple[str, str]], fs: str = "arm_dsp") -> np.ndarray:
     index = {c: i for i, c in enumerate(columns)}
     a = np.zeros((len(samples), len(columns)))
     for r, s in enumerate(samples):
         for layer in s["layers"]:
-            kind, v = _vector(layer)
-            for f, x in zip(features_of(kind), v):
+            kind, v = _vector(layer, fs)
+            for f, x in zip(features_of(kind, fs), v):
                 a[r, index[(kind, f)]] += x
     return a
 
 
-def fit_kernels(samples: list[dict], target: str = "instructions") -> dict:
+def fit_kernels(samples: list[dict], target: str = "instructions", feature_set: str = "arm_dsp") -> dict:
     """samples: [{"layers": [...features...], target: cost above the empty interval}] -> {kind: {feature: coef}}."""
     from scipy.optimize import nnls
 
-    columns = _columns(samples)
-    a = _design(samples, columns)
+    columns = _columns(samples, feature_set)
+    a = _design(samples, columns, feature_set)
     y = np.array([float(s[target]) for s in samples])
     w = 1.0 / np.maximum(y, 1.0)
     scale = np.maximum(np.abs(a).max(axis=0), 1e-12)  # conditioning: columns of unit size
@@ -82,36 +107,44 @@ def fit_kernels(samples: list[dict], target: str = "instructions") -> dict:
     return out
 
 
-def _ranges(samples: list[dict]) -> dict:
+def _ranges(samples: list[dict], fs: str = "arm_dsp") -> dict:
     rng: dict = {}
     for s in samples:
         for layer in s["layers"]:
-            r = rng.setdefault(layer["kind"], {})
-            for f in features_of(layer["kind"]):
+            kind = family(layer["kind"], fs)
+            r = rng.setdefault(kind, {})
+            for f in features_of(kind, fs):
                 if f == "one":
                     continue
-                v = float(layer.get(f, 0))
+                v = value_of(layer, f)
                 lo, hi = r.get(f, (v, v))
                 r[f] = (min(lo, v), max(hi, v))
     return {k: {f: [lo, hi] for f, (lo, hi) in r.items()} for k, r in rng.items()}
 
 
-def predict_layer(kernels: dict, ranges: dict, layer: dict) -> dict:
+def predict_layer(kernels: dict, ranges: dict, layer: dict, feature_set: str = "arm_dsp") -> dict:
     """{"value", "kind", "known", "out_of_range": [feature names outside the sweep]} for one layer."""
-    kind = layer["kind"]
+    kind = family(layer["kind"], feature_set)
     coef = kernels.get(kind)
     if coef is None:
         return {"kind": kind, "value": None, "known": False, "out_of_range": []}
-    value = sum(c * (1.0 if f == "one" else float(layer.get(f, 0))) for f, c in coef.items())
-    oor = [f for f, (lo, hi) in ranges.get(kind, {}).items() if not lo <= float(layer.get(f, 0)) <= hi]
+    value = sum(c * value_of(layer, f) for f, c in coef.items())
+    oor = [f for f, (lo, hi) in ranges.get(kind, {}).items() if not lo <= value_of(layer, f) <= hi]
     return {"kind": kind, "value": max(0.0, value), "known": True, "out_of_range": oor}
 
 
-def predict_layers(profile: dict, layers: list[dict], target: str = "instructions") -> dict:
+def fit_key(profile: dict) -> str:
+    """The measured quantity a profile's fit prices: "instructions" (QEMU) or "us" (wall clock)."""
+    return profile.get("fit_key") or profile["fit"].get("key") or "instructions"
+
+
+def predict_layers(profile: dict, layers: list[dict], target: str | None = None) -> dict:
     """Predicted cost of one timed interval running `layers`: overhead + sum of kernel predictions."""
+    target = target or fit_key(profile)
     kernels = profile["fit"][target]["kernels"]
     ranges = profile["fit"]["ranges"]
-    rows = [predict_layer(kernels, ranges, layer) for layer in layers]
+    fs = profile["fit"].get("feature_set", "arm_dsp")
+    rows = [predict_layer(kernels, ranges, layer, fs) for layer in layers]
     by_kind: dict = {}
     for row in rows:
         if row["value"] is not None:
@@ -122,16 +155,18 @@ def predict_layers(profile: dict, layers: list[dict], target: str = "instruction
             "out_of_range": sorted({f"{r['kind']}.{f}" for r in rows for f in r["out_of_range"]})}
 
 
-def fit_profile(sweep: list[dict], empty: dict, targets: tuple[str, ...] = ("instructions",)) -> dict:
+def fit_profile(sweep: list[dict], empty: dict, targets: tuple[str, ...] = ("instructions",),
+                feature_set: str = "arm_dsp") -> dict:
     """The "fit" block of a device profile: per target the kernels, the overhead, in-sample and LOO errors."""
-    fit: dict = {"ranges": _ranges(sweep)}
+    fit: dict = {"ranges": _ranges(sweep, feature_set), "feature_set": feature_set, "key": targets[0]}
     for target in targets:
         samples = [{"layers": s["layers"], target: max(0.0, s[target] - empty[target])} for s in sweep]
-        kernels = fit_kernels(samples, target)
+        kernels = fit_kernels(samples, target, feature_set)
         fit[target] = {"kernels": kernels, "overhead": float(empty[target])}
         errs = _errors(fit, target, sweep)
         fit[target]["in_sample"] = _summary(errs)
-        fit[target]["per_kind"] = {k: _summary([e for e, s in zip(errs, sweep) if _main_kind(s) == k])
+        fit[target]["per_kind"] = {k: _summary([e for e, s in zip(errs, sweep)
+                                                if family(_main_kind(s), feature_set) == k])
                                    for k in sorted(kernels)}
     return fit
 
@@ -153,12 +188,13 @@ def _summary(errs: list[float]) -> dict:
     return {"n": int(a.size), "max_abs_error": float(a.max()), "median_abs_error": float(np.median(a))}
 
 
-def held_out_errors(sweep: list[dict], empty: dict, folds: int = 5, target: str = "instructions") -> list[float]:
+def held_out_errors(sweep: list[dict], empty: dict, folds: int = 5, target: str = "instructions",
+                    feature_set: str = "arm_dsp") -> list[float]:
     """Relative errors of each sweep point predicted by a fit on the other folds (shapes never fitted)."""
     errs = [0.0] * len(sweep)
     for f in range(folds):
         train = [s for i, s in enumerate(sweep) if i % folds != f]
-        fit = fit_profile(train, empty, (target,))
+        fit = fit_profile(train, empty, (target,), feature_set)
         prof = {"fit": fit}
         for i, s in enumerate(sweep):
             if i % folds == f:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit.eval import bench_results as br
-from tinyexit.eval.kernel_model import predict_layers
+from tinyexit.eval.kernel_model import fit_key, predict_layers
 
 
 def find_profile(run_dir: Path, target: str, unit: str) -> tuple[dict | None, Path | None]:
@@ -37,7 +37,7 @@ def mac_only(profile: dict) -> tuple[float, float]:
 
     pts = [p for p in profile["sweep"]["points"] if sum(layer.get("macs", 0) for layer in p["layers"])]
     a = np.array([[sum(layer.get("macs", 0) for layer in p["layers"]), 1.0] for p in pts])
-    y = np.array([float(p["instructions"]) for p in pts])
+    y = np.array([float(p[fit_key(profile)]) for p in pts])
     w = 1.0 / y
     scale = a.max(axis=0)
     coef, _ = nnls(a * w[:, None] / scale, y * w)
@@ -51,7 +51,7 @@ def _layer_table(run_dir: Path, model: str) -> dict | None:
 
 def _row(name: str, kind: str, layers: list[dict], macs: float, measured, profile: dict, mac_coef, n_calls=1):
     pred = predict_layers(profile, layers)
-    value = pred["value"] + (n_calls - 1) * profile["fit"]["instructions"]["overhead"]
+    value = pred["value"] + (n_calls - 1) * profile["fit"][fit_key(profile)]["overhead"]
     mac_pred = mac_coef[0] * macs + mac_coef[1] * n_calls
     row = {"name": name, "kind": kind, "macs": macs, "measured": measured, "predicted": value,
            "mac_only": mac_pred, "by_kind": {k: round(v) for k, v in pred["by_kind"].items()},
@@ -77,17 +77,25 @@ def _exact(run: br.TargetRun, model: str, mode: str | None, j: int | None = None
     return float(np.median(vals)) if vals else None
 
 
-def _measured(run, timing, model: str, mode: str | None, j: int | None = None) -> float | None:
+def _measured(run, timing, model: str, mode: str | None, j: int | None = None, scale: float = 1.0) -> float | None:
+    """Median of a path or segment in the profile's unit (`scale`: seconds -> microseconds for a wall-clock
+    profile)."""
     exact = _exact(run, model, mode, j) if timing.unit == "instructions" else None
     if exact is not None:
         return exact
     vals = br.segment_latencies(run, timing, model, j) if j is not None else br.path_latencies(run, timing, model, mode)
-    return br.stats(vals)["median"]
+    med = br.stats(vals)["median"]
+    return None if med is None else med * scale
+
+
+def _scale(profile: dict, timing) -> float:
+    return 1e6 if fit_key(profile) == "us" and timing.unit == "s" else 1.0
 
 
 def predict_run(run_dir: Path, run: br.TargetRun, timing: br.Timing, manifests: dict, profile: dict) -> list[dict]:
     """Measured vs predicted vs MAC-only for every segment, chain and monolithic model benched in `run`."""
     mac_coef = mac_only(profile)
+    sc = _scale(profile, timing)
     rows = []
     for model, man in manifests.items():
         table = _layer_table(run_dir, model)
@@ -95,18 +103,18 @@ def predict_run(run_dir: Path, run: br.TargetRun, timing: br.Timing, manifests: 
             continue
         segs = table["segments"]
         for j, layers in enumerate(segs):
-            st = _measured(run, timing, model, None, j)
+            st = _measured(run, timing, model, None, j, scale=sc)
             if st is not None:
                 rows.append(_row(f"{model} segment {j}", "segment", layers, man["segments"][j]["macs"], st, profile,
                                  mac_coef))
         for k in range(1, len(segs)):
-            st = _measured(run, timing, model, f"segment:{k}")
+            st = _measured(run, timing, model, f"segment:{k}", scale=sc)
             if st is not None:
                 layers = [x for s in segs[:k + 1] for x in s]
                 macs = sum(s["macs"] for s in man["segments"][:k + 1])
                 rows.append(_row(f"{model} chain 0..{k}", "chain", layers, macs, st, profile, mac_coef, k + 1))
         for mode, (mac_key, _, suffix) in br.MONOLITHIC.items():
-            st = _measured(run, timing, model, mode)
+            st = _measured(run, timing, model, mode, scale=sc)
             if st is not None and table.get(suffix) and man.get(mac_key):
                 rows.append(_row(f"{model} {mode}", "monolithic", table[suffix], man[mac_key], st, profile, mac_coef))
     return rows
@@ -116,7 +124,7 @@ def layer_rows(run_dir: Path, model: str, profile: dict, kernels: str = "arm_dsp
     """Per layer: the firmware's own per-layer profile (profile.json, selftest under QEMU) vs the prediction."""
     table = _layer_table(run_dir, model)
     path = Path(run_dir) / "firmware" / model / f"mps2-an386-{kernels}" / "profile.json"
-    if table is None or not path.is_file():
+    if table is None or not path.is_file() or fit_key(profile) != "instructions":
         return []
     measured = {row["name"]: row["instructions"] for row in json.loads(path.read_text()).get("per_layer", [])}
     fit = profile["fit"]["instructions"]
@@ -141,7 +149,7 @@ def summary(rows: list[dict], key: str = "rel_error") -> dict:
 
 def kernel_table(profile: dict) -> list[dict]:
     """Per kernel kind: coefficients, sweep points and the sweep's in-sample and held-out errors."""
-    fit = profile["fit"]["instructions"]
+    fit = profile["fit"][fit_key(profile)]
     held: dict = {}
     for p in profile["sweep"]["points"]:
         if p.get("held_out_error") is not None:
@@ -164,7 +172,7 @@ def profile_latency_model(run_dir: Path, sources, profile: dict, profile_path: P
     models = sorted({m for _, _, manifests in sources for m in manifests})
     layers = [r for m in models for r in layer_rows(run_dir, m, profile)]
     s, mac = summary(rows), summary(rows, "mac_only_rel_error")
-    return {"source": "profile", "profile_firmware_matches": _firmware_matches(run_dir, models, profile), "profile": str(profile_path), "profile_device": profile.get("device"),
+    return {"source": "profile", "unit": fit_key(profile), "profile_firmware_matches": _firmware_matches(run_dir, models, profile), "profile": str(profile_path), "profile_device": profile.get("device"),
             "config": {"feature": "kernel-level device profile"}, "points": len(rows),
             "status": (f"kernel-level prediction from {profile_path.name} (fitted on {len(profile['sweep']['points'])} "
                        "single-operator models; these bundles never used in fitting)"),
@@ -194,6 +202,8 @@ def markdown(lm: dict, unit: str) -> str:
         return "n/a" if v is None else f"{100 * v:+.2f} %"
 
     s, mac = lm["out_of_model"], lm["mac_only"]
+    unit = "us" if lm.get("unit") == "us" else unit  # a wall-clock profile prices microseconds
+    nd = 1 if unit == "us" else 0
     lines = ["### Predicted from the device profile (out of model)", "",
              f"{lm['status']}. Max |error| {pct(s['max_abs_error'])}, median {pct(s['median_abs_error'])}, "
              f"{100 * (s['within_3pct'] or 0):.0f} % of paths within 3 %; MAC-only (per MAC + constant, same sweep): "
@@ -204,7 +214,7 @@ def markdown(lm: dict, unit: str) -> str:
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in lm["predictions"]:
         top = ", ".join(f"{k} {v:,}" for k, v in sorted(r["by_kind"].items(), key=lambda kv: -kv[1])[:3])
-        lines.append(f"| {r['name']} | {r['macs']:,.0f} | {r['measured']:,.0f} | {r['predicted']:,.0f} | "
+        lines.append(f"| {r['name']} | {r['macs']:,.0f} | {r['measured']:,.{nd}f} | {r['predicted']:,.{nd}f} | "
                      f"{pct(r['rel_error'])} | {pct(r['mac_only_rel_error'])} | {top} |")
     lines += ["", "| kernel | sweep points | in-sample max | held-out max | held-out median | coefficients |",
               "|---|---:|---:|---:|---:|---|"]

@@ -97,12 +97,34 @@ def _input_shape(p: SweepPoint) -> list[int]:
     return [1, p.h, p.w, p.cin]
 
 
-def single_op_tflite(p: SweepPoint, seed: int = 0) -> bytes:
-    """One full-int8 TFLite file holding the single operator of `p` (weights and calibration seeded)."""
+def _agent_tail(tf, p: SweepPoint, op, shape: list[int], max_out_bytes: int, rng):
+    """A result larger than one frame ends in a spatial MEAN; an operator without MACs ends in a one-output
+    FULLY_CONNECTED (a bundle's manifest needs MACs to state exit ratios).  Both are layers of their own in
+    `model_layers`, priced jointly with the operator."""
+    out_shape = [int(d) for d in op(tf.zeros(shape)).shape]
+    if int(np.prod(out_shape)) > max_out_bytes and len(out_shape) == 4 and p.kind not in ("fc", "softmax"):
+        inner = op
+        op = lambda x: tf.reduce_mean(inner(x), axis=[1, 2], keepdims=True)  # noqa: E731
+        out_shape = [1, 1, 1, out_shape[-1]]
+    if p.kind in ("conv", "dwconv", "fc"):
+        return op
+    n = int(np.prod(out_shape))
+    w = rng.normal(0, 0.3, (n, 1)).astype(np.float32)
+    body = op
+    return lambda x: tf.matmul(tf.reshape(body(x), [1, n]), w)
+
+
+def single_op_tflite(p: SweepPoint, seed: int = 0, max_out_bytes: int | None = None) -> bytes:
+    """One full-int8 TFLite file holding the single operator of `p` (weights and calibration seeded).
+
+    max_out_bytes: set for the host agent, which returns the whole output in one protocol frame of at most
+    1024 bytes and serves only bundles with MACs (`_agent_tail`)."""
     tf = _tf()
     rng = np.random.default_rng(seed)
     op = _BUILDERS[p.kind](tf, p, rng)
     shape = _input_shape(p)
+    if max_out_bytes is not None:
+        op = _agent_tail(tf, p, op, shape, max_out_bytes, rng)
     fn = tf.function(lambda x: {"logits": op(x)}, input_signature=[tf.TensorSpec(shape, tf.float32)])
     rep = [rng.normal(0, 1, shape).astype(np.float32) for _ in range(8)]
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)

@@ -66,3 +66,26 @@ def test_weighting_minimises_relative_error():
            for n in range(10, 4000, 37)]
     errs = km.held_out_errors(pts, EMPTY, folds=4)
     assert max(abs(e) for e in errs) < 0.05
+
+
+def test_wall_feature_set_prices_operator_families_in_microseconds():
+    """The host agent's profile: conv column modes are one family, priced on MACs, im2col bytes and output."""
+    law = {"macs": 2e-4, "im2col": 1e-3, "out_pixels": 0.01, "one": 1.5}
+    rng = np.random.default_rng(5)
+    pts = []
+    for i in range(40):
+        layer = {"kind": ("conv_m0", "conv_plain", "conv_m2")[i % 3], "macs": int(rng.integers(100, 10 ** 6)),
+                 "out_pixels": int(rng.integers(1, 256)), "kh": 3, "kw": 3, "cin": int(rng.integers(1, 32)),
+                 "in_bytes": int(rng.integers(1, 4096)), "out_bytes": int(rng.integers(1, 4096))}
+        us = 8.0 + sum(c * km.value_of(layer, f) for f, c in law.items())
+        pts.append({"layers": [layer], "us": us})
+    fit = km.fit_profile(pts, {"us": 8.0}, ("us",), "wall")
+    assert fit["feature_set"] == "wall" and list(fit["us"]["kernels"]) == ["conv"]
+    prof = {"fit": fit, "fit_key": "us"}
+    for f, c in law.items():
+        assert fit["us"]["kernels"]["conv"][f] == pytest.approx(c, rel=1e-6)
+    held = {"kind": "conv_m1", "macs": 5000, "out_pixels": 16, "kh": 3, "kw": 3, "cin": 8, "in_bytes": 100,
+            "out_bytes": 100}
+    assert km.predict_layers(prof, [held])["value"] == pytest.approx(
+        8.0 + sum(c * km.value_of(held, f) for f, c in law.items()), rel=1e-9)
+    assert km.value_of(held, "im2col") == 16 * 9 * 8
