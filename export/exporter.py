@@ -110,13 +110,14 @@ def export_model(run: Path, fam: Family, cfg: ExportConfig, progress=print) -> d
     try:
         manifest = _write_artifacts(tmp, fam, model, segments, data, cfg, run, progress)
         write_json(tmp / "manifest.json", manifest)
-        _swap_in(tmp, dest)
+        swap_in(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
 
 
-def _swap_in(tmp: Path, dest: Path) -> None:
+def swap_in(tmp: Path, dest: Path) -> None:
+    """Replace `dest` by the finished folder `tmp`, so a failed stage never leaves half a bundle."""
     old = dest.with_name(f".{dest.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if dest.exists():

@@ -75,12 +75,8 @@ def import_tflite(paths: list[str | Path], run_dir: str | Path, cfg: ImportConfi
         man = _write(tmp, name, blobs, roles, paths, cfg)
         from tinyexit.rundir import write_json
         write_json(tmp / "manifest.json", man)
-        old = dest.with_name(f".{name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if dest.exists():
-            dest.rename(old)
-        tmp.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
+        from tinyexit.export.exporter import swap_in
+        swap_in(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     from tinyexit.rundir import update_config

@@ -82,3 +82,15 @@ class Segment(nn.Module):
         feats = self.body(x)
         logits = self.head(feats)
         return logits if self.last else (logits, feats)
+
+
+def exit_logits(segments, x):
+    """Logits of every exit, chaining the features through the segments (the segment contract)."""
+    outs = []
+    for seg in segments:
+        if seg.last:
+            outs.append(seg(x))
+        else:
+            logits, x = seg(x)
+            outs.append(logits)
+    return outs

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from tinyexit.errors import UserError
-from tinyexit.models.blocks import BasicBlock, ConvBN, DepthwiseSeparable, ExitHead, Segment
+from tinyexit.models.blocks import BasicBlock, ConvBN, DepthwiseSeparable, ExitHead, Segment, exit_logits
 
 BLOCKS = {"basic": BasicBlock, "dwsep": DepthwiseSeparable}  # residual (ResNet) | depthwise separable
 
@@ -111,14 +111,7 @@ class EarlyExitResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Logits of every exit (training and evaluation compute all of them)."""
-        outs = []
-        for seg in self.segments:
-            if seg.last:
-                outs.append(seg(x))
-            else:
-                logits, x = seg(x)
-                outs.append(logits)
-        return outs
+        return exit_logits(self.segments, x)
 
 
 def build_classifier(cfg: ResNetConfig, seed: int) -> EarlyExitResNet:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tinyexit.errors import UserError
-from tinyexit.models.blocks import BasicBlock, ConvBN, Segment
+from tinyexit.models.blocks import BasicBlock, ConvBN, Segment, exit_logits
 from tinyexit.models.diffusion import Schedule, observation_log_odds, posterior_table, prior_x0_logits
 
 ARCH = "binary_denoiser"
@@ -145,14 +145,8 @@ class BinaryDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
         """Raw network outputs of exits 0..upto (all by default) for an encoded input x (N,2,H,W)."""
-        outs, last = [], self.num_exits - 1 if upto is None else upto
-        for k, seg in enumerate(self.segments[:last + 1]):
-            if seg.last:
-                outs.append(seg(x))
-            else:
-                logits, x = seg(x)
-                outs.append(logits)
-        return outs
+        last = self.num_exits - 1 if upto is None else upto
+        return exit_logits(self.segments[:last + 1], x)
 
 
 def build_denoiser(cfg: DenoiserConfig, seed: int, marginal_logits: np.ndarray | None = None) -> BinaryDenoiser:

@@ -21,7 +21,7 @@ from pathlib import Path
 from torch import nn
 
 from tinyexit.errors import UserError
-from tinyexit.models.blocks import Segment
+from tinyexit.models.blocks import Segment, exit_logits
 
 SEGMENTS_ARCH = "early_exit_segments"
 
@@ -61,14 +61,7 @@ class SegmentNet(nn.Module):
         return len(self.segments)
 
     def forward(self, x):
-        outs = []
-        for seg in self.segments:
-            if seg.last:
-                outs.append(seg(x))
-            else:
-                logits, x = seg(x)
-                outs.append(logits)
-        return outs
+        return exit_logits(self.segments, x)
 
 
 def check_segments(stages, heads, input_shape: tuple[int, int, int], num_classes: int):
