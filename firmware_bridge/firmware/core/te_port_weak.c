@@ -10,6 +10,8 @@ __attribute__((weak)) int port_gpio_marker(int on)
     return 0;
 }
 
+__attribute__((weak)) uint64_t port_ticks_restart(void) { return port_ticks(); }
+
 __attribute__((weak)) void port_watchdog_feed(void) {}
 
 __attribute__((weak)) void port_uart_flush(void) {}

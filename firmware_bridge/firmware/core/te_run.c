@@ -8,7 +8,7 @@
 /* Ticks spent in one segment's layers; layers report through te_layer_done. */
 static uint64_t run_segment(const te_segment_t *s, int8_t *arena)
 {
-    const uint64_t t0 = port_ticks();
+    const uint64_t t0 = port_ticks_restart();
     s->run(arena);
     const uint64_t t1 = port_ticks();
     port_watchdog_feed();
@@ -38,7 +38,7 @@ static void once_chain(te_device_t *d, const te_run_request_t *req, const te_pol
         o->logits = d->m->arena + s->logits_offset;
         o->n_logits = s->num_classes;
         if (!policy || k == last) continue;
-        const uint64_t t1 = port_ticks();
+        const uint64_t t1 = port_ticks_restart();
         top1[k] = (uint8_t)te_argmax(o->logits, s->num_classes);
         const int leave = te_policy_passes(policy, k, o->logits, s->num_classes, s->logits_scale, s->logits_zp, top1);
         o->decision += port_ticks() - t1;

@@ -33,7 +33,7 @@ void te_sampler_generate(const te_sampler_t *s, const te_model_t *m, int8_t *are
         float scale = 0.0f;
         int32_t zp = 0;
         if (k >= 0) {
-            const uint64_t t0 = port_ticks();
+            const uint64_t t0 = port_ticks_restart();
             int8_t *x = arena + m->segments[0].in_offset;
             const int8_t q_plane = quantize(s->plane[i], s->in_scale, s->in_zp);
             for (int j = 0; j < s->pixels; ++j) {
@@ -49,7 +49,7 @@ void te_sampler_generate(const te_sampler_t *s, const te_model_t *m, int8_t *are
             zp = m->segments[k].logits_zp;
             *net += port_ticks() - t0;
         }
-        const uint64_t t1 = port_ticks();
+        const uint64_t t1 = port_ticks_restart();
         for (int j = 0; j < s->pixels; ++j) {
             const float y = image[j] > 0 ? 1.0f : -1.0f;
             const float prior = s->marginal[j] + y * s->obs_log_odds[i];

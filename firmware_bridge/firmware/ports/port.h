@@ -28,6 +28,11 @@ void port_uart_putc(uint8_t byte);
 /* A free-running, monotonic tick counter and its rate in Hz.  Timing of
  * segments and layers is reported in these ticks. */
 uint64_t port_ticks(void);
+/* OPTIONAL: port_ticks() at the start of a measured interval.  A port whose
+ * counter runs from a prescaled clock restarts the prescaler's phase here, so
+ * that an interval of the same instructions always spans the same number of
+ * ticks (the default just returns port_ticks()). */
+uint64_t port_ticks_restart(void);
 uint32_t port_tick_hz(void);
 
 /* ---- OPTIONAL (weak defaults in core/te_port_weak.c) -------------------- */

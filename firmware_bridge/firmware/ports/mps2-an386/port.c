@@ -43,6 +43,7 @@
 #define WDOG_TICKS (SYSCLK_HZ / 2u)
 
 #define NVIC_ISER0 REG(0xE000E100u)
+#define NVIC_ICPR0 REG(0xE000E280u)
 
 static volatile uint32_t timer_wraps;
 
@@ -100,6 +101,28 @@ uint64_t port_ticks(void)
     /* A wrap whose interrupt has not run yet: the counter restarted near the top. */
     if (pending && value > 0x80000000u) hi++;
     return ((uint64_t)hi << 32) | (uint64_t)(0xFFFFFFFFu - value);
+}
+
+/* Writing VALUE makes QEMU's timer count its next tick one full period (40
+ * instructions) after the write, whatever the phase was: an interval measured
+ * from here spans floor(instructions / 40) ticks on every run, where a free-
+ * running counter gives that or one more depending on where the interval
+ * started.  The value written is the one read, so the count stays monotonic. */
+uint64_t port_ticks_restart(void)
+{
+    __asm__ volatile("cpsid i" ::: "memory");
+    uint32_t value = TIMER0_VALUE;
+    if (TIMER0_INT & 1u) {
+        /* A wrap not yet serviced: account for it here, and drop its pending
+         * interrupt so the handler does not count it a second time. */
+        TIMER0_INT = 1u;
+        NVIC_ICPR0 = 1u << TIMER0_IRQ;
+        timer_wraps++;
+        value = TIMER0_VALUE;
+    }
+    TIMER0_VALUE = value;
+    __asm__ volatile("cpsie i" ::: "memory");
+    return port_ticks();
 }
 
 uint32_t port_tick_hz(void) { return SYSCLK_HZ; }
