@@ -50,13 +50,6 @@ def mislead_notes(t: dict) -> list[str]:
                 zero = ", ".join(s["zero_mac_ops"]) or "none"
                 notes.append(f"{model} segment {s['segment']}: {r:.2f}x the {model}'s average latency per MAC "
                              f"(ops with no MACs: {zero})")
-    lm = t["latency_model"]
-    if lm.get("coefficients") and segs:
-        c, med = lm["coefficients"]["c"], float(np.median([s["latency_median"] for s in segs]))
-        if med and c / med > MISLEAD_REL:
-            notes.append(f"fixed cost per segment call c = {fmt_latency(c, t['latency_unit'])} "
-                         f"({100 * c / med:.0f} % of a median segment): invocation, exit test and "
-                         "copying that MACs ignore")
     ee = t["early_exit"]
     dec, lat = ee.get("decision_latency_mean"), ee.get("latency_mean")
     if dec and lat and dec / lat > MISLEAD_REL:
@@ -169,49 +162,28 @@ def _early_exit_md(t: dict) -> str:
 
 
 def _model_md(t: dict) -> list[str]:
-    lm, unit = t["latency_model"], t["latency_unit"]
-    head = ["### Latency model (out-of-sample errors only)", "",
-            f"latency ≈ a·MACs + b·{lm['config']['feature']} + c, least squares over {lm['points']} measured "
-            "points; "
-            f"status: {lm['status']}."]
-    if not lm.get("coefficients"):
-        return head + [""]
-    co = lm["coefficients"]
-    head += [f"Coefficients (unit {unit}): a = {co['a']:.4g} per MAC, b = {co['b']:.4g} {lm['terms']['b']}, "
-             f"c = {co['c']:.4g}. Max leave-one-out error {_pct(lm['loo_max_abs_error'])}; MAC-only model "
-             f"(a·MACs + c) {_pct((lm['mac_only'] or {}).get('loo_max_abs_error'))}; MAC ratio as latency ratio: "
-             f"max abs error {_fmt(lm['mac_only_max_abs_ratio_error'])}.", "",
-             md_table(["point (left out)", "MACs", lm["config"]["feature"], "measured", "predicted (LOO)", "error",
-                       "MAC-only (LOO) error"],
-                      [[r["name"], f"{r['macs']:,.0f}", r["feature"], fmt_latency(r["measured"], unit),
-                        fmt_latency(r["predicted"], unit), _pct(r["rel_error"], True), _pct(m["rel_error"], True)]
-                       for r, m in zip(lm["loo"], lm["mac_only"]["loo"])]), ""]
-    comp = lm.get("feature_comparison") or {}
-    if len(comp) > 1:
-        head += ["Second feature chosen automatically (independent of MACs on the segments, then the smaller "
-                 "leave-one-out error): " + "; ".join(
-                     f"{f}: LOO {_pct(v['loo_max_abs_error'])}, paths {_pct(v['path_max_abs_error'])}"
-                     for f, v in comp.items()) + ".", ""]
-    if lm["paths"]:
-        head += ["Paths predicted from segments only, never from themselves: a chain sums each of its segments "
-                 "as predicted by a fit on the other segments; a monolithic model is predicted by the fit on all "
-                 "segments (monolithic points excluded).", "",
-                 md_table(["path", "measured", "predicted", "error", "MAC-only error"],
-                          [[p["name"], fmt_latency(p["measured"], unit), fmt_latency(p["predicted"], unit),
-                            _pct(p["rel_error"], True), _pct(m["rel_error"], True)]
-                           for p, m in zip(lm["paths"], lm["mac_only"]["paths"])]), ""]
-    return head
+    """Without a device profile the report predicts nothing and says how to make one (with one, the profile's
+    tables follow the target's section: latency_profile.markdown)."""
+    lm = t["latency_model"]
+    if lm.get("source") == "profile":
+        return []
+    return ["### Latency predicted from a device profile", "", f"{lm['status']}.", ""]
 
 
 def _sweep_md(t: dict) -> list[str]:
     if not t["sweep"]:
         return []
+    predicted = any(r.get("latency_predicted_ratio") is not None for r in t["sweep"])
+    head = ["policy", "threshold", "MAC ratio", "latency ratio", "difference"] + (
+        ["predicted latency ratio (profile, exit tests included)"] if predicted else [])
     return ["### Threshold sweep costed with measured latency", "",
             "Exit fractions from the test split's per-exit float logits (training-time predictions); "
-            "expected MAC ratio (analytic) vs expected latency ratio (measured path latencies).", "",
-            md_table(["policy", "threshold", "MAC ratio", "latency ratio", "difference"],
-                     [[r["policy"], r["threshold"], r["mac_ratio"], r["latency_ratio"], _pct(r["rel_difference"], True)]
-                      for r in t["sweep"]]), ""]
+            "expected MAC ratio (analytic) vs expected latency ratio (measured path latencies)"
+            + ("; predicted: exit fractions x the device profile's early-exit paths." if predicted else "."), "",
+            md_table(head, [[r["policy"], r["threshold"], r["mac_ratio"], r["latency_ratio"],
+                             _pct(r["rel_difference"], True)]
+                            + ([_fmt(r.get("latency_predicted_ratio"))] if predicted else []) for r in t["sweep"]]),
+            ""]
 
 
 def _policy(p) -> str:
@@ -230,7 +202,7 @@ def plots(report_dir: Path, name: str, t: dict) -> list[str]:
     out = []
     if any(e["latency_ratio"] is not None for e in t["per_exit"]):
         out.append(_ratio_plot(report_dir, name, t))
-    if t["latency_model"].get("coefficients"):
+    if t["latency_model"].get("predictions"):
         out.append(_fit_plot(report_dir, name, t))
     return out
 
@@ -259,23 +231,17 @@ def _ratio_plot(report_dir: Path, name: str, t: dict) -> str:
 
 
 def _fit_plot(report_dir: Path, name: str, t: dict) -> str:
+    """Measured vs predicted (device profile) vs MAC-only for every path, over its MACs."""
     lm = t["latency_model"]
-    k, unit = (1e6, "µs") if t["latency_unit"] == "s" else (1.0, t["latency_unit"])
+    rows = lm["predictions"]
+    unit = "µs" if lm.get("unit") == "us" else lm.get("unit") or t["latency_unit"]
     fig, ax = figure()
-    for kind, style in (("segment", "o"), ("monolithic", "s")):
-        pts = [r for r in lm["loo"] if r["kind"] == kind]
-        if pts:
-            ax.plot([r["macs"] for r in pts], [k * r["measured"] for r in pts], style, ms=7, label=f"{kind} (measured)")
-    pred = [r for r in lm["loo"] if r["predicted"] is not None]
-    if pred:
-        ax.plot([r["macs"] for r in pred], [k * r["predicted"] for r in pred], "rx", ms=7,
-                label="leave-one-out prediction")
-    co, feats = lm["coefficients"], [r["feature"] for r in lm["loo"]]
-    xs = np.linspace(0, max(r["macs"] for r in lm["loo"]) * 1.05, 50)
-    ax.plot(xs, k * (co["a"] * xs + co["b"] * float(np.median(feats)) + co["c"]), "k-", lw=1,
-            label=f"fit a·MACs + b·median({lm['config']['feature']}) + c")
+    ax.plot([r["macs"] for r in rows], [r["measured"] for r in rows], "o", ms=7, label="measured")
+    ax.plot([r["macs"] for r in rows], [r["predicted"] for r in rows], "rx", ms=7,
+            label="predicted (device profile, out of model)")
+    ax.plot([r["macs"] for r in rows], [r["mac_only"] for r in rows], "k+", ms=7, label="MAC-only (same sweep)")
     ax.set_xlabel("MACs (analytic)")
-    ax.set_ylabel(f"latency ({unit}, measured)")
-    ax.set_title(f"{name}: latency vs MACs per segment")
+    ax.set_ylabel(f"latency ({unit})")
+    ax.set_title(f"{name}: latency vs MACs per path")
     ax.legend(fontsize=7)
     return save(fig, report_dir / f"bench_{name}_latency_vs_macs.png")

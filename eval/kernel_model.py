@@ -36,16 +36,40 @@ FEATURES = {
     "avgpool": ("window_reads", "window_rows", "out_bytes", "out_pixels", "one"),
     "pad": ("in_bytes", "pad_bytes", "body_rows", "pad_rows", "one"),
     "softmax": ("in_bytes", "rows", "one"),
+    # the exit test between two segments (firmware te_policy_passes, agent ExitDecider): per logit and per call
+    "decision_max_softmax": ("logits", "one"),
+    "decision_entropy": ("logits", "one"),
+    "decision_patience": ("logits", "one"),
 }
 DEFAULT_FEATURES = ("in_bytes", "out_bytes", "one")  # any other kind (copy, requant, logistic)
 
 # A host runtime (LiteRT on the agent) runs its own kernels, not the firmware's loops: its wall clock is priced
 # on what any implementation must do (MACs, bytes in and out, output pixels) per operator family; the firmware's
 # conv column modes are one family there.
-WALL_FEATURES = {"conv": ("macs", "im2col", "in_bytes", "out_bytes", "out_pixels", "one"),
-                 "dwconv": ("macs", "in_bytes", "out_bytes", "out_pixels", "one"),
-                 "fc": ("macs", "in_bytes", "out_bytes", "one")}
+# "weights" (bytes of the weight matrix) prices what a GEMM-based runtime re-packs on every call: on the small
+# maps at the deep end of a CNN it costs more than the MACs.
+# "blocked_macs": MACs with output channels and pixels rounded up to 8, the 8x8 blocks of the int8 GEMM kernels a
+# runtime's convolution ends in (ruy on x86 and Arm), so a 12-channel or 4-pixel convolution pays for 16 or 8.
+WALL_FEATURES = {"conv": ("macs", "blocked_macs", "weights", "im2col", "in_bytes", "out_bytes", "out_pixels", "one"),
+                 "dwconv": ("macs", "weights", "in_bytes", "out_bytes", "out_pixels", "one"),
+                 "fc": ("macs", "weights", "in_bytes", "out_bytes", "one"),
+                 # LiteRT's fast MEAN needs the reduced axes kept; without them a generic loop runs per byte
+                 "mean": ("in_bytes", "dropped_dims_bytes", "out_bytes", "one"),
+                 **{k: v for k, v in FEATURES.items() if k.startswith("decision_")}}
+# Columns of a timed interval rather than of a layer (wall-clock profiles fit them; QEMU measures an empty
+# interval instead): "invoke" per runtime invoke (a segment, a monolithic model), "run" once per RUN request (the
+# first invoke after the device woke up for it pays it; later segments of the same RUN do not).
+INTERVAL = "_interval"
+INTERVAL_FEATURES = ("invoke", "run")
 FEATURE_SETS = ("arm_dsp", "wall")
+
+
+def decision_layer(policy: str, n_logits: int) -> dict:
+    """The exit test after a segment, as a layer (export/microbench.decision_features writes the same for the
+    sweep; eval reads no export code)."""
+    policy = "max_softmax" if policy == "calibrated" else policy
+    return {"kind": f"decision_{policy}", "macs": 0, "logits": int(n_logits), "in_bytes": int(n_logits),
+            "name": f"exit test {policy}"}
 
 
 def value_of(layer: dict, f: str) -> float:
@@ -54,6 +78,11 @@ def value_of(layer: dict, f: str) -> float:
         return 1.0
     if f == "im2col":
         return float(layer.get("out_pixels", 0) * layer.get("kh", 1) * layer.get("kw", 1) * layer.get("cin", 0))
+    if f == "blocked_macs":
+        k = layer.get("kh", 1) * layer.get("kw", 1) * layer.get("cin", 0)
+        return float(-(-layer.get("cout", 0) // 8) * 8 * k * (-(-layer.get("out_pixels", 0) // 8) * 8))
+    if f == "weights":  # MACs per output pixel: cout x kh x kw x cin (fc: cin x cout; depthwise: kh x kw x cout)
+        return float(layer.get("macs", 0)) / max(1, layer.get("out_pixels", 1))
     return float(layer.get(f, 0))
 
 
@@ -76,17 +105,24 @@ def _vector(layer: dict, fs: str = "arm_dsp") -> tuple[str, np.ndarray]:
 
 def _columns(samples: list[dict], fs: str = "arm_dsp") -> list[tuple[str, str]]:
     kinds = sorted({family(layer["kind"], fs) for s in samples for layer in s["layers"]})
-    return [(k, f) for k in kinds for f in features_of(k, fs)]
+    cols = [(k, f) for k in kinds for f in features_of(k, fs)]
+    return cols + [(INTERVAL, f) for f in INTERVAL_FEATURES if any(s.get(f) for s in samples)]
 
 
 def _design(samples: list[dict], columns: list[tuple[str, str]], fs: str = "arm_dsp") -> np.ndarray:
+    """One row per sample: its layers' features times `times` (a RUN repeating the model), plus the interval
+    columns the sample carries ("invoke", "run")."""
     index = {c: i for i, c in enumerate(columns)}
     a = np.zeros((len(samples), len(columns)))
     for r, s in enumerate(samples):
+        times = float(s.get("times", 1))
         for layer in s["layers"]:
             kind, v = _vector(layer, fs)
             for f, x in zip(features_of(kind, fs), v):
-                a[r, index[(kind, f)]] += x
+                a[r, index[(kind, f)]] += times * x
+        for f in INTERVAL_FEATURES:
+            if s.get(f):
+                a[r, index[(INTERVAL, f)]] = float(s[f])
     return a
 
 
@@ -104,6 +140,21 @@ def fit_kernels(samples: list[dict], target: str = "instructions", feature_set: 
     out: dict = {}
     for (kind, feat), c in zip(columns, coef):
         out.setdefault(kind, {})[feat] = float(c)
+    return out
+
+
+def wall_samples(rows: list[dict], target: str = "us") -> list[dict]:
+    """Fit samples of a wall-clock sweep: per model its first interval (one invoke, one RUN) and its RUN of
+    `burst` invokes; an exit-decision row (timed hot, between segments) prices its layers alone."""
+    out = []
+    for r in rows:
+        if r.get("hot_only"):
+            out.append({"layers": r["layers"], target: r[target]})
+            continue
+        out.append({"layers": r["layers"], target: r[target], "invoke": 1, "run": 1})
+        if r.get("us_burst") is not None:
+            out.append({"layers": r["layers"], target: r["us_burst"], "invoke": r["burst"], "run": 1,
+                        "times": r["burst"]})
     return out
 
 
@@ -138,8 +189,10 @@ def fit_key(profile: dict) -> str:
     return profile.get("fit_key") or profile["fit"].get("key") or "instructions"
 
 
-def predict_layers(profile: dict, layers: list[dict], target: str | None = None) -> dict:
-    """Predicted cost of one timed interval running `layers`: overhead + sum of kernel predictions."""
+def predict_layers(profile: dict, layers: list[dict], target: str | None = None, calls: int = 1,
+                   first: bool = True) -> dict:
+    """Predicted cost of `calls` timed intervals (invokes) running `layers`: the sum of kernel predictions, the
+    per-invoke overhead per call and, when the first of them starts a RUN (`first`), the per-RUN overhead."""
     target = target or fit_key(profile)
     kernels = profile["fit"][target]["kernels"]
     ranges = profile["fit"]["ranges"]
@@ -149,7 +202,8 @@ def predict_layers(profile: dict, layers: list[dict], target: str | None = None)
     for row in rows:
         if row["value"] is not None:
             by_kind[row["kind"]] = by_kind.get(row["kind"], 0.0) + row["value"]
-    total = profile["fit"][target]["overhead"] + sum(by_kind.values())
+    fit = profile["fit"][target]
+    total = fit["overhead"] * calls + fit.get("run_overhead", 0.0) * bool(first) + sum(by_kind.values())
     return {"value": total, "by_kind": by_kind, "layers": rows,
             "unknown_kinds": sorted({r["kind"] for r in rows if not r["known"]}),
             "out_of_range": sorted({f"{r['kind']}.{f}" for r in rows for f in r["out_of_range"]})}
@@ -160,9 +214,17 @@ def fit_profile(sweep: list[dict], empty: dict, targets: tuple[str, ...] = ("ins
     """The "fit" block of a device profile: per target the kernels, the overhead, in-sample and LOO errors."""
     fit: dict = {"ranges": _ranges(sweep, feature_set), "feature_set": feature_set, "key": targets[0]}
     for target in targets:
-        samples = [{"layers": s["layers"], target: max(0.0, s[target] - empty[target])} for s in sweep]
-        kernels = fit_kernels(samples, target, feature_set)
-        fit[target] = {"kernels": kernels, "overhead": float(empty[target])}
+        if empty is None:  # wall clock: the per-invoke and per-RUN overheads are fitted with the kernels
+            kernels = fit_kernels(wall_samples(sweep, target), target, feature_set)
+            interval = kernels.pop(INTERVAL, {})
+            fit[target] = {"kernels": kernels, "overhead": interval.get("invoke", 0.0),
+                           "run_overhead": interval.get("run", 0.0), "decision_overhead": 0.0}
+        else:
+            samples = [{"layers": s["layers"], target: max(0.0, s[target] - empty[target])} for s in sweep]
+            kernels = fit_kernels(samples, target, feature_set)
+            # the firmware times an exit test between two port_ticks() calls, as it times a segment
+            fit[target] = {"kernels": kernels, "overhead": float(empty[target]),
+                           "decision_overhead": float(empty[target])}
         errs = _errors(fit, target, sweep)
         fit[target]["in_sample"] = _summary(errs)
         fit[target]["per_kind"] = {k: _summary([e for e, s in zip(errs, sweep)
@@ -176,9 +238,17 @@ def _main_kind(s: dict) -> str:
     return max(s["layers"], key=lambda layer: (layer["kind"] not in ("copy", "requant"), layer.get("macs", 0)))["kind"]
 
 
+def sweep_error(prof: dict, s: dict, target: str) -> float:
+    """Relative error of one sweep point as it was measured: an exit decision alone (hot, between segments),
+    any other model as the first invoke of a RUN."""
+    hot = bool(s.get("hot_only"))
+    pred = predict_layers(prof, s["layers"], target, calls=0 if hot else 1, first=not hot)["value"]
+    return (pred - s[target]) / s[target]
+
+
 def _errors(fit: dict, target: str, sweep: list[dict]) -> list[float]:
     prof = {"fit": fit}
-    return [(predict_layers(prof, s["layers"], target)["value"] - s[target]) / s[target] for s in sweep]
+    return [sweep_error(prof, s, target) for s in sweep]
 
 
 def _summary(errs: list[float]) -> dict:
@@ -188,15 +258,14 @@ def _summary(errs: list[float]) -> dict:
     return {"n": int(a.size), "max_abs_error": float(a.max()), "median_abs_error": float(np.median(a))}
 
 
-def held_out_errors(sweep: list[dict], empty: dict, folds: int = 5, target: str = "instructions",
+def held_out_errors(sweep: list[dict], empty: dict | None, folds: int = 5, target: str = "instructions",
                     feature_set: str = "arm_dsp") -> list[float]:
     """Relative errors of each sweep point predicted by a fit on the other folds (shapes never fitted)."""
     errs = [0.0] * len(sweep)
     for f in range(folds):
         train = [s for i, s in enumerate(sweep) if i % folds != f]
-        fit = fit_profile(train, empty, (target,), feature_set)
-        prof = {"fit": fit}
+        prof = {"fit": fit_profile(train, empty, (target,), feature_set)}
         for i, s in enumerate(sweep):
             if i % folds == f:
-                errs[i] = (predict_layers(prof, s["layers"], target)["value"] - s[target]) / s[target]
+                errs[i] = sweep_error(prof, s, target)
     return errs

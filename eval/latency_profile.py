@@ -1,12 +1,16 @@
-"""Latency predicted from a device profile: every layer, segment, chain and monolithic model of a bundle.
+"""Latency predicted from a device profile: every layer, segment, chain, monolithic model and early-exit path.
 
 The profile (`tinyexit profile-device`, RUN/profiles/<target>.json) was fitted on a
 microbenchmark sweep only, so every figure here is out of model: the bundles were
 never used in fitting.  Each bundle's c/layers.json (written by profile-device) gives
 the features of the layers the firmware runs; `eval.kernel_model.predict_layers`
-prices them.  Beside each prediction: the measured median and a MAC-only prediction
-(instructions per MAC and a constant, fitted on the same sweep), so a reader sees
-what the kernel model buys, and the kernel kinds that hold the difference.
+prices them.  How a path is timed decides its overheads: every invoke (segment or
+monolithic model) pays the per-invoke overhead, the first invoke of a RUN request the
+per-RUN one (zero under QEMU), and an early-exit path the exit test after each
+segment it leaves or passes.  Beside each prediction: the measured median and a
+MAC-only prediction (per MAC and a constant, fitted on the same sweep), so a reader
+sees what the kernel model buys, and the kernel kinds that hold the difference.
+Without a profile there is no prediction (`no_profile`): the report says how to make one.
 """
 from __future__ import annotations
 
@@ -16,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit.eval import bench_results as br
-from tinyexit.eval.kernel_model import fit_key, predict_layers
+from tinyexit.eval.kernel_model import decision_layer, family, fit_key, predict_layers
 
 
 def find_profile(run_dir: Path, target: str, unit: str) -> tuple[dict | None, Path | None]:
-    """RUN/profiles/<target>.json (target: "qemu", "host-agent", ...) when it measures in `unit`."""
-    names = [target, target.split("-")[0]]
+    """RUN/profiles/<target>.json (target: "qemu", "host-agent", ...) when it measures in `unit`; a bench named
+    after its model ("qemu-denoiser", "host-agent-denoiser") finds its target's profile."""
+    parts = target.split("-")
+    names = ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
     for name in names:
         path = Path(run_dir) / "profiles" / f"{name}.json"
         if path.is_file():
@@ -49,12 +55,15 @@ def _layer_table(run_dir: Path, model: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _row(name: str, kind: str, layers: list[dict], macs: float, measured, profile: dict, mac_coef, n_calls=1):
-    pred = predict_layers(profile, layers)
-    value = pred["value"] + (n_calls - 1) * profile["fit"][fit_key(profile)]["overhead"]
+def _row(name: str, kind: str, layers: list[dict], macs: float, measured, profile: dict, mac_coef, n_calls=1,
+         first: bool = True, decisions: int = 0):
+    """`n_calls` invokes of `layers` (the first starting a RUN when `first`) and `decisions` exit tests (their
+    layers are in `layers`; each is timed as its own interval on the firmware)."""
+    pred = predict_layers(profile, layers, calls=n_calls, first=first)
+    value = pred["value"] + decisions * profile["fit"][fit_key(profile)].get("decision_overhead", 0.0)
     mac_pred = mac_coef[0] * macs + mac_coef[1] * n_calls
     row = {"name": name, "kind": kind, "macs": macs, "measured": measured, "predicted": value,
-           "mac_only": mac_pred, "by_kind": {k: round(v) for k, v in pred["by_kind"].items()},
+           "mac_only": mac_pred, "by_kind": {k: round(v, 3) for k, v in pred["by_kind"].items()},
            "out_of_range": pred["out_of_range"], "unknown_kinds": pred["unknown_kinds"]}
     row["rel_error"] = (value - measured) / measured if measured else None
     row["mac_only_rel_error"] = (mac_pred - measured) / measured if measured else None
@@ -71,7 +80,7 @@ def _exact(run: br.TargetRun, model: str, mode: str | None, j: int | None = None
             continue
         runs = r.get("runs") or 1
         if j is None and m == mode:
-            vals.append(sum(r["instructions"]) / runs)
+            vals.append((sum(r["instructions"]) + (r.get("decision_instructions") or 0)) / runs)
         elif j is not None and m.startswith("segment:") and j < len(r["instructions"]):
             vals.append(r["instructions"][j] / runs)
     return float(np.median(vals)) if vals else None
@@ -92,8 +101,47 @@ def _scale(profile: dict, timing) -> float:
     return 1e6 if fit_key(profile) == "us" and timing.unit == "s" else 1.0
 
 
+def _exit_measured(run, timing, model: str, k: int, scale: float) -> float | None:
+    """Median of the early-exit runs that left at exit k (segments and exit tests), in the profile's unit."""
+    lines = [r for r in br.mode_lines(run, model, "early_exit") if r.get("exit") == k]
+    if timing.unit == "instructions" and lines and all(isinstance(r.get("instructions"), list) for r in lines):
+        return float(np.median([(sum(r["instructions"]) + (r.get("decision_instructions") or 0)) / (r.get("runs") or 1)
+                                for r in lines]))
+    med = br.stats([v for r in lines if (v := br.line_latency(r, timing, run)) is not None])["median"]
+    return None if med is None else med * scale
+
+
+def exit_path(man: dict, segs: list[list[dict]], k: int) -> tuple[list[dict], int]:
+    """(layers, exit tests) of an early-exit RUN that leaves at exit k: segments 0..k, and the exit test after each
+    of them but the last segment of the model (the device runs none there)."""
+    policy = (man.get("policy") or {}).get("name")
+    last = len(segs) - 1
+    n_dec = 0 if policy is None else (k + 1 if k < last else last)
+    tests = [decision_layer(policy, _n_logits(man, j)) for j in range(n_dec)]
+    return [x for s in segs[:k + 1] for x in s] + tests, n_dec
+
+
+def _n_logits(man: dict, j: int) -> int:
+    out = next((o for o in man["segments"][j].get("outputs") or [] if o.get("name") == "logits"), None)
+    return int(np.prod(out["shape"])) if out and out.get("shape") else 0
+
+
+def exit_path_predictions(run_dir: Path, model: str, man: dict, profile: dict) -> list[float] | None:
+    """Predicted cost of an early-exit RUN leaving at each exit (for the threshold sweep), or None."""
+    table = _layer_table(run_dir, model)
+    if table is None or not man.get("policy"):
+        return None
+    fit = profile["fit"][fit_key(profile)]
+    out = []
+    for k in range(len(table["segments"])):
+        layers, n_dec = exit_path(man, table["segments"], k)
+        out.append(predict_layers(profile, layers, calls=k + 1)["value"] + n_dec * fit.get("decision_overhead", 0.0))
+    return out
+
+
 def predict_run(run_dir: Path, run: br.TargetRun, timing: br.Timing, manifests: dict, profile: dict) -> list[dict]:
-    """Measured vs predicted vs MAC-only for every segment, chain and monolithic model benched in `run`."""
+    """Measured vs predicted vs MAC-only for every segment, chain, monolithic model and early-exit path benched in
+    `run`."""
     mac_coef = mac_only(profile)
     sc = _scale(profile, timing)
     rows = []
@@ -104,9 +152,9 @@ def predict_run(run_dir: Path, run: br.TargetRun, timing: br.Timing, manifests: 
         segs = table["segments"]
         for j, layers in enumerate(segs):
             st = _measured(run, timing, model, None, j, scale=sc)
-            if st is not None:
+            if st is not None:  # from chained runs: segment 0 starts the RUN, a later one follows in it
                 rows.append(_row(f"{model} segment {j}", "segment", layers, man["segments"][j]["macs"], st, profile,
-                                 mac_coef))
+                                 mac_coef, first=j == 0))
         for k in range(1, len(segs)):
             st = _measured(run, timing, model, f"segment:{k}", scale=sc)
             if st is not None:
@@ -117,6 +165,13 @@ def predict_run(run_dir: Path, run: br.TargetRun, timing: br.Timing, manifests: 
             st = _measured(run, timing, model, mode, scale=sc)
             if st is not None and table.get(suffix) and man.get(mac_key):
                 rows.append(_row(f"{model} {mode}", "monolithic", table[suffix], man[mac_key], st, profile, mac_coef))
+        for k in range(len(segs) if man.get("policy") else 0):
+            st = _exit_measured(run, timing, model, k, sc)
+            if st is not None:
+                layers, n_dec = exit_path(man, segs, k)
+                macs = sum(s["macs"] for s in man["segments"][:k + 1])
+                rows.append(_row(f"{model} early exit at {k}", "early_exit", layers, macs, st, profile, mac_coef,
+                                 k + 1, decisions=n_dec))
     return rows
 
 
@@ -150,11 +205,12 @@ def summary(rows: list[dict], key: str = "rel_error") -> dict:
 def kernel_table(profile: dict) -> list[dict]:
     """Per kernel kind: coefficients, sweep points and the sweep's in-sample and held-out errors."""
     fit = profile["fit"][fit_key(profile)]
+    fs = profile["fit"].get("feature_set", "arm_dsp")
     held: dict = {}
     for p in profile["sweep"]["points"]:
         if p.get("held_out_error") is not None:
             main = max(p["layers"], key=lambda x: (x["kind"] not in ("copy", "requant"), x.get("macs", 0)))["kind"]
-            held.setdefault(main, []).append(abs(p["held_out_error"]))
+            held.setdefault(family(main, fs), []).append(abs(p["held_out_error"]))
     out = []
     for kind, coef in sorted(fit["kernels"].items()):
         h = held.get(kind, [])
@@ -166,17 +222,33 @@ def kernel_table(profile: dict) -> list[dict]:
     return out
 
 
+def no_profile(target: str) -> dict:
+    """The report's `latency_model` of a target without a device profile: no prediction, and how to make one.
+    `target`: the bench's target spec (qemu, agent, a serial URL) or its directory name."""
+    spec = "qemu" if target.startswith("qemu") else "agent" if target.startswith(("agent", "host-agent")) else target
+    return {"source": None, "status": f"no device profile: run tinyexit profile-device --target {spec} --run RUN",
+            "points": 0, "predictions": [], "loo_max_abs_error": None, "out_of_model": summary([]),
+            "kernels": [], "out_of_range": [], "unknown_kinds": [], "exit_paths": {}}
+
+
 def profile_latency_model(run_dir: Path, sources, profile: dict, profile_path: Path) -> dict:
     """The report's `latency_model` from a device profile (out-of-model everywhere)."""
     rows = [r for run, timing, manifests in sources for r in predict_run(run_dir, run, timing, manifests, profile)]
     models = sorted({m for _, _, manifests in sources for m in manifests})
+    exit_paths = {m: exit_path_predictions(run_dir, m, man, profile)
+                  for _, _, manifests in sources for m, man in manifests.items()}
     layers = [r for m in models for r in layer_rows(run_dir, m, profile)]
     s, mac = summary(rows), summary(rows, "mac_only_rel_error")
     return {"source": "profile", "unit": fit_key(profile), "profile_firmware_matches": _firmware_matches(run_dir, models, profile), "profile": str(profile_path), "profile_device": profile.get("device"),
             "config": {"feature": "kernel-level device profile"}, "points": len(rows),
             "status": (f"kernel-level prediction from {profile_path.name} (fitted on {len(profile['sweep']['points'])} "
-                       "single-operator models; these bundles never used in fitting)"),
-            "coefficients": None, "loo": [], "paths": [], "mac_only": {"loo": [], "paths": [], **mac},
+                       "sweep models; these bundles never used in fitting)"),
+            "mac_only": mac, "by_path_kind": {k: summary([r for r in rows if r["kind"] == k])
+                                               for k in dict.fromkeys(r["kind"] for r in rows)},
+            "exit_paths": {m: v for m, v in exit_paths.items() if v},
+            "overheads": {k: profile["fit"][fit_key(profile)].get(k) for k in ("overhead", "run_overhead",
+                                                                                "decision_overhead")
+                          if profile["fit"][fit_key(profile)].get(k) is not None},
             "loo_max_abs_error": s["max_abs_error"], "out_of_model": s, "predictions": rows, "layers": layers,
             "layer_errors": summary(layers), "kernels": kernel_table(profile),
             "sweep_held_out": profile.get("held_out"), "profile_timing": profile.get("timing"),
@@ -206,7 +278,10 @@ def markdown(lm: dict, unit: str) -> str:
     nd = 1 if unit == "us" else 0
     lines = ["### Predicted from the device profile (out of model)", "",
              f"{lm['status']}. Max |error| {pct(s['max_abs_error'])}, median {pct(s['median_abs_error'])}, "
-             f"{100 * (s['within_3pct'] or 0):.0f} % of paths within 3 %; MAC-only (per MAC + constant, same sweep): "
+             f"{100 * (s['within_3pct'] or 0):.0f} % of paths within 3 %, {100 * (s['within_10pct'] or 0):.0f} % "
+             f"within 10 %; by path kind: " + "; ".join(
+                 f"{k} max {pct(v['max_abs_error'])} (n={v['n']})" for k, v in (lm.get("by_path_kind") or {}).items())
+             + f". Overheads: {_overheads(lm)}. MAC-only (per MAC + constant, same sweep): "
              f"max {pct(mac['max_abs_error'])}. Out-of-range features: {', '.join(lm['out_of_range']) or 'none'}; "
              f"kinds the sweep never measured: {', '.join(lm['unknown_kinds']) or 'none'}; profile measured on the "
              f"run's firmware sources: {lm.get('profile_firmware_matches')}.", "",
@@ -223,6 +298,11 @@ def markdown(lm: dict, unit: str) -> str:
         lines.append(f"| {k['kind']} | {k['sweep_points']} | {pct(k['in_sample_max_abs_error'])} | "
                      f"{pct(k['held_out_max_abs_error'])} | {pct(k['held_out_median_abs_error'])} | {co} |")
     return "\n".join(lines) + "\n"
+
+
+def _overheads(lm: dict) -> str:
+    o = lm.get("overheads") or {}
+    return ", ".join(f"{k} {v:,.3g}" for k, v in o.items()) or "n/a"
 
 
 def profile_mislead_notes(lm: dict, threshold: float = 0.10) -> list[str]:
@@ -244,18 +324,15 @@ def profile_mislead_notes(lm: dict, threshold: float = 0.10) -> list[str]:
 
 
 def predict_sweep(rows: list[dict], lm: dict, model: str, reference: float | None) -> None:
-    """Threshold-sweep rows gain the profile's expected latency: exit fractions x predicted path (segments 0..k;
-    the exit tests themselves are not in the profile)."""
-    preds = {r["name"]: r["predicted"] for r in lm["predictions"]}
-    paths = [preds.get(f"{model} segment 0")]
-    k = 1
-    while f"{model} chain 0..{k}" in preds:
-        paths.append(preds[f"{model} chain 0..{k}"])
-        k += 1
+    """Threshold-sweep rows gain the profile's expected latency: exit fractions x the predicted early-exit path of
+    each exit (its segments and the exit tests it runs).  `reference` is in the report's unit (seconds for a
+    wall-clock target, whose profile prices microseconds)."""
+    paths = (lm.get("exit_paths") or {}).get(model) or []
+    ref = reference * (1e6 if lm.get("unit") == "us" else 1.0) if reference else None
     for row in rows:
         frac = row.get("exit_fractions") or []
         if len(frac) != len(paths) or any(p is None for p in paths):
             continue
         value = float(np.dot(frac, paths))
         row["latency_predicted"] = value
-        row["latency_predicted_ratio"] = value / reference if reference else None
+        row["latency_predicted_ratio"] = value / ref if ref else None

@@ -9,7 +9,6 @@ artifacts only: nothing here talks to a device.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,8 @@ from tinyexit.errors import UserError
 from tinyexit.eval import bench_results as br
 from tinyexit.eval.bench_figures import apply_energy, apply_figures
 from tinyexit.eval.bench_markdown import markdown, mislead_notes, plots
-from tinyexit.eval.latency_model import LatencyModelConfig, Path as ChainPath, Point, fit_latency_model, full_rank
-from tinyexit.eval.latency_profile import find_profile, predict_sweep, profile_latency_model, profile_mislead_notes
+from tinyexit.eval.latency_profile import (find_profile, no_profile, predict_sweep, profile_latency_model,
+                                          profile_mislead_notes)
 from tinyexit.eval.latency_profile import markdown as profile_markdown
 from tinyexit.eval.report import Section
 from tinyexit.rundir import read_json
@@ -69,8 +68,7 @@ def load_manifest(run_dir: Path, model: str) -> dict:
     return bundle.manifest | {"full_macs": bundle.full_macs}
 
 
-def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = LatencyModelConfig(),
-                 companions: list[br.TargetRun] = ()) -> dict:
+def bench_target(run_dir: Path, run: br.TargetRun, companions: list[br.TargetRun] = ()) -> dict:
     timing = br.timing_of(run)
     manifests = {m: load_manifest(run_dir, m) for m in run.models}
     primary = "classifier" if "classifier" in manifests else run.models[0]
@@ -109,12 +107,10 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
         if br.timing_of(o).unit == timing.unit]
     out["latency_model_sources"] = [src[0].name for src in sources]
     out["segments"] = [row for src in sources for row in _segment_rows(*src)]
-    out["latency_model"] = _latency_model(run_dir, sources, out["segments"], cfg, timing.unit)
+    # latency is predicted only from a device profile fitted on a microbenchmark sweep (docs/latency.md)
     profile, profile_path = find_profile(run_dir, run.name, timing.unit)
-    if profile is not None:  # kernel-level prediction replaces the segment regression (docs/latency.md)
-        out["latency_model"] = profile_latency_model(run_dir, sources, profile, profile_path)
-    else:
-        out["latency_model"]["status"] += "; no device profile (run 'tinyexit profile-device --run RUN')"
+    out["latency_model"] = (profile_latency_model(run_dir, sources, profile, profile_path) if profile is not None
+                            else no_profile(_target_spec(run)))
     errs = [abs(e["latency_ratio"] - e["mac_ratio"]) for e in out["per_exit"]
             if e["latency_ratio"] is not None and e["mac_ratio"] is not None]
     out["latency_model"]["mac_only_max_abs_ratio_error"] = max(errs) if errs else None
@@ -128,6 +124,11 @@ def bench_target(run_dir: Path, run: br.TargetRun, cfg: LatencyModelConfig = Lat
 def _device_name(s: dict) -> str | None:
     d = s.get("device")
     return (d.get("name") or d.get("device")) if isinstance(d, dict) else d
+
+
+def _target_spec(run: br.TargetRun) -> str:
+    specs = [str(d.get("spec")) for d in run.summary.get("devices") or [] if isinstance(d, dict) and d.get("spec")]
+    return specs[0] if specs else run.name
 
 
 def _simulated_or_real(run: br.TargetRun) -> str:
@@ -234,52 +235,6 @@ def _segment_rows(run, timing, manifests: dict) -> list[dict]:
                          "latency_median": st["median"], "latency_p90": st["p90"], "latency_n": st["n"],
                          "bench": run.name})
     return rows
-
-
-def _latency_model(run_dir: Path, sources, seg_rows: list[dict], cfg: LatencyModelConfig, unit: str) -> dict:
-    """The fit with the configured second feature; "auto" fits both and keeps the one whose columns
-    are independent on the segments and whose leave-one-out error is smaller (both are reported)."""
-    feats = ("ops", "bytes") if cfg.feature == "auto" else (cfg.feature,)
-    fits = {}
-    for f in feats:
-        points, paths = _model_inputs(run_dir, sources, seg_rows, f)
-        fits[f] = (full_rank([p for p in points if p.kind == "segment"]),
-                   fit_latency_model(points, paths, replace(cfg, feature=f), unit))
-
-    def badness(f):
-        loo = fits[f][1]["loo_max_abs_error"]
-        return (not fits[f][0], float("inf") if loo is None else round(loo, 9))   # ties (exact fits) -> ops
-
-    chosen = min(feats, key=badness)
-    out = fits[chosen][1]
-    out["feature_choice"] = cfg.feature
-    out["feature_comparison"] = {f: {"loo_max_abs_error": fits[f][1]["loo_max_abs_error"],
-                                     "path_max_abs_error": fits[f][1]["path_max_abs_error"],
-                                     "independent_on_segments": fits[f][0]} for f in feats}
-    return out
-
-
-def _model_inputs(run_dir: Path, sources, seg_rows: list[dict], feature: str):
-    points = [Point(f"{r['model']} segment {r['segment']}", "segment", r["macs"], r[feature], r["latency_median"])
-              for r in seg_rows if r["latency_median"] is not None]
-    paths = []
-    for run, timing, manifests in sources:
-        for model, man in manifests.items():
-            feats = [r[feature] for r in seg_rows if r["model"] == model]
-            for k in range(1, len(man["segments"])):      # k = 0 is segment 0 itself, already a point
-                lat = br.stats(br.path_latencies(run, timing, model, f"segment:{k}"))["median"]
-                if lat is not None:
-                    macs = sum(s["macs"] for s in man["segments"][:k + 1])
-                    paths.append(ChainPath(f"{model} segments 0..{k}", macs, sum(feats[:k + 1]), k + 1, lat,
-                                           tuple(f"{model} segment {j}" for j in range(k + 1))))
-            for mode, (mac_key, _, _) in br.MONOLITHIC.items():
-                lat = br.stats(br.path_latencies(run, timing, model, mode))["median"]
-                f = br.monolithic_feature(man, feature, run_dir / "export" / model, mode)
-                if lat is not None and f is not None and man.get(mac_key):
-                    name = f"{model} monolithic" + (" (all exits)" if mode != "full" else "")
-                    points.append(Point(name, "monolithic", man[mac_key], f, lat))
-                    paths.append(ChainPath(name, man[mac_key], f, 1, lat))
-    return points, paths
 
 
 def _sweep(run_dir: Path, man: dict, per_exit: list[dict], ref) -> list[dict]:

@@ -14,7 +14,7 @@ from tinyexit.errors import InternalError
 from tinyexit.export import int8_ref as ref
 from tinyexit.export.codegen_consts import PACKED_MACRO
 from tinyexit.export.codegen_lower import Layer
-from tinyexit.export.codegen_pack import pack_conv
+from tinyexit.export.codegen_pack import pack_conv, pack_dwconv, pack_fc
 
 ArrayFn = Callable[..., str]  # (symbol, ctype, values, pad=0, layout="", per_line=16) -> symbol to use
 
@@ -48,6 +48,8 @@ def _conv(sym: str, layer: Layer, arr: ArrayFn, pack: bool = False) -> str:
                   dil_w=p["dilation"][1], pad_top=p["pad"][0], pad_left=p["pad"][1],
                   depth_mult=p["depth_multiplier"], in_zp=p["in_zp"], act_min=rq.act_min, act_max=rq.act_max,
                   out_zp=rq.out_zp)
+    if layer.kind == "dwconv":
+        return _dwconv(sym, layer, arr, fields, pack)
     packed = pack_conv(layer) if pack else None
     if packed is None:
         return _struct("te_conv_params_t", sym, {**fields, **_requant_arrays(sym, layer, arr)})
@@ -58,10 +60,28 @@ def _conv(sym: str, layer: Layer, arr: ArrayFn, pack: bool = False) -> str:
     return _struct_branches("te_conv_params_t", sym, fields, dsp, _requant_arrays(sym, layer, arr, "plain"))
 
 
-def _fc(sym: str, layer: Layer, arr: ArrayFn) -> str:
+def _dwconv(sym: str, layer: Layer, arr: ArrayFn, fields: dict, pack: bool) -> str:
+    words = pack_dwconv(layer) if pack else None
+    if words is None:
+        return _struct("te_conv_params_t", sym, {**fields, **_requant_arrays(sym, layer, arr)})
+    # arm_dsp speed builds: per-channel blocks of int16 weight pairs and requantization constants
+    # (codegen_pack.pack_dwconv); mult == NULL marks them
+    w = arr(f"{sym}_w", "int32_t", words, layout="packed", per_line=10)
+    dsp = dict(w=f"(const int8_t *){w}", bias="0", mult="0", shift="0")
+    return _struct_branches("te_conv_params_t", sym, fields, dsp, _requant_arrays(sym, layer, arr, "plain"))
+
+
+def _fc(sym: str, layer: Layer, arr: ArrayFn, pack: bool = False) -> str:
     p, rq = layer.p, layer.p["rq"]
     fields = dict(k=p["k"], n_out=p["n_out"], act_min=rq.act_min, act_max=rq.act_max, out_zp=rq.out_zp)
-    return _struct("te_fc_params_t", sym, {**fields, **_requant_arrays(sym, layer, arr)})
+    packed = pack_fc(layer) if pack else None
+    if packed is None:
+        return _struct("te_fc_params_t", sym, {**fields, **_requant_arrays(sym, layer, arr)})
+    # arm_dsp speed builds: row blocks of int16 weight pairs (codegen_pack.pack_fc); mult == NULL marks them
+    w = arr(f"{sym}_w", "int32_t", packed.weights, layout="packed", per_line=8)
+    dsp = dict(w=f"(const int8_t *){w}", bias=arr(f"{sym}_bias", "int32_t", packed.bias, layout="packed", per_line=8),
+               mult="0", shift="0")
+    return _struct_branches("te_fc_params_t", sym, fields, dsp, _requant_arrays(sym, layer, arr, "plain"))
 
 
 def _add(sym: str, layer: Layer, arr: ArrayFn) -> str:
@@ -122,8 +142,10 @@ _DECL = {"conv": _conv, "dwconv": _conv, "fc": _fc, "add": _add, "mean": _mean, 
 def layer_decl(sym: str, layer: Layer, arr: ArrayFn, pack: bool = False) -> str:
     """The layer's parameter struct; its constant arrays are registered through `arr`.  `pack`: give
     CONV_2D layers the arm_dsp kernels' packed layout (codegen_pack.py) in arm_dsp builds."""
-    if layer.kind == "conv":
+    if layer.kind in ("conv", "dwconv"):
         return _conv(sym, layer, arr, pack)
+    if layer.kind == "fc":
+        return _fc(sym, layer, arr, pack)
     return _DECL[layer.kind](sym, layer, arr)
 
 

@@ -43,10 +43,12 @@ def monolithic_record(name: str, sg: tg.SubgraphInfo) -> dict:
 
 
 def exits_record(seg_macs: list[int], full_macs: int) -> list[dict]:
+    """Cumulative MACs per exit and their ratio to the full-depth model.  A model without MACs (an imported
+    graph of adds and pads) saves nothing by exiting early: its ratio is 1.0, not a division by zero."""
     out, total = [], 0
     for k, m in enumerate(seg_macs):
         total += m
-        out.append({"index": k, "cumulative_macs": total, "mac_ratio": total / full_macs})
+        out.append({"index": k, "cumulative_macs": total, "mac_ratio": total / full_macs if full_macs else 1.0})
     return out
 
 

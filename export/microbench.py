@@ -31,18 +31,31 @@ class SweepPoint:
     stride: int = 1
     padding: str = "SAME"
     relu: bool = True
+    keep_dims: bool = True  # mean: keep the reduced axes (a runtime may take a slower path without)
+    depth: int = 1         # a chain: the operator, then depth - 1 more of its kind (stride 1, SAME, cout -> cout)
+    policy: str = ""       # kind "decision": the exit policy tested on `cout` logits
 
     def __post_init__(self):
-        if self.kind not in _BUILDERS:
-            raise UserError(f"sweep kind '{self.kind}': no single-operator builder (kinds: {', '.join(_BUILDERS)})")
+        if self.kind not in _BUILDERS and self.kind != DECISION:
+            raise UserError(f"sweep kind '{self.kind}': no single-operator builder (kinds: {', '.join(SWEEP_KINDS)})")
+        if self.kind == DECISION and self.policy not in DECISION_POLICIES:
+            raise UserError(f"decision sweep point: policy '{self.policy}'; use one of {', '.join(DECISION_POLICIES)}")
+        if not 1 <= self.depth <= 16:
+            raise UserError(f"sweep point {self.kind}: depth {self.depth}; use 1..16")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        for key, default in (("depth", 1), ("policy", ""), ("keep_dims", True)):  # the keys of older sweeps (and their caches) stay
+            if d[key] == default:
+                d.pop(key)
+        return d
 
     @property
     def label(self) -> str:
+        if self.kind == DECISION:
+            return f"decision {self.policy} on {self.cout} logits"
         return (f"{self.kind} {self.h}x{self.w}x{self.cin}->{self.cout} k{self.k} s{self.stride} "
-                f"{self.padding}{' relu' if self.relu else ''}")
+                f"{self.padding}{' relu' if self.relu else ''}{f' x{self.depth}' if self.depth > 1 else ''}")
 
 
 def _tf():
@@ -78,7 +91,7 @@ _BUILDERS = {
     "dwconv": _dwconv,
     "fc": _fc,
     "add": lambda tf, p, rng: (lambda x: x + x),
-    "mean": lambda tf, p, rng: (lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=True)),
+    "mean": lambda tf, p, rng: (lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=p.keep_dims)),
     "avgpool": lambda tf, p, rng: (lambda x: tf.nn.avg_pool2d(x, p.k, p.stride, p.padding)),
     "pad": lambda tf, p, rng: (lambda x: tf.pad(x, [[0, 0], [p.k, p.k], [p.k, p.k], [0, 0]])),
     "softmax": lambda tf, p, rng: (lambda x: tf.nn.softmax(x)),
@@ -86,7 +99,12 @@ _BUILDERS = {
 }
 
 
-SWEEP_KINDS = tuple(_BUILDERS)
+# The exit decision a device runs between segments (firmware: te_policy_passes; agent: protocol.decide.ExitDecider)
+# is a kernel kind of its own: cost per logit and per call, one kind per policy (calibrated costs as max_softmax).
+DECISION = "decision"
+DECISION_POLICIES = ("max_softmax", "entropy", "patience")
+DECISION_LOGITS = (2, 4, 10, 16, 32, 64, 100, 256)
+SWEEP_KINDS = (*_BUILDERS, DECISION)
 
 
 def _input_shape(p: SweepPoint) -> list[int]:
@@ -95,6 +113,26 @@ def _input_shape(p: SweepPoint) -> list[int]:
     if p.kind == "softmax":
         return [1, p.h, 1, p.cout]
     return [1, p.h, p.w, p.cin]
+
+
+def _chain(tf, p: SweepPoint, rng):
+    """The operator of `p`, then depth - 1 more of its kind on its output (a model of many layers: the per-layer
+    dispatch cost of a runtime is measured, not guessed from one-layer models)."""
+    first = _BUILDERS[p.kind](tf, p, rng)
+    if p.depth == 1:
+        return first
+    more_p = replace(p, cin=p.cout if p.kind in ("conv", "fc") else p.cin, stride=1, padding="SAME", depth=1)
+    if p.kind == "dwconv":
+        more_p = replace(more_p, cin=max(1, p.cout // p.cin) * p.cin, cout=max(1, p.cout // p.cin) * p.cin)
+        more_p = replace(more_p, cout=more_p.cin)
+    more = [_BUILDERS[p.kind](tf, more_p, rng) for _ in range(p.depth - 1)]
+
+    def op(x):
+        y = first(x)
+        for f in more:
+            y = f(y)
+        return y
+    return op
 
 
 def _agent_tail(tf, p: SweepPoint, op, shape: list[int], max_out_bytes: int, rng):
@@ -119,14 +157,22 @@ def single_op_tflite(p: SweepPoint, seed: int = 0, max_out_bytes: int | None = N
 
     max_out_bytes: set for the host agent, which returns the whole output in one protocol frame of at most
     1024 bytes and serves only bundles with MACs (`_agent_tail`)."""
+    if p.kind == DECISION:
+        raise UserError(f"sweep point {p.label}: the exit decision is not a TFLite operator (decision_c, "
+                        "decision_tflite)")
     tf = _tf()
     rng = np.random.default_rng(seed)
-    op = _BUILDERS[p.kind](tf, p, rng)
+    op = _chain(tf, p, rng)
     shape = _input_shape(p)
     if max_out_bytes is not None:
         op = _agent_tail(tf, p, op, shape, max_out_bytes, rng)
-    fn = tf.function(lambda x: {"logits": op(x)}, input_signature=[tf.TensorSpec(shape, tf.float32)])
     rep = [rng.normal(0, 1, shape).astype(np.float32) for _ in range(8)]
+    return _convert(tf, lambda x: {"logits": op(x)}, shape, rep, p)
+
+
+def _convert(tf, body, shape: list[int], rep: list, p: SweepPoint) -> bytes:
+    """Full-int8 conversion of `body` (input `shape`, calibrated on `rep`)."""
+    fn = tf.function(body, input_signature=[tf.TensorSpec(shape, tf.float32)])
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([r] for r in rep)
@@ -148,7 +194,7 @@ def single_op_tflite(p: SweepPoint, seed: int = 0, max_out_bytes: int | None = N
 def default_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7) -> list[SweepPoint]:
     """The sweep: a seeded sample of each kind's shape grid, covering the ranges tinyexit's models use."""
     rng = np.random.default_rng(seed)
-    kinds = tuple(kinds or _BUILDERS)
+    kinds = tuple(kinds or SWEEP_KINDS)
     pts: list[SweepPoint] = []
     maps, chans = (4, 6, 8, 12, 16), (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
@@ -182,11 +228,112 @@ def default_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7) -> list[S
                               stride=2, padding="VALID", relu=False))
     for _ in range(8):
         pts.append(SweepPoint("softmax", h=pick((1, 2, 4, 8)), cout=pick((2, 4, 10, 16, 32)), relu=False))
-    for kind in [k for k in kinds if k not in {p.kind for p in pts}]:  # a kind with only a builder: a map grid
+    for kind in [k for k in kinds if k not in {p.kind for p in pts} and k != DECISION]:  # only a builder: a grid
         for _ in range(8):
             pts.append(SweepPoint(kind, h=pick(maps), w=pick(maps), cin=pick(chans), relu=False))
     pts = [replace(p, padding="SAME") if p.padding == "VALID" and p.k > min(p.h, p.w) else p for p in pts]
+    # last, and without the generator: the points above (and their cached conversions) stay as they were
+    pts += [SweepPoint(DECISION, h=1, w=1, cin=n, cout=n, relu=False, policy=pol)
+            for pol in DECISION_POLICIES for n in DECISION_LOGITS]
     return [p for p in pts if p.kind in kinds]
+
+
+def chain_sweep(kinds: tuple[str, ...] | None = None) -> list[SweepPoint]:
+    """Models of 2 to 8 layers of one kind: with the one-layer points they separate a runtime's per-invoke
+    overhead from each kind's per-layer cost (the host agent's sweep; the firmware's calls are counted exactly)."""
+    shapes = {"conv": [SweepPoint("conv", h=8, w=8, cin=12, cout=12, k=3), SweepPoint("conv", h=4, w=4, cin=32,
+                                                                                        cout=32, k=3),
+                       SweepPoint("conv", h=8, w=8, cin=16, cout=16, k=1, relu=False)],
+              "dwconv": [SweepPoint("dwconv", h=8, w=8, cin=16, cout=16, k=3)],
+              "fc": [SweepPoint("fc", h=1, w=1, cin=32, cout=32)],
+              "add": [SweepPoint("add", h=8, w=8, cin=12, relu=False)],
+              "pad": [SweepPoint("pad", h=4, w=4, cin=8, k=1, relu=False)],
+              "mean": [SweepPoint("mean", h=8, w=8, cin=16, relu=False)],
+              "softmax": [SweepPoint("softmax", h=1, cout=10, relu=False)]}
+    kinds = tuple(kinds or shapes)
+    return [replace(p, depth=d) for kind, pts in shapes.items() if kind in kinds for p in pts for d in (2, 4, 8)]
+
+
+def agent_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7, per_kind: int = 8) -> list[SweepPoint]:
+    """A runtime's sweep (host agent, a device behind a URL): every kind's points of the QEMU sweep subsampled
+    evenly to `per_kind` (conv: 3 * per_kind; first and last kept), then the chains of `chain_sweep`."""
+    full = default_sweep(kinds, seed)
+    out = []
+    for kind in dict.fromkeys(p.kind for p in full):
+        pts = [p for p in full if p.kind == kind]
+        n = len(pts) if kind == DECISION else min(len(pts), per_kind * (3 if kind == "conv" else 1))
+        out += [pts[int(i)] for i in np.linspace(0, len(pts) - 1, n).round().astype(int)]
+    return out + wide_sweep(kinds) + chain_sweep(kinds)
+
+
+def wide_sweep(kinds: tuple[str, ...] | None = None) -> list[SweepPoint]:
+    """The deep end of a CNN: convolutions on small maps with wide channels (2x2 to 4x4 maps, 32 to 64 channels),
+    where a runtime's cost follows the weights it re-packs per call rather than the MACs, and the head's
+    global average pool without kept dimensions."""
+    pts = [SweepPoint("conv", h=m, w=m, cin=cin, cout=cout, k=k, stride=st, padding="SAME" if k > 1 else "VALID",
+                      relu=bool((m + cin + k) % 2))
+           for m in (2, 4) for cin, cout in ((32, 64), (64, 64), (48, 32)) for k, st in ((1, 1), (3, 1), (3, 2))
+           if not (m == 2 and st == 2)]
+    # a global average pool that drops the reduced axes (a classifier head): LiteRT's generic, slower MEAN
+    pts += [SweepPoint("mean", h=m, w=m, cin=c, relu=False, keep_dims=False)
+            for m in (2, 4, 8) for c in (12, 32, 64)]
+    return [p for p in pts if not kinds or p.kind in kinds]
+
+
+def decision_features(policy: str, n_logits: int) -> dict:
+    """The exit test after one segment, as a layer a cost model prices ("calibrated" costs as max_softmax)."""
+    policy = "max_softmax" if policy == "calibrated" else policy
+    return {"kind": f"decision_{policy}", "macs": 0, "logits": int(n_logits), "in_bytes": int(n_logits),
+            "name": f"exit test {policy}"}
+
+
+def decision_tflite(p: SweepPoint, seed: int = 0, features: int = 8) -> tuple[bytes, bytes]:
+    """Two int8 TFLite segments whose only purpose is the exit test between them (a runtime's exit test is timed
+    through the protocol, in an early-exit RUN, as a device runs it): segment 0 returns `p.cout` logits and
+    LOGISTIC features, whose int8 quantization is fixed (scale 1/256, zero point -128); segment 1 is calibrated
+    on [0, 255/256] so its input has exactly that quantization (import checks the boundary bit for bit)."""
+    tf = _tf()
+    rng = np.random.default_rng(seed)
+    n = p.cout
+    w0, wf, w1 = (rng.normal(0, 0.3, (features, m)).astype(np.float32) for m in (n, features, n))
+    rep0 = [rng.normal(0, 1, (1, features)).astype(np.float32) for _ in range(8)]
+    rep1 = [np.linspace(0.0, 255 / 256, features, dtype=np.float32).reshape(1, features)] + [
+        np.clip(rng.uniform(0, 1, (1, features)), 0, 255 / 256).astype(np.float32) for _ in range(7)]
+    seg0 = _convert(tf, lambda x: {"logits": tf.matmul(x, w0), "features": tf.sigmoid(tf.matmul(x, wf))},
+                    [1, features], rep0, p)
+    seg1 = _convert(tf, lambda x: {"logits": tf.matmul(x, w1)}, [1, features], rep1, p)
+    return seg0, seg1
+
+
+_POLICY_IDS = {"max_softmax": 0, "entropy": 1, "patience": 2}   # te_policy.h / exit_policy ids
+
+
+def decision_c(p: SweepPoint, name: str, with_policy_source: bool) -> str:
+    """A microbenchmark "model" whose one segment is the firmware's exit test on `p.cout` int8 logits (the input
+    bytes microbench_main.c fills).  te_policy.c is not in the microbenchmark image's sources, so the first such
+    file compiles it in (with_policy_source)."""
+    n, pid = p.cout, _POLICY_IDS[p.policy]
+    threshold = "2.0f" if p.policy == "patience" else "0.5f"
+    src = "#include \"te_policy.c\"\n" if with_policy_source else ""
+    return f"""/* Generated by tinyexit (export/microbench.py) - do not edit.
+ * exit-decision microbenchmark: te_policy_passes({p.policy}) on {n} int8 logits */
+#include "te_model.h"
+#include "te_policy.h"
+{src}
+static const te_policy_t {name}_policy = {{{pid}u, 1u, {{{threshold}}}}};
+static uint8_t {name}_top1[4];
+volatile int {name}_sink;
+
+static void {name}_run(int8_t *arena)
+{{
+    {name}_sink = te_policy_passes(&{name}_policy, 0, arena, {n}, 0.125f, 0, {name}_top1);
+}}
+
+static const te_segment_t {name}_segments[1] = {{{{.run = {name}_run, .in_offset = 0u, .in_bytes = {n}u,
+    .logits_offset = 0u, .num_classes = {n}u, .logits_scale = 0.125f, .logits_zp = 0}}}};
+const te_model_t {name}_model = {{.name = "{name}", .artifact_hash = "", .source_sha256 = "",
+    .arena_bytes = {max(n, 8)}u, .num_segments = 1u, .segments = {name}_segments}};
+"""
 
 
 def layer_features(layer, packed: bool) -> dict:
@@ -206,8 +353,10 @@ def layer_features(layer, packed: bool) -> dict:
                  odd_out=n % 2)
     elif kind == "mean":
         h, w, c = p["in_shape"]
+        keep = len(layer.op.output_shapes[0]) == 4 if layer.op.output_shapes else True
         f.update(in_bytes=h * w * c, out_bytes=c, cin=c, cout=c, quad_iters=(c // 4) * h * w,
-                 odd_iters=(c % 4) * h * w, quads=c // 4, odd_c=c % 4)
+                 odd_iters=(c % 4) * h * w, quads=c // 4, odd_c=c % 4, keep_dims=int(keep),
+                 dropped_dims_bytes=h * w * c * int(not keep))
     elif kind == "avgpool":
         (ih, iw, c), (oh, ow, _) = p["in_shape"], p["out_shape"]
         inside = _inside_taps(ih, iw, oh, ow, *p["k"], p["stride"], p["pad"], (1, 1))

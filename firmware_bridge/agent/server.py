@@ -5,7 +5,9 @@ INFO and serves requests until the link closes.  `DeviceCore` is the protocol
 state machine, independent of the link: it answers a frame with reply bytes,
 runs segments and applies the exit policy on the device, and answers a
 retransmitted request from its cache of the last reply instead of running it
-again.  Timing is time.perf_counter_ns (tick rate 1e9 Hz).
+again.  Each request is answered in the encoding it arrived in (COBS or FEC,
+CAP_FEC); a reply too long for one frame becomes an ERROR reply.  Timing is
+time.perf_counter_ns (tick rate 1e9 Hz).
 """
 from __future__ import annotations
 
@@ -80,7 +82,7 @@ class DeviceCore:
         self._last_reply = b""
 
     def info(self) -> m.Info:
-        caps = pc.CAP_CHAIN | pc.CAP_EARLY_EXIT | pc.CAP_SEGMENT | pc.CAP_RESET
+        caps = pc.CAP_CHAIN | pc.CAP_EARLY_EXIT | pc.CAP_SEGMENT | pc.CAP_RESET | pc.CAP_FEC
         caps |= pc.CAP_FULL if self.backend.has_full else 0
         caps |= pc.CAP_FULL_ALL_EXITS if self.backend.has_all_exits else 0
         name = self.cfg.name or f"agent@{platform.node() or 'host'} {platform.machine()}".strip()
@@ -115,7 +117,10 @@ class DeviceCore:
             rtype, body = pc.MSG_ERROR, m.Error(exc.code, _short(exc)).pack()
         except Exception as exc:  # a runtime failure is reported to the host, never kills the device
             rtype, body = pc.MSG_ERROR, m.Error(S.DEV_RUNTIME, f"{type(exc).__name__}: {exc}"[:64]).pack()
-        return encode_frame(Frame(rtype, frame.seq, body))
+        try:
+            return encode_frame(Frame(rtype, frame.seq, body), fec=frame.fec)
+        except ProtocolError as exc:  # a reply longer than one frame (e.g. too many logits): say so, do not die
+            return encode_frame(Frame(pc.MSG_ERROR, frame.seq, m.Error(exc.code, _short(exc)).pack()), fec=frame.fec)
 
     def _dispatch(self, frame: Frame) -> tuple[int, bytes]:
         if frame.type == pc.MSG_HELLO:

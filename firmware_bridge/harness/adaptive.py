@@ -9,6 +9,12 @@ numbers and the session feeds them what it observes.
   byte, n/(n+h)·(1-p)^(n+h).  A failed try halves the size at once (shrink
   fast) while it is above the target; successes grow it by an eighth at a
   time towards the target (grow slowly).
+* `prefer_fec` decides plain against FEC frames (protocol/fec.py) from the same
+  per-byte error estimate: the best expected payload per wire byte of each
+  (`plain_efficiency`, `fec_efficiency`, each at its best chunk size).  FEC frames
+  cost ~25 % more bytes but survive lines that kill every long plain frame.  With
+  FEC frames the controller uses the FEC survival model for both the estimate and
+  the target, and a failed try cuts the chunk to the target (not by half).
 * `RtoEstimator` is RFC 6298's smoothed round-trip time: SRTT, RTTVAR,
   RTO = SRTT + 4·RTTVAR, clamped, doubled per silent try of one request; only replies to
   first transmissions are sampled (Karn's rule, applied by the caller).
@@ -17,8 +23,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.protocol import fec
 
 # Wire bytes a LOAD_INPUT frame costs beyond its data: header, offset, CRC, COBS code byte, delimiter.
 LOAD_OVERHEAD = pc.HEADER_SIZE + pc.LOAD_FIXED_SIZE + pc.CRC_SIZE + 2
@@ -27,6 +35,13 @@ ACK_WIRE = pc.HEADER_SIZE + pc.ACK_SIZE + pc.CRC_SIZE + 2
 MIN_CHUNK = 8            # bytes; the best size for a 3 % + 1 % per-byte line is about 13
 ERROR_WEIGHT = 1 / 16    # weight of one try in the frame error rate (about the last 16 tries)
 GROW_DIVISOR = 8         # a success grows the chunk by size/8 (at least one byte)
+# Raw bytes of a LOAD_INPUT frame beyond its data (header, offset, CRC), and of an ACK: what FEC encodes.
+LOAD_RAW_OVERHEAD = pc.HEADER_SIZE + pc.LOAD_FIXED_SIZE + pc.CRC_SIZE
+ACK_RAW = pc.HEADER_SIZE + pc.ACK_SIZE + pc.CRC_SIZE
+FEC_MAX_CHUNK = fec.MAX_FEC_RAW - LOAD_RAW_OVERHEAD   # 200 data bytes: the longest chunk an FEC frame carries
+# The FEC model's line: of the damaged bytes, this share shifts the frame (a drop or an insert), the rest are
+# corrupted in place.  The issue's lines: 1 % corrupt + 0.5 % drop (1/3), 3 % + 1 % (1/4).
+SHIFT_SHARE = 1 / 3
 
 
 def best_chunk(byte_error: float, overhead: int = LOAD_OVERHEAD, lo: int = MIN_CHUNK, hi: int = pc.MAX_PAYLOAD) -> int:
@@ -36,6 +51,76 @@ def best_chunk(byte_error: float, overhead: int = LOAD_OVERHEAD, lo: int = MIN_C
     a = -math.log1p(-min(byte_error, 0.5))
     n = (-overhead + math.sqrt(overhead * overhead + 4 * overhead / a)) / 2
     return max(lo, min(hi, int(n)))
+
+
+def plain_efficiency(n: int, byte_error: float) -> float:
+    """Expected LOAD_INPUT data per wire byte with plain frames of n data bytes: the request and its ACK whole."""
+    wire = n + LOAD_OVERHEAD
+    return n / wire * (1 - byte_error) ** (wire + ACK_WIRE)
+
+
+def _poisson_cdf(k: int, lam: float) -> float:
+    term = total = math.exp(-lam)
+    for i in range(1, k + 1):
+        term *= lam / i
+        total += term
+    return total
+
+
+def fec_survival(raw_len: int, byte_error: float) -> float:
+    """Probability that an FEC frame of raw_len bytes decodes: per block no shift and <= np/2 corrupted bytes,
+    or one shift and <= (np-1)/2 corrupted (Poisson counts), and its delimiter intact."""
+    if byte_error <= 0:
+        return 1.0
+    p = min(byte_error, 0.5)
+    shift, corrupt = p * SHIFT_SHARE, p * (1 - SHIFT_SHARE)
+    ok = 1.0 - p
+    for k in fec.block_sizes(raw_len):
+        nsym = fec.parity_size(k)
+        n = k + nsym
+        ls = n * shift
+        ok *= math.exp(-ls) * (_poisson_cdf(nsym // 2, n * corrupt) + ls * _poisson_cdf((nsym - 1) // 2, n * corrupt))
+    return ok
+
+
+def fec_efficiency(n: int, byte_error: float) -> float:
+    """Expected LOAD_INPUT data per wire byte with FEC frames of n data bytes (request and ACK both FEC)."""
+    raw = n + LOAD_RAW_OVERHEAD
+    return n / fec.wire_size(raw) * fec_survival(raw, byte_error) * fec_survival(ACK_RAW, byte_error)
+
+
+@lru_cache(maxsize=4096)
+def _best_fec(byte_error: float, hi: int) -> int:
+    return max(range(MIN_CHUNK, hi + 1), key=lambda n: (fec_efficiency(n, byte_error), -n))
+
+
+def best_fec_chunk(byte_error: float, hi: int = FEC_MAX_CHUNK) -> int:
+    """The FEC chunk (data bytes, <= 200) with the most expected payload per wire byte (brute force; cached
+    on the estimate rounded to 4 significant digits)."""
+    hi = max(MIN_CHUNK, min(hi, FEC_MAX_CHUNK))
+    return _best_fec(float(f"{byte_error:.4g}"), hi)
+
+
+def prefer_fec(byte_error: float, max_chunk: int) -> bool:
+    """FEC frames are better than plain ones on a line with this per-byte error estimate: compares the best
+    expected payload per wire byte of each, at each one's best chunk size (at most `max_chunk` data bytes)."""
+    if byte_error <= 0:
+        return False
+    plain = plain_efficiency(min(max_chunk, best_chunk(byte_error)), byte_error)
+    return fec_efficiency(best_fec_chunk(byte_error, max_chunk), byte_error) > plain
+
+
+def fec_byte_error(error_rate: float, size: int) -> float:
+    """The per-byte error at which an FEC chunk of `size` data bytes and its ACK fail at `error_rate` (bisection)."""
+    want = max(1e-6, 1.0 - error_rate)
+    lo, hi = 0.0, 0.5
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if fec_survival(size + LOAD_RAW_OVERHEAD, mid) * fec_survival(ACK_RAW, mid) > want:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 @dataclass
@@ -53,13 +138,29 @@ class ChunkController:
         self.max_size = max(MIN_CHUNK, self.max_size)
         self.size = self.size or self.max_size
 
+    fec: bool = False             # sizing FEC frames (fec_survival) instead of plain ones
+
     def byte_error(self) -> float:
         """Per-byte error probability that explains the try error rate at the current size (request and ACK)."""
+        if self.fec:
+            return fec_byte_error(self.error_rate, self.size) if self.error_rate > 0 else 0.0
         survive = max(1e-6, 1.0 - self.error_rate)
         return 1.0 - survive ** (1.0 / (self.size + LOAD_OVERHEAD + ACK_WIRE))
 
     def target(self) -> int:
+        if self.fec:
+            return best_fec_chunk(self.byte_error(), self.max_size)
         return min(self.max_size, best_chunk(self.byte_error()))
+
+    def use_fec(self) -> int:
+        """Size FEC frames from now on: start at the best FEC chunk for the per-byte error measured so far, with
+        the error rate that estimate predicts at that size (so the estimate carries over); returns the size."""
+        if not self.fec:
+            p = self.byte_error()
+            self.fec = True
+            self.size = best_fec_chunk(p, self.max_size)
+            self.error_rate = 1.0 - fec_survival(self.size + LOAD_RAW_OVERHEAD, p) * fec_survival(ACK_RAW, p)
+        return self.size
 
     def record(self, ok: bool) -> int:
         """One try of a chunk of `size` bytes came back (ok) or not; returns the size for the next chunk."""
@@ -71,8 +172,10 @@ class ChunkController:
         else:
             self.failures += 1
             target = self.target()
-            # A failure at or below the best size is the line's expected loss, not a reason to shrink.
-            new = max(MIN_CHUNK, min(self.size // 2, target)) if self.size > target else self.size
+            # A failure at or below the best size is the line's expected loss, not a reason to shrink.  FEC frames
+            # lose little by being somewhat too long (their efficiency curve is flat): straight to the target.
+            half = self.size if self.fec else self.size // 2
+            new = max(MIN_CHUNK, min(half, target)) if self.size > target else self.size
             self.shrinks += new < self.size
             self.size = new
         return self.size

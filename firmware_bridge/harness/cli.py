@@ -50,6 +50,10 @@ def register(sub) -> None:
                    help=f"with --timeout, the silence budget: a device that sends nothing for timeout x "
                         f"(retries + 1) seconds is given up (default {pc.MAX_RETRIES}); NACKs and damaged "
                         "frames count as an answer")
+    b.add_argument("--fec", choices=["auto", "on", "off"], default="auto",
+                   help="forward error correction (Reed-Solomon frames, to devices with CAP_FEC): auto switches to "
+                        "it when the measured line makes it carry more payload per byte than plain frames; on: "
+                        "always; off: never (default auto)")
     b.add_argument("--max-resets", type=int, default=10,
                    help="device restarts survived per target before giving up (default 10)")
     b.add_argument("--coordinator", default=None, metavar="HOST:PORT",
@@ -71,7 +75,8 @@ def _bench(args: argparse.Namespace) -> int:
     cfg = BenchConfig(model=default_model(args.run_dir, args.model), modes=modes,
                       repeats=args.repeats, warmup=args.warmup, limit=args.limit, resume=args.resume,
                       power=args.power, energy_repeats=args.energy_repeats, name=args.name, runtime=args.runtime,
-                      baud=args.baud, session=SessionConfig(reply_timeout_s=args.timeout, max_retries=args.retries),
+                      baud=args.baud, session=SessionConfig(reply_timeout_s=args.timeout, max_retries=args.retries,
+                                            fec=args.fec),
                       max_resets=args.max_resets, wait_s=args.wait)
     targets = expand_targets(args.target)
     if any(t.startswith("labgrid:") for t in targets):

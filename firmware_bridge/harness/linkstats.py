@@ -30,6 +30,12 @@ class LinkStats:
     srtt_s: float | None = None      # smoothed round trip of the last request type measured (LOAD_INPUT first)
     rto_s: float | None = None
     payload_bytes_received: int = 0
+    fec_mode: str = "off"            # asked for: auto, on, off
+    fec_supported: bool | None = None  # the device advertised CAP_FEC (None: never heard its INFO)
+    fec_frames_sent: int = 0         # requests sent FEC-encoded
+    fec_switched_s: float | None = None  # seconds into the session when requests went FEC (auto or on)
+    fec_switched_after_tries: int | None = None
+    fec_reason: str = ""
     decoder: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
@@ -52,12 +58,22 @@ class LinkStats:
                 "request_tries": self.request_tries, "failed_tries": self.failed_tries,
                 "frame_error_rate": _ratio(self.failed_tries, self.request_tries),
                 "srtt_ms": None if self.srtt_s is None else round(self.srtt_s * 1e3, 3),
-                "rto_ms": None if self.rto_s is None else round(self.rto_s * 1e3, 3)}
+                "rto_ms": None if self.rto_s is None else round(self.rto_s * 1e3, 3),
+                "fec": self.fec_dict()}
+
+    def fec_dict(self) -> dict:
+        d = self.decoder
+        return {"mode": self.fec_mode, "device_supports": self.fec_supported, "active": self.fec_switched_s is not None,
+                "frames_sent": self.fec_frames_sent, "frames_received": d["fec_frames"],
+                "repaired_frames": d["fec_repaired_frames"], "corrected_bytes": d["fec_corrected_bytes"],
+                "recovered_drops": d["fec_recovered_drops"], "removed_inserts": d["fec_removed_inserts"],
+                "switched_at_s": self.fec_switched_s, "switched_after_tries": self.fec_switched_after_tries,
+                "reason": self.fec_reason}
 
     def merge(self, other: "LinkStats") -> None:
         for name in ("frames_sent", "bytes_sent", "payload_bytes_sent", "input_bytes", "input_wire_bytes", "retries",
                      "timeouts", "nacks", "stale_replies", "resets", "restarts", "load_shrinks",
-                     "payload_bytes_received", "request_tries", "failed_tries"):
+                     "payload_bytes_received", "request_tries", "failed_tries", "fec_frames_sent"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.decoder.update(other.decoder)
         mins = [v for v in (self.load_chunk_min, other.load_chunk_min) if v]
@@ -65,6 +81,13 @@ class LinkStats:
         self.load_chunk_last = other.load_chunk_last or self.load_chunk_last
         self.srtt_s = other.srtt_s if other.srtt_s is not None else self.srtt_s
         self.rto_s = other.rto_s if other.rto_s is not None else self.rto_s
+        self.fec_mode = other.fec_mode
+        if other.fec_supported is not None:
+            self.fec_supported = bool(self.fec_supported) or other.fec_supported
+        if other.fec_switched_s is not None and (self.fec_switched_s is None or
+                                                 other.fec_switched_s < self.fec_switched_s):
+            self.fec_switched_s, self.fec_reason = other.fec_switched_s, other.fec_reason
+            self.fec_switched_after_tries = other.fec_switched_after_tries
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -15,6 +15,13 @@ budget (`reply_timeout_s × (max_retries + 1)`, 12 s by default), or when it
 keeps answering (NACKs, damaged frames) but no request has got through for
 `stall_s`.  A device that answers is alive; the message then says what it
 answered.
+
+Forward error correction (protocol/fec.py) is chosen per session by
+`SessionConfig.fec`: "off" never, "on" every request to a device with CAP_FEC,
+"auto" (the default) plain frames until the per-byte error estimate of the
+chunk controller says FEC frames carry more payload per wire byte
+(`adaptive.prefer_fec`), then FEC for every request from then on (a line that
+needed it once is not trusted again within a run).  The device answers in kind.
 """
 from __future__ import annotations
 
@@ -28,13 +35,17 @@ from tinyexit.firmware_bridge.protocol import messages as m
 from tinyexit.firmware_bridge.protocol import constants as pc
 from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError, encode_frame
 from tinyexit.firmware_bridge.protocol.link import LinkClosed
-from tinyexit.firmware_bridge.harness.adaptive import MIN_CHUNK, ChunkController, RtoEstimator
+from tinyexit.firmware_bridge.harness.adaptive import MIN_CHUNK, ChunkController, RtoEstimator, prefer_fec
+from tinyexit.firmware_bridge.protocol import fec as fec_code
 from tinyexit.firmware_bridge.harness.linkstats import LinkStats  # noqa: F401  (re-exported: bench, summary)
 
 MIN_LOAD_CHUNK = MIN_CHUNK  # bytes; the adaptive LOAD_INPUT chunk never goes below this
 MIN_GRACE_S = 0.001         # after damage, wait at least this long for a reply already on its way
 HELLO_GRACE_S = 0.01        # a damaged INFO (about 100 bytes, the longest reply) is re-asked for at once
 FIRST_RTO_FACTOR = 8        # a request type not yet measured: RTO = this x the HELLO round trip (>= 0.1 s)
+FEC_MODES = ("auto", "on", "off")
+AUTO_FIRST_CHUNK = 256     # auto with a CAP_FEC device: the first LOAD_INPUT chunk (then adaptive)
+FEC_MIN_TRIES = 4           # auto: LOAD_INPUT tries measured before the estimate may switch to FEC
 
 
 class DeviceError(UserError):
@@ -68,8 +79,11 @@ class SessionConfig:
     boot_timeout_s: float = pc.BOOT_TIMEOUT_S
     grace_s: float = 0.05       # after a damaged frame or a NACK: wait at most this long for the real reply
     stall_s: float = 120.0      # a device that answers but lets no request through for this long: give up
+    fec: str = "auto"           # forward error correction: auto (when the measured line calls for it), on, off
 
     def __post_init__(self):
+        if self.fec not in FEC_MODES:
+            raise UserError(f"--fec {self.fec}: choose one of {', '.join(FEC_MODES)}")
         if not (self.reply_timeout_s > 0 and self.boot_timeout_s > 0):
             raise UserError(f"--timeout {self.reply_timeout_s} (boot {self.boot_timeout_s}): timeouts must be > 0 s")
         if not 0 <= self.max_retries <= 1000:
@@ -86,7 +100,8 @@ class SessionConfig:
 
     def to_dict(self) -> dict:
         return {"reply_timeout_s": self.reply_timeout_s, "max_retries": self.max_retries,
-                "boot_timeout_s": self.boot_timeout_s, "grace_s": self.grace_s, "stall_s": self.stall_s}
+                "boot_timeout_s": self.boot_timeout_s, "grace_s": self.grace_s, "stall_s": self.stall_s,
+                "fec": self.fec}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SessionConfig":
@@ -123,6 +138,9 @@ class DeviceSession:
         self.grace_s = cfg.grace_s                 # ceiling of the wait for the real reply after damage
         self.info: m.Info | None = None
         self._hello_rtt: float | None = None       # round trip of an unanswered-before HELLO: seeds new RTOs
+        self._fec = False                          # requests go FEC-encoded (the device has CAP_FEC)
+        self._started = time.monotonic()
+        self.stats.fec_mode = cfg.fec
 
     # --- the three requests a benchmark needs ---------------------------------------
     def handshake(self, timeout_s: float | None = None) -> m.Info:
@@ -132,7 +150,8 @@ class DeviceSession:
         deadline = t.started + budget
         seq = self._next_seq()
         while True:
-            self._send(Frame(pc.MSG_HELLO, seq), lead=True)
+            # Every 4th try plain: a device restarted without FEC support still hears one.
+            self._send(Frame(pc.MSG_HELLO, seq), lead=True, plain=t.tries % 4 == 3)
             t.tries += 1
             sent = time.monotonic()
             wait = min(self.cfg.reply_timeout_s, max(0.05, deadline - time.monotonic()))
@@ -141,6 +160,7 @@ class DeviceSession:
                 # HELLO is never cached: this reply answers the last try (or an earlier one, sooner).
                 self._hello_rtt = time.monotonic() - sent
                 self.info = m.Info.unpack(frame.payload)
+                self._after_info()
                 return self.info
             if time.monotonic() >= deadline:
                 self._give_up(t, silent_s=time.monotonic() - max(self._last_heard, t.started))
@@ -153,8 +173,13 @@ class DeviceSession:
         grow back slowly.  `progress(bytes_done)` is called after each chunk.
         """
         if self._chunks is None or self._chunks.max_size != max(MIN_CHUNK, chunk):
-            self._chunks = ChunkController(chunk)
+            # auto, to a device that could switch to FEC: start small, so the tries that measure a bad line
+            # cost little; a clean line grows the chunk back to `chunk` by an eighth per success.
+            auto = self.cfg.fec == "auto" and self.info is not None and self.info.capabilities & pc.CAP_FEC
+            self._chunks = ChunkController(chunk, size=min(chunk, AUTO_FIRST_CHUNK) if auto else 0)
         ctl = self._chunks
+        if self._fec:
+            ctl.use_fec()
         valid, pos = 0, 0
         t = _Try("LOAD_INPUT", time.monotonic())
         while pos < len(data):
@@ -167,6 +192,7 @@ class DeviceSession:
                 while True:
                     reply = self._try(frame, t)
                     ctl.record(reply is not None)
+                    self._consider_fec(ctl)
                     if reply is not None or ctl.size < len(part):
                         break
             finally:
@@ -191,7 +217,37 @@ class DeviceSession:
     def reset(self) -> m.Info:
         reply = self.request(pc.MSG_RESET, b"")
         self.info = m.Info.unpack(reply.payload)
+        self._after_info()
         return self.info
+
+    # --- forward error correction ------------------------------------------------------
+    def _after_info(self) -> None:
+        supported = bool(self.info.capabilities & pc.CAP_FEC)
+        self.stats.fec_supported = supported
+        if self.cfg.fec == "on" and supported and not self._fec:
+            self._switch_fec("on")
+
+    def _consider_fec(self, ctl: ChunkController) -> None:
+        """auto: switch to FEC once the per-byte error estimate says FEC frames carry more payload per byte."""
+        if (self.cfg.fec != "auto" or self._fec or self.info is None or not self.info.capabilities & pc.CAP_FEC
+                or ctl.tries < FEC_MIN_TRIES):
+            return
+        if prefer_fec(ctl.byte_error(), ctl.max_size):
+            self._switch_fec(f"auto at a per-byte error estimate of {ctl.byte_error():.4f}")
+            ctl.use_fec()
+
+    def _switch_fec(self, why: str) -> None:
+        self._fec = True
+        self.stats.fec_switched_s = round(time.monotonic() - self._started, 3)
+        self.stats.fec_switched_after_tries = self.stats.request_tries
+        self.stats.fec_reason = why
+
+    def _fits_fec(self, raw_len: int) -> bool:
+        """An FEC frame of raw_len bytes exists and the device's receive buffer (from its max payload) holds it
+        (spec v1.1, sender rule); else the frame goes plain."""
+        wire = fec_code.wire_size(raw_len)
+        limit = self.info.max_payload + pc.HEADER_SIZE + pc.CRC_SIZE
+        return wire is not None and wire - 1 <= limit + limit // 254 + 1
 
     # --- the machinery ---------------------------------------------------------------
     def request(self, msg_type: int, payload: bytes, extra_timeout_s: float = 0.0, tries: int | None = None) -> Frame:
@@ -303,13 +359,15 @@ class DeviceSession:
             elif (reason := self.alive()) is not None:
                 raise DeviceGone(f"device at {self.link.name} is gone: {reason}")
 
-    def _send(self, frame: Frame, lead: bool) -> None:
-        wire = encode_frame(frame, lead=lead)
+    def _send(self, frame: Frame, lead: bool, plain: bool = False) -> None:
+        coded = self._fec and not plain and self._fits_fec(len(frame.payload) + pc.HEADER_SIZE + pc.CRC_SIZE)
+        wire = encode_frame(frame, lead=lead, fec=coded)
         try:
             self.link.write(wire)
         except LinkClosed as exc:
             raise DeviceGone(f"{exc}; {self.alive() or 'the device disconnected'}") from None
         self.stats.frames_sent += 1
+        self.stats.fec_frames_sent += coded
         self.stats.bytes_sent += len(wire)
         self.stats.payload_bytes_sent += len(frame.payload)
 

@@ -65,8 +65,10 @@ CAP_SEGMENT = 1 << 3
 CAP_ENERGY_GPIO = 1 << 4    # the device raises a GPIO during each RUN; RESULT.window numbers the pulse
 CAP_RESET = 1 << 5
 CAP_FULL_ALL_EXITS = 1 << 6  # MODE_FULL variant FULL_ALL_EXITS available
+CAP_FEC = 1 << 7            # decodes FEC-encoded frames (fec.py) and answers each request in its encoding
 CAPABILITY_NAMES = {CAP_FULL: "full", CAP_CHAIN: "chain", CAP_EARLY_EXIT: "early_exit", CAP_SEGMENT: "segment",
-                    CAP_ENERGY_GPIO: "energy_gpio", CAP_RESET: "reset", CAP_FULL_ALL_EXITS: "full_all_exits"}
+                    CAP_ENERGY_GPIO: "energy_gpio", CAP_RESET: "reset", CAP_FULL_ALL_EXITS: "full_all_exits",
+                    CAP_FEC: "fec"}
 MODE_CAPABILITY = {MODE_FULL: CAP_FULL, MODE_CHAIN: CAP_CHAIN, MODE_EARLY_EXIT: CAP_EARLY_EXIT,
                    MODE_SEGMENT: CAP_SEGMENT}
 
@@ -93,7 +95,7 @@ POLICY_CALIBRATED = POLICY_IDS["calibrated"]
 MAX_SEGMENTS = 16
 MAX_POLICY_PARAMS = 16
 MAX_REPEAT = 65535
-MAX_LOGITS = 256
+MAX_LOGITS = 768             # outputs of one RESULT: 640 for the MLPerf Tiny autoencoder; fixed part + 16 ticks + 768 <= MAX_PAYLOAD
 MAX_STRING = 32             # device name, runtime name, version (INFO)
 MAX_ERROR_TEXT = 64
 ARTIFACT_HASH_SIZE = 32     # raw sha256

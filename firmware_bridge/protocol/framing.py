@@ -8,15 +8,21 @@ noise, a reset mid-frame) resynchronizes at the next 0x00 and loses at most
 the frame it was in.  `FrameDecoder` is a byte-at-a-time state machine whose
 buffer never grows past the longest legal frame; nothing is allocated from a
 length field.
+
+Forward error correction (fec.py, docs/protocol.md "FEC encoding") is the second
+encoding of the same raw frame: `encode_frame(frame, fec=True)`.  The decoder
+tries COBS first, then FEC, on every frame; `Frame.fec` says which one arrived,
+so a device can answer in kind.
 """
 from __future__ import annotations
 
 import struct
 import zlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tinyexit.firmware_bridge.protocol import constants as pc
+from tinyexit.firmware_bridge.protocol import fec as _fec
 
 _HEADER = struct.Struct("<BBHH")
 
@@ -40,6 +46,7 @@ class Frame:
     seq: int
     payload: bytes = b""
     version: int = pc.PROTOCOL_VERSION
+    fec: bool = field(default=False, compare=False, repr=False)  # arrived FEC-encoded (not part of its identity)
 
     @property
     def type_name(self) -> str:
@@ -99,13 +106,21 @@ def cobs_decode(data: bytes) -> bytes:
     return bytes(out)
 
 
-def encode_frame(frame: Frame, lead: bool = False) -> bytes:
-    """The bytes of one frame on the wire; `lead` prepends a 0x00 that flushes a receiver's partial frame."""
+def encode_frame(frame: Frame, lead: bool = False, fec: bool = False) -> bytes:
+    """The bytes of one frame on the wire; `lead` prepends a 0x00 that flushes a receiver's partial frame.
+
+    `fec`: Reed-Solomon coded (fec.py) when the frame fits (raw <= 214 bytes), else plain COBS as always."""
     if len(frame.payload) > pc.MAX_PAYLOAD:
         raise ProtocolError(pc.Status.FRAME_TOO_LONG, f"payload of {len(frame.payload)} bytes")
+    raw = raw_frame(frame)
+    body = _fec.fec_encode(raw) if fec else None
+    return (b"\x00" if lead else b"") + (body if body is not None else cobs_encode(raw)) + b"\x00"
+
+
+def raw_frame(frame: Frame) -> bytes:
+    """header || payload || crc32: what either encoding carries."""
     raw = _HEADER.pack(frame.version, frame.type, frame.seq, len(frame.payload)) + bytes(frame.payload)
-    raw += struct.pack("<I", crc32(raw))
-    return (b"\x00" if lead else b"") + cobs_encode(raw) + b"\x00"
+    return raw + struct.pack("<I", crc32(raw))
 
 
 def parse_raw_frame(raw: bytes, max_payload: int = pc.MAX_PAYLOAD) -> Frame:
@@ -135,7 +150,9 @@ class FrameDecoder:
     """Streaming decoder: feed bytes, get back Frames and ProtocolErrors in arrival order.
 
     Counters: frames, empty (lone delimiters), errors by status name, resyncs (times
-    the decoder dropped bytes and restarted at the next delimiter), bytes fed.
+    the decoder dropped bytes and restarted at the next delimiter), bytes fed; of the frames,
+    fec_frames arrived FEC-encoded (fec_repaired_frames needed repair: fec_corrected_bytes,
+    fec_recovered_drops, fec_removed_inserts).
     """
 
     def __init__(self, max_payload: int = pc.MAX_PAYLOAD):
@@ -187,11 +204,29 @@ class FrameDecoder:
         try:
             frame = parse_raw_frame(cobs_decode(encoded), self.max_payload)
         except ProtocolError as exc:
-            self.counts["discarded_bytes"] += len(encoded) + 1
-            self._error(exc, events)
-            return
+            frame = self._fec_frame(encoded)
+            if frame is None:  # counted as the COBS path's error: FEC found nothing either
+                self.counts["discarded_bytes"] += len(encoded) + 1
+                self._error(exc, events)
+                return
         self.counts["frames"] += 1
         events.append(frame)
+
+    def _fec_frame(self, body: bytes) -> Frame | None:
+        """The first FEC decoding of `body` whose frame checks (CRC, length), in the spec's search order."""
+        for found in _fec.fec_candidates(body):
+            try:
+                frame = parse_raw_frame(found.raw, self.max_payload)
+            except ProtocolError:
+                continue
+            c = self.counts
+            c["fec_frames"] += 1
+            c["fec_corrected_bytes"] += found.corrected
+            c["fec_recovered_drops"] += found.drops
+            c["fec_removed_inserts"] += found.inserts
+            c["fec_repaired_frames"] += bool(found.corrected or found.drops or found.inserts)
+            return Frame(frame.type, frame.seq, frame.payload, frame.version, fec=True)
+        return None
 
     def _error(self, exc: ProtocolError, events: list) -> None:
         self.counts["resyncs"] += 1

@@ -43,6 +43,9 @@ def register(sub) -> None:
                    help=f"first reply timeout, s; the session adapts it (default {pc.REPLY_TIMEOUT_S})")
     f.add_argument("--retries", type=int, default=pc.MAX_RETRIES,
                    help=f"silence budget = timeout x (retries + 1) (default {pc.MAX_RETRIES})")
+    f.add_argument("--fec", default="auto",
+                   help="forward error correction: auto (when the measured line calls for it), on, off (default "
+                        "auto); with --sweep a comma list runs each, e.g. off,auto")
     f.add_argument("--name", default=None,
                    help="bench directory prefix (default: reliability, or reliability-2, ... when taken)")
     f.add_argument("--sweep", action="store_true",
@@ -85,7 +88,8 @@ def _faults(args: argparse.Namespace) -> int:
         cfg = FaultRunConfig(target=target, model=args.model, corrupt=args.corrupt, drop=args.drop,
                              duplicate=args.duplicate, insert=args.insert, split=args.split, delay=args.delay, stall=args.stall,
                              seed=args.seed, modes=modes, limit=args.limit, resets=args.resets,
-                             reply_timeout_s=args.timeout, max_retries=args.retries, name=args.name)
+                             reply_timeout_s=args.timeout, max_retries=args.retries, name=args.name,
+                             fec=args.fec)
         ok &= run_fault_benchmark(args.run_dir, cfg)["ok"]
     return 0 if ok else 1
 
@@ -95,13 +99,18 @@ def _sweep(args: argparse.Namespace) -> int:
 
     from tinyexit.firmware_bridge.reliability.sweep import SweepConfig, run_sweep, table, write_doc
 
+    from tinyexit.firmware_bridge.harness.session import SessionConfig
+
+    fec = tuple(f.strip() for f in args.fec.split(",") if f.strip())
+    for mode in fec:
+        SessionConfig(fec=mode)  # one clear line for a bad mode, before anything runs
     cfg = SweepConfig(targets=tuple(args.target), limit=args.limit, seed=args.seed,
-                      name=args.name or "sweep")
+                      name=args.name or "sweep", fec=fec)
     rows = run_sweep(args.run_dir, cfg)
     print(table(rows), end="")
     if args.doc:
         write_doc(args.doc, rows, "tinyexit reliability faults RUN " + " ".join(f"--target {t}" for t in cfg.targets)
-                  + " --sweep")
+                  + " --sweep" + (f" --fec {args.fec}" if args.fec != "auto" else ""))
     return 0 if all(r["ok"] for r in rows) else 1
 
 

@@ -33,7 +33,7 @@ DETERMINISTIC_TICKS = {"qemu": 1}
 _DEVICE_PROCESS = {"agent": "tinyexit agent", "qemu": "qemu-system-arm"}
 LINK_KEYS = ("frames", "retries", "crc_errors", "corrupt_frames", "resyncs", "timeouts", "nacks", "stale_replies",
              "resets", "restarts", "load_shrinks", "payload_efficiency", "frame_error_rate", "load_chunk_min",
-             "request_tries", "failed_tries")
+             "request_tries", "failed_tries", "fec")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class FaultRunConfig:
     reply_timeout_s: float = SessionConfig.reply_timeout_s
     max_retries: int = SessionConfig.max_retries
     grace_s: float = SessionConfig.grace_s
+    fec: str = SessionConfig.fec       # auto | on | off, for both runs (auto stays plain on the clean line)
     name: str | None = None            # bench directory prefix; None: reliability, reliability-2, ... (first free)
     progress: bool = True
 
@@ -66,6 +67,7 @@ class FaultRunConfig:
             raise UserError(f"--resets {self.resets}: use 0..100")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise UserError(f"--name '{self.name}': use a plain directory name")
+        SessionConfig(fec=self.fec)  # --fec checked now
         self.faults()  # probabilities checked now
 
     def faults(self) -> FaultConfig:
@@ -88,14 +90,15 @@ def run_fault_benchmark(run_dir, cfg: FaultRunConfig, log=print) -> dict:
 
     run = require_run_dir(run_dir)
     names = _bench_names(run, cfg)
-    base = BenchConfig(model=cfg.model, modes=cfg.modes, warmup=0, limit=cfg.limit, progress=cfg.progress)
+    base = BenchConfig(model=cfg.model, modes=cfg.modes, warmup=0, limit=cfg.limit, progress=cfg.progress,
+                       session=SessionConfig(fec=cfg.fec))
     log(f"reliability: clean run on {cfg.target} -> bench/{names['clean']}")
     t0 = time.monotonic()
     clean = run_benchmark(run, [cfg.target], replace(base, name=names["clean"]), log=log)
     clean_s = time.monotonic() - t0
     faulty_cfg = replace(base, name=names["faults"], faults=cfg.faults(), max_resets=cfg.resets + 10,
                          session=SessionConfig(reply_timeout_s=cfg.reply_timeout_s, max_retries=cfg.max_retries,
-                                               grace_s=cfg.grace_s))
+                                               grace_s=cfg.grace_s, fec=cfg.fec))
     expected = clean["samples_requested"] * len(clean["modes"]) * clean["repeats"]
     log(f"reliability: faulty run ({_describe(cfg)}) -> bench/{names['faults']}")
     killer = DeviceKiller(cfg.target, run / "bench" / names["faults"] / "results.jsonl", expected, cfg.resets, log)
@@ -143,7 +146,8 @@ def _bench_names(run: Path, cfg: FaultRunConfig) -> dict[str, str]:
 def _describe(cfg: FaultRunConfig) -> str:
     rates = [f"{k} {getattr(cfg, k):g}" for k in ("corrupt", "drop", "duplicate", "insert", "split", "delay", "stall")
              if getattr(cfg, k)]
-    return ", ".join(rates or ["no faults"]) + f", seed {cfg.seed}" + (f", {cfg.resets} resets" if cfg.resets else "")
+    return (", ".join(rates or ["no faults"]) + f", seed {cfg.seed}, FEC {cfg.fec}"
+            + (f", {cfg.resets} resets" if cfg.resets else ""))
 
 
 def compare_runs(clean_path: Path, faulty_path: Path, tick_tolerance: int | None) -> dict:

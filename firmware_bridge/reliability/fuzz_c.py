@@ -2,8 +2,8 @@
 
 Two libFuzzer targets in firmware/fuzz/, compiled with clang, AddressSanitizer and
 UndefinedBehaviorSanitizer (any report aborts), one process on one core:
-  protocol  fuzz_protocol.c: arbitrary bytes through the firmware's frame decoder and
-            request handler (core/) with the run's classifier and denoiser linked in,
+  protocol  fuzz_protocol.c: arbitrary bytes through the firmware's receiver (COBS and
+            FEC) and request handler (core/) with the run's classifier and denoiser linked in,
             so LOAD_INPUT, RUN in every mode and GENERATE execute the real kernels;
             every decoder event and reply is checked against fuzz_oracle.c, an
             independent reading of docs/protocol.md.  Seeds: the recorded
@@ -40,19 +40,18 @@ from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, kernel_sources
 FUZZ_DIR = FIRMWARE_DIR / "fuzz"
 # fuzz targets: the harness sources and the core files each links (the rest of its program is the models)
 # (the mlperf app is built with a compiled-in exit policy, as firmware_build does when the manifest has one)
-TARGETS = {"protocol": (("fuzz_protocol.c", "fuzz_oracle.c"), ("te_frame.c", "te_device.c", "te_run.c", "te_policy.c",
-                                                               "te_sampler.c", "te_status.c", "te_port_weak.c"), ()),
+_PROTOCOL_CORE = ("te_frame.c", "te_fec.c", "te_device.c", "te_run.c", "te_policy.c", "te_sampler.c", "te_status.c",
+                  "te_port_weak.c")
+TARGETS = {"protocol": (("fuzz_protocol.c", "fuzz_oracle.c"), _PROTOCOL_CORE, ()),
            # the same harness against stub kernels (fuzz/te_kernels_stub.c): the protocol alone, at libFuzzer speed
-           "protocol_stub": (("fuzz_protocol.c", "fuzz_oracle.c"), ("te_frame.c", "te_device.c", "te_run.c",
-                                                                     "te_policy.c", "te_sampler.c", "te_status.c",
-                                                                     "te_port_weak.c"), ()),
+           "protocol_stub": (("fuzz_protocol.c", "fuzz_oracle.c"), _PROTOCOL_CORE, ()),
            "mlperf": (("fuzz_mlperf.c",), ("te_policy.c", "te_status.c", "te_sampler.c", "te_port_weak.c"),
                       ("-DTE_MLPERF_POLICY_ID=0", "-DTE_MLPERF_THRESHOLD=0.6f"))}
 # the files whose line coverage a run reports
-COVERED = {"protocol": ("core/te_frame.c", "core/te_device.c", "core/te_run.c", "core/te_policy.c",
-                        "core/te_sampler.c"),
-           "protocol_stub": ("core/te_frame.c", "core/te_device.c", "core/te_run.c", "core/te_policy.c",
-                             "core/te_sampler.c"), "mlperf": ("apps/mlperf_main.c", "core/te_policy.c")}
+_PROTOCOL_COVERED = ("core/te_frame.c", "core/te_fec.c", "core/te_device.c", "core/te_run.c", "core/te_policy.c",
+                     "core/te_sampler.c")
+COVERED = {"protocol": _PROTOCOL_COVERED, "protocol_stub": _PROTOCOL_COVERED,
+           "mlperf": ("apps/mlperf_main.c", "core/te_policy.c")}
 CLANG_INSTALL = "sudo apt-get install -y clang libclang-rt-14-dev"
 MODELS = ("classifier", "denoiser")   # firmware images, in the order of the control byte
 _SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "protocol violation",

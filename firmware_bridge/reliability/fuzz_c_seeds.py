@@ -5,7 +5,9 @@ bytes and as the harness's frame records, for both firmware images; short
 sessions built with the Python framing layer that reach every request path of
 each model (chains, each exit policy and its parameter edges, the monolithic
 models, SEGMENT, duplicates and RESET, the end of the input buffer, GENERATE);
-and the inputs in firmware/fuzz/regressions that once found a bug.
+the same sessions FEC-encoded (firmware/core/te_fec.h), clean and with a byte
+corrupted, dropped or doubled in each frame; and the inputs in
+firmware/fuzz/regressions that once found a bug.
 """
 from __future__ import annotations
 
@@ -27,9 +29,15 @@ TRANSCRIPTS = Path(__file__).resolve().parents[2] / "tests" / "firmware_bridge" 
 MODELS = ("classifier", "denoiser")   # control byte bit 0 of an input picks the image
 
 
-def _record(frame: Frame, lead: bool = False) -> bytes:
-    """One frame record of the harness's structured mode: flags | type | seq | length | payload."""
-    return struct.pack("<BBHH", int(lead), frame.type, frame.seq, len(frame.payload)) + frame.payload
+# record flags (fuzz_protocol.c): bit 0 lead delimiter, 3 FEC-encoded, 4 damaged (at u8, how u8 follow)
+FLAG_LEAD, FLAG_FEC, FLAG_DAMAGE = 1, 8, 16
+
+
+def _record(frame: Frame, lead: bool = False, fec: bool = False, damage: tuple[int, int] | None = None) -> bytes:
+    """One frame record of the harness's structured mode: flags | type | seq | length | [damage] | payload."""
+    flags = (FLAG_LEAD if lead else 0) | (FLAG_FEC if fec else 0) | (FLAG_DAMAGE if damage else 0)
+    head = struct.pack("<BBHH", flags, frame.type, frame.seq, len(frame.payload))
+    return head + (bytes(damage) if damage else b"") + frame.payload
 
 
 def _sessions(run_dir: Path, model: str) -> dict[str, list[Frame]]:
@@ -114,6 +122,14 @@ def _protocol_seeds(run_dir: Path) -> dict[str, bytes]:
                 encode_frame(f, lead=i == 0) for i, f in enumerate(frames))
             seeds[f"session-{model}-{name}-records"] = bytes([image | 2]) + b"".join(
                 _record(f, lead=i == 0) for i, f in enumerate(frames))
+            seeds[f"fec-{model}-{name}-wire"] = bytes([image]) + b"".join(
+                encode_frame(f, lead=i == 0, fec=True) for i, f in enumerate(frames))
+            # clean, then each frame hit once at a place and in a way that moves along the session
+            seeds[f"fec-{model}-{name}-records"] = bytes([image | 2]) + b"".join(
+                _record(f, lead=i == 0, fec=True) for i, f in enumerate(frames))
+            seeds[f"fec-{model}-{name}-damaged-records"] = bytes([image | 2]) + b"".join(
+                _record(f, lead=i == 0, fec=True, damage=((7 + 23 * i) % 60, (0x40 * i + i) & 0xFF))
+                for i, f in enumerate(frames))
     return seeds
 
 

@@ -43,31 +43,70 @@ def test_profile_device_fits_held_out_shapes(tmp_path):
     assert out.stat().st_mtime_ns == mtime
 
 
-def test_agent_sweep_subsamples_the_qemu_sweep():
-    from tinyexit.export.microbench import default_sweep
-    from tinyexit.profile_cli import agent_sweep
+@needs_qemu
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_the_firmware_exit_test_is_profiled_per_logit(tmp_path):
+    out = tmp_path / "d.json"
+    assert main(["profile-device", "--target", "qemu", "--out", str(out), "--kinds", "decision"]) == 0
+    prof = json.loads(out.read_text())
+    pts = {(p["point"]["policy"], p["point"]["cout"]): p["instructions"] - prof["empty"]["instructions"]
+           for p in prof["sweep"]["points"]}
+    assert len(pts) == 24
+    # patience compares argmaxes only: one cost whatever the logit count; the softmax tests grow with it
+    assert len({v for (pol, _), v in pts.items() if pol == "patience"}) == 1
+    for pol in ("max_softmax", "entropy"):
+        assert pts[(pol, 256)] > 20 * pts[(pol, 4)] > 0
+    assert prof["fit"]["instructions"]["decision_overhead"] == prof["empty"]["instructions"]
+
+
+def test_agent_sweep_subsamples_the_qemu_sweep_and_adds_chains():
+    from tinyexit.export.microbench import chain_sweep, default_sweep, agent_sweep
 
     full = default_sweep(("conv", "fc", "add"), 7)
     sub = agent_sweep(("conv", "fc", "add"), 7, 2)
-    assert [p.kind for p in sub] == ["conv"] * 6 + ["fc"] * 2 + ["add"] * 2
-    assert all(p in full for p in sub)
-    assert sub[0] == full[0] and sub[-1] == [p for p in full if p.kind == "add"][-1]  # both ends of each kind
+    one_layer = [p for p in sub if p.depth == 1]
+    assert [p.kind for p in one_layer[:10]] == ["conv"] * 6 + ["fc"] * 2 + ["add"] * 2
+    assert all(p in full for p in one_layer[:10])
+    assert one_layer[0] == full[0] and one_layer[9] == [p for p in full if p.kind == "add"][-1]  # both ends
+    # the deep end of a CNN (small maps, wide channels), then chains of 2, 4 and 8 layers of one kind
+    assert len(one_layer) == 10 + 15 and all(p.h <= 4 and p.cin >= 32 for p in one_layer[10:])
+    chains = [p for p in sub if p.depth > 1]
+    assert chains == chain_sweep(("conv", "fc", "add")) and [p.depth for p in chains[:3]] == [2, 4, 8]
+    assert len(chains) == 3 * (3 + 1 + 1)
+
+
+def test_the_exit_decision_is_a_sweep_kind_without_changing_the_older_points():
+    from tinyexit.export.microbench import DECISION_LOGITS, DECISION_POLICIES, default_sweep
+
+    pts = default_sweep(None, 7)
+    dec = [p for p in pts if p.kind == "decision"]
+    assert len(dec) == len(DECISION_POLICIES) * len(DECISION_LOGITS) and pts[-len(dec):] == dec
+    assert [p.to_dict() for p in default_sweep(("conv",), 7)] == [p.to_dict() for p in pts if p.kind == "conv"]
+    assert "depth" not in pts[0].to_dict() and "policy" not in pts[0].to_dict()  # older caches keep their keys
 
 
 def test_profile_device_on_the_host_agent(tmp_path):
-    """Two sweep models (and the two empty ones) through a real spawned host agent: structure, never timings."""
+    """Sweep models through a real spawned host agent: structure, never timings."""
     out = tmp_path / "agent.json"
-    assert main(["profile-device", "--target", "agent", "--out", str(out), "--kinds", "fc,add", "--per-kind", "1",
-                 "--repeats", "5"]) == 0
+    argv = ["profile-device", "--target", "agent", "--out", str(out), "--kinds", "fc,add,decision", "--per-kind", "1",
+            "--repeats", "3", "--rounds", "1", "--burst", "2"]
+    assert main(argv) == 0
     prof = json.loads(out.read_text())
     assert prof["unit"] == "s" and prof["fit_key"] == "us" and prof["device"]["name"] == "host-agent"
-    assert "simulated" in prof["device"]["simulated_or_real"]
+    assert "simulated" in prof["device"]["simulated_or_real"] and len(prof["identity_sha256"]) == 64
+    assert prof["identity"]["runtime"] == "litert" and prof["identity"]["tinyexit_version"]
     pts = prof["sweep"]["points"]
-    assert [p["point"]["kind"] for p in pts] == ["fc", "add"] and prof["sweep"]["skipped"] == []
-    assert all(len(p["us_runs"]) == 5 and p["us"] > 0 for p in pts) and prof["empty"]["us"] > 0
+    kinds = [(p["point"]["kind"], p["point"].get("depth", 1)) for p in pts]
+    assert kinds[:8] == [("fc", 1), ("add", 1), ("fc", 2), ("fc", 4), ("fc", 8), ("add", 2), ("add", 4), ("add", 8)]
+    assert [k for k, _ in kinds[8:]] == ["decision"] * 24 and prof["sweep"]["skipped"] == []
+    assert all(len(p["us_runs"]) == 3 and len(p["us_burst_runs"]) == 3 and p["burst"] == 2 for p in pts[:8])
+    assert all(p["hot_only"] for p in pts[8:])      # the agent's exit test, timed as the agent times it
     # a zero-MAC operator ends in a one-output FULLY_CONNECTED (the bundle needs MACs), priced jointly
     assert [layer["kind"] for layer in pts[1]["layers"]][0] == "add" and pts[1]["layers"][-1]["kind"] == "fc"
-    assert prof["fit"]["feature_set"] == "wall" and set(prof["fit"]["us"]["kernels"]) >= {"fc", "add"}
+    us = prof["fit"]["us"]
+    assert prof["fit"]["feature_set"] == "wall" and set(us["kernels"]) >= {"fc", "add", "decision_entropy"}
+    assert us["overhead"] >= 0 and us["run_overhead"] >= 0 and prof["empty"]["per_run_us"] == us["run_overhead"]
     from tinyexit.eval.kernel_model import predict_layers
 
     for p in pts:
@@ -75,11 +114,11 @@ def test_profile_device_on_the_host_agent(tmp_path):
     conv = [{"kind": "conv_m0", "macs": 10 ** 9, "in_bytes": 10, "out_bytes": 10, "out_pixels": 1}]
     pred = predict_layers(prof, conv)
     assert pred["unknown_kinds"] == ["conv"] and pred["value"] >= 0  # a kind never measured: flagged
-    # resumable: every model's measurement is cached, so a re-run measures nothing again
-    cached = sorted((tmp_path / "agent.json.work" / "agent").glob("mb*.json"))
-    assert len(cached) == 4  # two empty models (invoke and per-operator overhead) and the two sweep points
-    assert prof["empty"]["per_operator_us"] >= 0 and len(prof["empty"]["measured_us"]) == 2
+    # resumable: every model's timing is cached, and an unchanged sweep on the same agent keeps the profile
+    cached = sorted((tmp_path / "agent.json.work" / "agent" / "timings").glob("mb*.json"))
+    assert len(cached) == 8
+    mtime = out.stat().st_mtime_ns
+    assert main(argv) == 0 and out.stat().st_mtime_ns == mtime
+    out.unlink()  # the profile lost: rebuilt from the cached timings, no model timed again
     mtimes = [c.stat().st_mtime_ns for c in cached]
-    assert main(["profile-device", "--target", "agent", "--out", str(out), "--kinds", "fc,add", "--per-kind", "1",
-                 "--repeats", "5"]) == 0
-    assert [c.stat().st_mtime_ns for c in cached] == mtimes
+    assert main(argv) == 0 and [c.stat().st_mtime_ns for c in cached] == mtimes

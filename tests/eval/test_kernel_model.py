@@ -89,3 +89,65 @@ def test_wall_feature_set_prices_operator_families_in_microseconds():
     assert km.predict_layers(prof, [held])["value"] == pytest.approx(
         8.0 + sum(c * km.value_of(held, f) for f, c in law.items()), rel=1e-9)
     assert km.value_of(held, "im2col") == 16 * 9 * 8
+
+
+WALL_LAW = {"conv": {"macs": 2e-4, "weights": 3e-3, "out_pixels": 0.01, "one": 0.5},
+            "add": {"out_bytes": 1e-3, "one": 0.4},
+            "decision_max_softmax": {"logits": 0.1, "one": 1.2}}
+INVOKE, RUN = 1.75, 6.5        # microseconds per invoke and per RUN (the first invoke after the device woke up)
+
+
+def _wall_layer(kind, rng):
+    if kind == "conv":
+        px = int(rng.integers(1, 64))
+        w = int(rng.integers(100, 40000))
+        return {"kind": ("conv_m0", "conv_plain")[px % 2], "macs": px * w, "out_pixels": px,
+                "in_bytes": int(rng.integers(16, 4096)), "out_bytes": int(rng.integers(16, 4096))}
+    return {"kind": "add", "out_bytes": int(rng.integers(16, 4096)), "in_bytes": int(rng.integers(16, 4096))}
+
+
+def _wall_cost(layers):
+    return sum(c * km.value_of(layer, f) for layer in layers
+               for f, c in WALL_LAW[km.family(layer["kind"], "wall")].items())
+
+
+def _wall_sweep(n, seed, burst=8):
+    """Models of 1 to 8 layers, each timed as one invoke starting a RUN and as a RUN of `burst` invokes; exit
+    tests timed alone (hot)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        kind = ("conv", "add")[i % 2]
+        layers = [_wall_layer(kind, rng) for _ in range(1 + i % 8)]
+        k = _wall_cost(layers)
+        rows.append({"layers": layers, "us": RUN + INVOKE + k, "us_burst": RUN + burst * (INVOKE + k),
+                     "burst": burst})
+    for n_logits in (2, 10, 64, 256):
+        layers = [km.decision_layer("max_softmax", n_logits)]
+        rows.append({"layers": layers, "us": _wall_cost(layers), "hot_only": True})
+    return rows
+
+
+def test_wall_fit_separates_per_invoke_and_per_run_overheads_and_predicts_held_out_models_exactly():
+    fit = km.fit_profile(_wall_sweep(48, 11), None, ("us",), "wall")
+    us = fit["us"]
+    assert us["overhead"] == pytest.approx(INVOKE, rel=1e-6) and us["run_overhead"] == pytest.approx(RUN, rel=1e-6)
+    assert us["decision_overhead"] == 0.0
+    for kind, law in WALL_LAW.items():
+        for f, c in law.items():
+            assert us["kernels"][kind][f] == pytest.approx(c, rel=1e-6), (kind, f)
+    prof = {"fit": fit, "fit_key": "us"}
+    held = _wall_sweep(12, 12)
+    rng = np.random.default_rng(13)
+    chain = [[_wall_layer("conv", rng), _wall_layer("add", rng)] for _ in range(3)]
+    # a chain of 3 segments in one RUN: three invokes, one RUN overhead; a later segment alone: no RUN overhead
+    assert km.predict_layers(prof, [x for s in chain for x in s], calls=3)["value"] == pytest.approx(
+        RUN + 3 * INVOKE + sum(_wall_cost(s) for s in chain), rel=1e-9)
+    assert km.predict_layers(prof, chain[1], first=False)["value"] == pytest.approx(INVOKE + _wall_cost(chain[1]),
+                                                                                   rel=1e-9)
+    for r in held:
+        assert km.sweep_error(prof, r, "us") == pytest.approx(0.0, abs=1e-9)
+    # an exit test on a logit count the sweep never had: priced per logit, flagged out of range
+    res = km.predict_layers(prof, [km.decision_layer("calibrated", 1000)], calls=0, first=False)
+    assert res["value"] == pytest.approx(0.1 * 1000 + 1.2) and res["out_of_range"] == ["decision_max_softmax.logits"]
+    assert max(abs(e) for e in km.held_out_errors(_wall_sweep(48, 11), None, 4, "us", "wall")) < 1e-6

@@ -70,17 +70,15 @@ def test_packed_words_hold_the_doubled_weights_in_smlad_order_and_the_modes_fit_
         assert list(packed.weights[:4]) == [MAGIC, k_h * k_w * c_in, c_out, groups]
         taps = _unpack(packed.weights, c_out, groups)
         w = 2 * p["weights"].astype(np.int64).reshape(c_out, k_h, k_w * c_in)
-        if column_mode(layer) == 2:   # every kernel row padded to whole words with zero weights
-            taps = taps.reshape(c_out, k_h, -1)
-            np.testing.assert_array_equal(taps[..., :k_w * c_in], w)
-            assert not taps[..., k_w * c_in:].any()
-        else:
-            np.testing.assert_array_equal(taps[:, :w[0].size], w.reshape(c_out, -1))
-            assert not taps[:, w[0].size:].any()
-        b = packed.bias.reshape(-1, 8)
+        # every mode: the K taps contiguous, zero weights up to the next multiple of 4
+        np.testing.assert_array_equal(taps[:, :w[0].size], w.reshape(c_out, -1))
+        assert not taps[:, w[0].size:].any()
+        assert list(packed.weights[6:8]) == [c_out // 2, 0]    # every channel computed (none all-zero)
+        b = packed.bias.reshape(-1, 10)
         np.testing.assert_array_equal(b[:, :2].ravel(), 2 * p["bias_folded"])
-        np.testing.assert_array_equal(b[:, [2, 5]].ravel(), p["rq"].mult)
-        np.testing.assert_array_equal(b[:, [4, 7]].ravel(), -p["rq"].shift)
+        np.testing.assert_array_equal(b[:, [2, 6]].ravel(), p["rq"].mult)
+        np.testing.assert_array_equal(b[:, [4, 8]].ravel(), -p["rq"].shift)
+        np.testing.assert_array_equal(b[:, [5, 9]].ravel(), np.arange(c_out))   # output byte offsets
         modes.setdefault(column_mode(layer), []).append((c_in, c_out, tuple(p["dilation"])))
     assert (1, 8, (1, 1)) in modes[2] and (3, 8, (1, 1)) in modes[2]      # stems: rows of words
     assert (8, 8, (1, 1)) in modes[1] and (16, 16, (1, 1)) in modes[1]    # few output channels: row ring
@@ -120,7 +118,7 @@ def test_each_kernel_set_links_only_its_own_layout_and_the_option_turns_packing_
     assert sum(plain.values()) < sum(dsp.values())
     assert src.weight_bytes > src.weight_bytes_reference
     assert sum(1 for row in src.layers if row["arm_dsp_layout"] == "packed") == \
-        sum(1 for row in src.layers if row["kind"] == "conv")
+        sum(1 for row in src.layers if row["kind"] in ("conv", "fc"))
     off = generate_c(blobs, CodegenConfig(model_name="tm", arm_dsp_layout=False))
     assert "TE_ARM_DSP_LAYOUT" not in off.files["tm_model.c"]
     assert off.weight_bytes == off.weight_bytes_reference == src.weight_bytes_reference

@@ -112,7 +112,7 @@ def test_info_results_and_early_exits_match_tflite_micro_and_the_python_policy(d
     info = m.Info.unpack(replies[0].payload)
     assert (info.runtime, info.n_segments, info.n_logits, info.input_bytes, info.hash_hex) == \
         (pc.RUNTIME_GENERATED_C, 3, 10, 64, HASH)
-    assert info.capabilities == pc.CAP_CHAIN | pc.CAP_EARLY_EXIT | pc.CAP_SEGMENT | pc.CAP_RESET
+    assert info.capabilities == pc.CAP_CHAIN | pc.CAP_EARLY_EXIT | pc.CAP_SEGMENT | pc.CAP_RESET | pc.CAP_FEC
     assert info.tick_hz == 1_000_000_000 and info.input_capacity == 640
     assert [m.Ack.unpack(r.payload).valid_bytes for r in replies[1:3]] == [300, 576]
     want = _tflm_chain(xs)

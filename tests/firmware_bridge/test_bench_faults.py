@@ -138,3 +138,26 @@ def test_devices_file_expands_to_targets(tmp_path):
         expand_targets([f"@{tmp_path / 'empty.txt'}"])
     with pytest.raises(UserError, match="cannot read the devices file"):
         expand_targets([f"@{tmp_path / 'missing.txt'}"])
+
+
+def test_fec_on_a_noisy_line_gives_the_clean_results(fixture_run, spawn_agent):
+    """1 % corrupted + 0.5 % dropped bytes each way, --fec on: every request and reply Reed-Solomon coded,
+    every result identical to the host reference (what a clean run gives), the repairs counted."""
+    line = dict(corrupt=0.01, drop=0.005)
+    bridge = PtyBridge(to_device=FaultConfig(**line, seed=21), to_host=FaultConfig(**line, seed=22))
+    try:
+        spawn_agent(bridge.device_path, fixture_run / "export" / "classifier")
+        cfg = BenchConfig(limit=40, modes=("early_exit",), name="fec-on", **QUIET, session=SessionConfig(fec="on"))
+        summary = run_benchmark(fixture_run, [bridge.host_path], cfg, log=lambda m: None)
+        injected = sum(bridge.to_device.counts[k] + bridge.to_host.counts[k] for k in ("corrupted", "dropped"))
+    finally:
+        bridge.close()
+    records, _ = read_results(fixture_run / "bench" / "fec-on" / "results.jsonl")
+    assert len(records) == 40 and len({record_key(r) for r in records}) == 40
+    assert all(r["host_logits_equal"] and r["exit"] == r["host_exit"] for r in records)
+    fec = summary["link"]["fec"]
+    assert fec["mode"] == "on" and fec["device_supports"] and fec["active"] and fec["switched_after_tries"] == 0
+    # plain: only the HELLOs before an INFO got through (the device's capabilities are unknown until then)
+    assert injected > 0 and 1 <= summary["link"]["frames_sent"] - fec["frames_sent"] <= 15
+    assert fec["frames_received"] >= 40 and fec["repaired_frames"] > 0
+    assert fec["corrected_bytes"] + fec["recovered_drops"] > 0

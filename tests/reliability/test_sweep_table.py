@@ -6,15 +6,19 @@ from tinyexit.firmware_bridge.reliability.sweep import BEGIN, END, table, write_
 
 ROW = {"target": "agent", "corrupt": 0.01, "drop": 0.005, "expected": 2682, "lines": 2682, "ok": True, "lost": 0,
        "duplicates": 0, "different": 0, "efficiency_clean": 0.978593, "efficiency": 0.239289,
-       "frame_error_rate": 0.665482, "retries": 8236, "chunk_min": 9, "clean_s": 5.0, "faults_s": 37.8, "ratio": 7.56}
+       "frame_error_rate": 0.665482, "retries": 8236, "chunk_min": 9, "clean_s": 5.0, "faults_s": 37.8, "ratio": 7.56,
+       "fec": "off"}
+FEC_ROW = {**ROW, "fec": "auto", "fec_switched_s": 0.42, "fec_frames": 5321, "efficiency": 0.65}
 
 
 def test_rows_render_exactly_and_a_failed_line_is_a_row():
     failed = {"target": "qemu", "corrupt": 0.03, "drop": 0.01, "ok": False, "error": "no HELLO got through"}
-    lines = table([ROW, failed]).splitlines()
-    assert lines[2] == ("| agent | 1 % corrupt + 0.5 % drop | 2682 / 2682 | yes (0 different, 0 lost, 0 dup.) | "
+    lines = table([ROW, FEC_ROW, {**FEC_ROW, "fec_switched_s": None}, failed]).splitlines()
+    assert lines[2] == ("| agent | 1 % corrupt + 0.5 % drop | off | 2682 / 2682 | yes (0 different, 0 lost, 0 dup.) | "
                         "97.9 % → 23.9 % | 66.5 % | 8236 | 9 B | 5.0 → 37.8 | 7.56x |")
-    assert lines[3] == "| qemu | 3 % corrupt + 1 % drop | failed: no HELLO got through | | | | | | | |"
+    assert lines[3].startswith("| agent | 1 % corrupt + 0.5 % drop | auto: from 0.4 s, 5321 frames | 2682 / 2682 |")
+    assert "| 97.9 % → 65.0 % |" in lines[3] and "| auto: not used |" in lines[4]
+    assert lines[5] == "| qemu | 3 % corrupt + 1 % drop | auto | failed: no HELLO got through | | | | | | | |"
 
 
 def test_the_doc_section_is_replaced_not_repeated(tmp_path):

@@ -29,7 +29,7 @@ static size_t put_string(uint8_t *p, const char *s)
 
 static uint16_t capabilities(const te_device_t *d)
 {
-    uint16_t caps = TX_CAP_CHAIN | TX_CAP_EARLY_EXIT | TX_CAP_SEGMENT | TX_CAP_RESET;
+    uint16_t caps = TX_CAP_CHAIN | TX_CAP_EARLY_EXIT | TX_CAP_SEGMENT | TX_CAP_RESET | TX_CAP_FEC;
     if (d->m->full) caps |= TX_CAP_FULL;
     if (d->m->all_exits) caps |= TX_CAP_FULL_ALL_EXITS;
     if (d->has_gpio) caps |= TX_CAP_ENERGY_GPIO;

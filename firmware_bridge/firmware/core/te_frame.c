@@ -46,22 +46,21 @@ void te_decoder_init(te_decoder_t *d, uint16_t max_payload)
     restart(d);
 }
 
-/* The checks of a complete decoded frame, in the spec's order. */
-static te_status_t parse(te_decoder_t *d, te_frame_t *f)
+te_status_t te_frame_parse(const uint8_t *raw, size_t n, uint16_t max_payload, te_frame_t *f)
 {
-    const uint32_t n = d->raw_len;
     TE_CHECK(n >= TX_HEADER_SIZE + TX_CRC_SIZE, TE_FRAME_SHORT);
-    const uint16_t length = get16(d->raw + 4);
-    TE_CHECK(length <= d->max_payload, TE_FRAME_TOO_LONG);
+    const uint16_t length = get16(raw + 4);
+    TE_CHECK(length <= max_payload, TE_FRAME_TOO_LONG);
     TE_CHECK(length == n - TX_HEADER_SIZE - TX_CRC_SIZE, TE_FRAME_LENGTH);
-    const uint32_t crc = te_crc32(d->raw, n - TX_CRC_SIZE, 0);
-    TE_CHECK(crc == get32(d->raw + n - TX_CRC_SIZE), TE_FRAME_CRC);
-    TE_CHECK(d->raw[0] == TX_PROTOCOL_VERSION, TE_FRAME_VERSION);
-    f->type = d->raw[1];
-    f->seq = get16(d->raw + 2);
+    const uint32_t crc = te_crc32(raw, n - TX_CRC_SIZE, 0);
+    TE_CHECK(crc == get32(raw + n - TX_CRC_SIZE), TE_FRAME_CRC);
+    TE_CHECK(raw[0] == TX_PROTOCOL_VERSION, TE_FRAME_VERSION);
+    f->type = raw[1];
+    f->seq = get16(raw + 2);
     f->length = length;
-    f->payload = d->raw + TX_HEADER_SIZE;
+    f->payload = raw + TX_HEADER_SIZE;
     f->crc = crc;
+    f->fec = 0;
     return TE_OK;
 }
 
@@ -74,7 +73,8 @@ int te_decoder_feed(te_decoder_t *d, uint8_t byte, te_frame_t *frame, te_status_
             return TE_FEED_NONE;
         }
         if (d->encoded == 0) return TE_FEED_NONE; /* empty frames are silent */
-        te_status_t st = d->block_left ? TE_FRAME_COBS : parse(d, frame);
+        te_status_t st = TE_FRAME_COBS;
+        if (!d->block_left) st = te_frame_parse(d->raw, d->raw_len, d->max_payload, frame);
         restart(d);
         if (st == TE_OK) return TE_FEED_FRAME;
         *error = st;

@@ -26,6 +26,7 @@ typedef struct {
     uint16_t length;
     const uint8_t *payload;
     uint32_t crc;           /* of header + payload, as received */
+    uint8_t fec;            /* 1: it arrived FEC-encoded (te_fec.h), so the reply goes back in kind */
 } te_frame_t;
 
 typedef struct {
@@ -49,6 +50,10 @@ void te_decoder_init(te_decoder_t *d, uint16_t max_payload);
 /* Feed one byte.  TE_FEED_FRAME fills *frame (valid until the next call);
  * TE_FEED_ERROR sets *error; TE_FEED_NONE otherwise. */
 int te_decoder_feed(te_decoder_t *d, uint8_t byte, te_frame_t *frame, te_status_t *error);
+
+/* The checks of a complete raw frame (header, payload, CRC), in the spec's order; fills *f (payload
+ * pointing into raw, fec = 0) on TE_OK. */
+te_status_t te_frame_parse(const uint8_t *raw, size_t n, uint16_t max_payload, te_frame_t *f);
 
 /* Build the raw frame (header, payload, CRC) into out (capacity bytes);
  * returns its length, or 0 if it does not fit. */

@@ -2,15 +2,17 @@
  *
  * Boot: port_init, an unsolicited INFO (with a leading delimiter so a host
  * drops whatever partial frame it held), then one byte at a time through the
- * frame decoder; each frame gets exactly one reply frame, each rejected frame
- * a NACK (ERROR with SEQ_UNSOLICITED). */
+ * receiver (COBS, then FEC: te_fec.h); each frame gets exactly one reply frame,
+ * in the encoding the request arrived in, each rejected frame a NACK (ERROR
+ * with SEQ_UNSOLICITED, plain COBS like the boot INFO). */
 #include <stdint.h>
 
 #include "port.h"
 #include "te_device.h"
+#include "te_fec.h"
 
 static te_device_t device;
-static te_decoder_t decoder;
+static te_rx_t receiver;
 static volatile uint16_t layer_profile_on; /* per-layer timing, off unless a build turns it on */
 static uint64_t layer_mark;
 
@@ -33,9 +35,10 @@ void te_layer_done(uint16_t layer)
 #endif
 }
 
-static void send(const uint8_t *raw, size_t n, int lead)
+/* fec: FEC-encoded if the frame fits (te_fec.h), else COBS. */
+static void send(const uint8_t *raw, size_t n, int lead, int fec)
 {
-    te_frame_send(raw, n, lead, port_uart_putc);
+    if (!fec || !te_fec_send(raw, n, lead, port_uart_putc)) te_frame_send(raw, n, lead, port_uart_putc);
     port_uart_flush();
 }
 
@@ -54,7 +57,7 @@ void te_fatal_report(int status, const char *what)
     raw = d->nack;
     n = te_frame_build(d->nack, sizeof d->nack, TX_MSG_ERROR, TX_SEQ_UNSOLICITED, body,
                        (uint16_t)(TX_ERROR_FIXED_SIZE + n));
-    send(raw, n, 1);
+    send(raw, n, 1, 0);
 }
 
 /* Differs between boots on a real board; under QEMU with -icount it is the same
@@ -67,10 +70,10 @@ int main(void)
     boot_count++;
     const uint64_t t = port_ticks();
     te_device_init(&device, &te_models, (uint32_t)t ^ (uint32_t)(t >> 32) ^ (boot_count * 2654435761u));
-    te_decoder_init(&decoder, TE_MAX_PAYLOAD);
+    te_rx_init(&receiver, TE_MAX_PAYLOAD);
     const uint8_t *raw;
     size_t n = te_device_boot_info(&device, &raw);
-    send(raw, n, 1);
+    send(raw, n, 1, 0);
     for (;;) {
         const int c = port_uart_getc();
         if (c < 0) {
@@ -80,15 +83,15 @@ int main(void)
         }
         te_frame_t frame;
         te_status_t error;
-        switch (te_decoder_feed(&decoder, (uint8_t)c, &frame, &error)) {
+        switch (te_rx_feed(&receiver, (uint8_t)c, &frame, &error)) {
         case TE_FEED_FRAME:
             if (frame.type == TX_MSG_EXIT && frame.length == 0) port_exit(0);
             n = te_device_handle(&device, &frame, &raw);
-            send(raw, n, 0);
+            send(raw, n, 0, frame.fec);
             break;
         case TE_FEED_ERROR:
             n = te_device_nack(&device, error, &raw);
-            send(raw, n, 0);
+            send(raw, n, 0, 0);
             break;
         default:
             break;

@@ -47,6 +47,7 @@ void oracle_byte(oracle_wire_t *w, uint8_t byte)
 {
     w->event = TE_FEED_NONE;
     if (byte == 0) {
+        w->body_len = w->overflow ? 0 : w->n;
         if (!w->overflow && w->n) {
             w->error = decode(w);
             w->event = w->error == TE_OK ? TE_FEED_FRAME : TE_FEED_ERROR;

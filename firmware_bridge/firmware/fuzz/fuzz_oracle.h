@@ -4,7 +4,9 @@
  *
  *   oracle_byte   what a receiver must report for each byte on the wire: frames
  *                 are cut at 0x00, COBS-decoded in one piece and checked in the
- *                 spec's order (the firmware decodes byte by byte, in place);
+ *                 spec's order (the firmware decodes byte by byte, in place); a body
+ *                 COBS rejects may still be an FEC frame (te_fec.h): the harness checks
+ *                 that case against te_fec_decode on the body left in buf;
  *   oracle_reply  the status a device must answer a decoded request with, and
  *                 the input bytes it holds afterwards (the firmware's checks are
  *                 spread over te_device.c, te_run.c and te_policy.c). */
@@ -25,6 +27,7 @@ typedef struct {
     te_status_t error;
     uint8_t raw[TX_MAX_ENCODED_FRAME];
     size_t raw_len;
+    size_t body_len;                 /* bytes of the body the last delimiter ended (still in buf) */
 } oracle_wire_t;
 
 typedef struct {

@@ -1,5 +1,5 @@
-/* libFuzzer target: arbitrary bytes through the firmware's frame decoder and
- * request handler (core/te_frame.c, te_device.c, te_run.c, te_policy.c,
+/* libFuzzer target: arbitrary bytes through the firmware's receiver and
+ * request handler (core/te_frame.c, te_fec.c, te_device.c, te_run.c, te_policy.c,
  * te_sampler.c) with real generated models linked in, under AddressSanitizer
  * and UndefinedBehaviorSanitizer.  Built and run by
  * tinyexit/firmware_bridge/reliability/fuzz_c.py (`tinyexit reliability fuzz-c`).
@@ -12,16 +12,22 @@
  *                  1: the body is a list of frame records the harness frames
  *                  with the firmware's own te_frame_build/te_frame_send, so the
  *                  fuzzer reaches the request handler past the CRC:
- *                    flags u8 | type u8 | seq u16 | length u16 | [forced length u16] | payload
+ *                    flags u8 | type u8 | seq u16 | length u16 | [forced length u16]
+ *                    | [damage at u8 | damage how u8] | payload
  *                  flags bit 0: a delimiter first; bit 1: a forced length field
- *                  follows (CRC computed over the lie); bit 2: CRC off by one bit.
+ *                  follows (CRC computed over the lie); bit 2: CRC off by one bit;
+ *                  bit 3: sent FEC-encoded (te_fec.h) when it fits; bit 4: the
+ *                  frame's byte `at` damaged on the way (how & 3: 0 corrupted with
+ *                  how | 1, 1 dropped, 2 doubled, 3 followed by how | 1).
  *
  * Besides the sanitizers, every reply is checked against the protocol
  * (docs/protocol.md) and a violation aborts, so the fuzzer reports it.  Each
  * byte's decoder event and each request's status must be what fuzz_oracle.c,
  * an independent plain reading of the spec, says; and
  * exactly one reply per frame and one NACK per undecodable frame; every reply a
- * well-formed frame with the request's seq; its type the one the request
+ * well-formed frame with the request's seq, FEC-encoded iff the request was and
+ * the reply fits (NACKs plain COBS); a frame recovered by FEC only from a body
+ * COBS rejected, and equal to what te_fec_decode makes of that body; its type the one the request
  * expects or ERROR with a known 0x01xx/0x02xx code (0x03xx means the device
  * failed: a bug); RESULT/ACK/INFO sized and bounded as the spec says; a
  * retransmitted request answered byte for byte from the cache.
@@ -38,6 +44,7 @@
 #include "fuzz_oracle.h"
 #include "port.h"
 #include "te_device.h"
+#include "te_fec.h"
 
 extern const te_firmware_models_t te_models;
 extern const te_firmware_models_t te_models_denoiser;
@@ -46,8 +53,8 @@ extern const te_firmware_models_t te_models_denoiser;
 #define MAX_RECORD_PAYLOAD 1100u /* past MAX_PAYLOAD, so oversize frames occur */
 
 static te_device_t device;
-static te_decoder_t decoder;
-static te_decoder_t host;           /* the host end: decodes the replies */
+static te_rx_t decoder;
+static te_rx_t host;                /* the host end: decodes the replies */
 static oracle_wire_t wire;          /* the spec's reading of the same bytes */
 static oracle_device_t spec;
 static uint64_t ticks;
@@ -56,7 +63,7 @@ static uint32_t layers;
 /* What the inputs reached, printed at exit ("fuzz_protocol: reached ...") so a
  * run can show that RUN, GENERATE and every refusal really executed. */
 static struct {
-    unsigned long inputs[2], info, ack, result[2], generate, nack, error;
+    unsigned long inputs[2], info, ack, result[2], generate, nack, error, fec[2]; /* fec: in, out */
     unsigned long code[4][16]; /* [range][low byte] */
 } seen;
 
@@ -86,7 +93,7 @@ static void host_put(uint8_t byte)
 {
     te_frame_t f;
     te_status_t err;
-    const int ev = te_decoder_feed(&host, byte, &f, &err);
+    const int ev = te_rx_feed(&host, byte, &f, &err);
     REQUIRE(ev != TE_FEED_ERROR);
     if (ev == TE_FEED_FRAME) {
         REQUIRE(f.length <= sizeof reply_copy);
@@ -139,6 +146,12 @@ static void check_result(const te_frame_t *req)
     REQUIRE(n_logits == m->segments[p[1]].num_classes);
 }
 
+/* A reply goes back in the encoding its request came in (te_main.c's send). */
+static void send_reply(const uint8_t *raw, size_t n, int fec)
+{
+    if (!fec || !te_fec_send(raw, n, 0, host_put)) te_frame_send(raw, n, 0, host_put);
+}
+
 /* One decoded request: the device's reply must be exactly one frame the spec allows. */
 static void handle(te_frame_t *f)
 {
@@ -163,8 +176,9 @@ static void handle(te_frame_t *f)
     const size_t n = te_device_handle(&device, f, &raw);
     REQUIRE(n >= TX_HEADER_SIZE + TX_CRC_SIZE && n <= sizeof prev_reply);
     const int before = replies;
-    te_frame_send(raw, n, 0, host_put);
-    REQUIRE(replies == before + 1);
+    send_reply(raw, n, f->fec);
+    REQUIRE(replies == before + 1 && reply.fec == (f->fec && te_fec_encoded_size(n) != 0));
+    seen.fec[1] += reply.fec;
     if (dup) REQUIRE(n == prev_reply_len && memcmp(raw, prev_reply, n) == 0);
     memcpy(prev_reply, raw, n);
     prev_reply_len = n;
@@ -203,6 +217,25 @@ static void handle(te_frame_t *f)
     }
 }
 
+static int parses(const uint8_t *raw, size_t n, void *ctx)
+{
+    te_frame_t f;
+    (void)ctx;
+    return te_frame_parse(raw, n, TE_MAX_PAYLOAD, &f) == TE_OK;
+}
+
+/* A frame the receiver recovered by FEC: only from a body COBS rejected, and exactly the frame
+ * te_fec_decode makes of that body. */
+static void check_fec(const te_frame_t *f)
+{
+    static uint8_t raw[TE_FEC_MAX_RAW];
+    REQUIRE(wire.event == TE_FEED_ERROR && wire.body_len >= TE_FEC_MIN_BODY);
+    const size_t n = te_fec_decode(wire.buf, wire.body_len, raw, parses, NULL);
+    REQUIRE(n == TX_HEADER_SIZE + f->length + TX_CRC_SIZE && f->type == raw[1] && f->seq == te_get16(raw + 2));
+    REQUIRE(memcmp(f->payload, raw + TX_HEADER_SIZE, f->length) == 0);
+    seen.fec[0]++;
+}
+
 /* One byte on the device's UART, as te_main.c's loop handles it. */
 static void device_put(uint8_t byte)
 {
@@ -210,7 +243,12 @@ static void device_put(uint8_t byte)
     te_status_t err;
     const uint8_t *raw;
     oracle_byte(&wire, byte);
-    const int ev = te_decoder_feed(&decoder, byte, &f, &err);
+    const int ev = te_rx_feed(&decoder, byte, &f, &err);
+    if (ev == TE_FEED_FRAME && f.fec) {
+        check_fec(&f);
+        handle(&f);
+        return;
+    }
     REQUIRE(ev == wire.event);
     switch (ev) {
     case TE_FEED_FRAME:
@@ -222,8 +260,8 @@ static void device_put(uint8_t byte)
         REQUIRE(err == wire.error && (err >> 8) == 0x01);
         const size_t n = te_device_nack(&device, err, &raw);
         const int before = replies;
-        te_frame_send(raw, n, 0, host_put);
-        REQUIRE(replies == before + 1 && reply.payload[0] == (uint8_t)err);
+        te_frame_send(raw, n, 0, host_put); /* NACKs are plain COBS */
+        REQUIRE(replies == before + 1 && !reply.fec && reply.payload[0] == (uint8_t)err);
         check_error(TX_SEQ_UNSOLICITED, 1);
         break;
     }
@@ -242,8 +280,8 @@ static void boot(const te_firmware_models_t *m)
     replies = 0;
     have_prev = 0;
     te_device_init(&device, m, 0x12345678u);
-    te_decoder_init(&decoder, TE_MAX_PAYLOAD);
-    te_decoder_init(&host, TX_MAX_PAYLOAD);
+    te_rx_init(&decoder, TE_MAX_PAYLOAD);
+    te_rx_init(&host, TX_MAX_PAYLOAD);
     oracle_wire_init(&wire);
     spec.m = m;
     spec.valid = 0;
@@ -251,6 +289,36 @@ static void boot(const te_firmware_models_t *m)
     const size_t n = te_device_boot_info(&device, &raw);
     te_frame_send(raw, n, 1, host_put);
     REQUIRE(replies == 1 && reply.type == TX_MSG_INFO && reply.seq == TX_SEQ_UNSOLICITED);
+}
+
+/* One byte of a frame damaged on its way to the device (record flag bit 4). */
+static struct {
+    size_t at, count;
+    uint8_t how;
+} hurt;
+
+static void damaged_put(uint8_t byte)
+{
+    if (byte == TX_DELIMITER || hurt.count++ != hurt.at) {
+        device_put(byte);
+        return;
+    }
+    const uint8_t other = hurt.how | 1u;
+    switch (hurt.how & 3u) {
+    case 0:
+        device_put(byte ^ other ? byte ^ other : (byte == 1 ? 2 : 1)); /* never a delimiter */
+        break;
+    case 1:
+        break;
+    case 2:
+        device_put(byte);
+        device_put(byte);
+        break;
+    default:
+        device_put(byte);
+        device_put(other);
+        break;
+    }
 }
 
 static void send_record(const uint8_t *rec, size_t n, size_t *used)
@@ -262,6 +330,13 @@ static void send_record(const uint8_t *rec, size_t n, size_t *used)
     const int forced = (flags & 2) && n >= pos + 2;
     const uint16_t lie = forced ? te_get16(rec + pos) : 0;
     pos += forced ? 2 : 0;
+    const int damaged = (flags & 16) && n >= pos + 2;
+    if (damaged) {
+        hurt.at = rec[pos];
+        hurt.how = rec[pos + 1];
+        hurt.count = 0;
+        pos += 2;
+    }
     if (length > MAX_RECORD_PAYLOAD) length = MAX_RECORD_PAYLOAD;
     if (length > n - pos) length = (uint16_t)(n - pos);
     size_t len = te_frame_build(raw, sizeof raw, rec[1], te_get16(rec + 2), rec + pos, length);
@@ -270,15 +345,16 @@ static void send_record(const uint8_t *rec, size_t n, size_t *used)
         uint32_t crc = te_crc32(raw, len - TX_CRC_SIZE, 0) ^ ((flags & 4) ? 1u : 0u);
         te_put32(raw + len - TX_CRC_SIZE, crc);
     }
-    te_frame_send(raw, len, flags & 1, device_put);
+    void (*sink)(uint8_t) = damaged ? damaged_put : device_put;
+    if (!(flags & 8) || !te_fec_send(raw, len, flags & 1, sink)) te_frame_send(raw, len, flags & 1, sink);
     *used = pos + length;
 }
 
 static void report(void)
 {
     fprintf(stderr, "fuzz_protocol: reached inputs=%lu,%lu info=%lu ack=%lu result=%lu,%lu generate=%lu nack=%lu "
-                    "error=%lu codes=", seen.inputs[0], seen.inputs[1], seen.info, seen.ack, seen.result[0],
-            seen.result[1], seen.generate, seen.nack, seen.error);
+                    "error=%lu fec=%lu,%lu codes=", seen.inputs[0], seen.inputs[1], seen.info, seen.ack,
+            seen.result[0], seen.result[1], seen.generate, seen.nack, seen.error, seen.fec[0], seen.fec[1]);
     for (unsigned r = 1; r < 4; ++r)
         for (unsigned c = 0; c < 16; ++c)
             if (seen.code[r][c]) fprintf(stderr, "0x%02X%02X:%lu,", r, c, seen.code[r][c]);

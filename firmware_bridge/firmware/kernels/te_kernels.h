@@ -14,6 +14,10 @@
 #ifndef TE_KERNELS_H
 #define TE_KERNELS_H
 
+/* Version of the params structs and packed weight layouts below; generated C
+ * refuses to compile against another (export/codegen.py KERNEL_ABI). */
+#define TE_KERNEL_ABI 2
+
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -120,6 +124,11 @@ typedef struct {
     (4u * TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) + 8u * (uint32_t)(c_out) + \
      (((c_in) & 3u) ? TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) : 0u))
 #define TE_FC_SCRATCH_BYTES(k) (2u * TE_ROUND4(k))
+
+/* arm_dsp DEPTHWISE_CONV_2D, 3x3: widened input rows (int16, zero-point padded) of four channels are kept in
+ * a ring of 3 rows of at most this many columns, (out_w - 1) * stride + 4 rounded up to even; wider layers
+ * take the general path (export/codegen_pack.py DW_RING_W mirrors it). */
+#define TE_DW_RING_W 64
 
 void te_conv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *scratch);
 void te_dwconv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out);

@@ -2,9 +2,13 @@
  *
  * The generated code selects this layout in arm_dsp builds and marks it with
  * mult == shift == NULL: `w` then points at int32 words [MAGIC, K, out_c,
- * groups, then per channel pair and group of 4 taps: c0 (2w0,2w2), c0
- * (2w1,2w3), c1 (2w0,2w2), c1 (2w1,2w3) as int16 pairs], and `bias` at 8
- * words per channel pair [2*b0, 2*b1, M0, rz0, r0, M1, rz1, r1].  Per group
+ * groups, mode, scratch, pairs, constants, then per computed channel pair and
+ * group of 4 taps: c0 (2w0,2w2), c0 (2w1,2w3), c1 (2w0,2w2), c1 (2w1,2w3) as
+ * int16 pairs], and `bias` at 10 words per computed pair [2*b0, 2*b1, M0,
+ * rz0, r0, o0, M1, rz1, r1, o1] (o: the channel's byte offset in a pixel's
+ * output), then one word per constant channel, o | value << 16.  Channels
+ * whose weights are all zero (pruned) are not computed: their output is a
+ * constant the host knows, stored per pixel pair (te_conv_consts).  Per group
  * the inner loop is one LDM of columns (te_conv_cols.h), one LDM of weights
  * and 8 SMLAD: 10 instructions for 16 multiply-accumulates.  The accumulators
  * hold 2*acc, so requantization is SMMLAR + 4 instructions (exactness:
@@ -17,11 +21,12 @@
  * k_h input rows widened once each, zero-point padded to Wp = (out_w - 1) *
  * stride_w + k_w pixels, and builds a pixel pair's columns with LDM/STM
  * copies; scratch: the columns, then k_h * Wp * C * 2 bytes of rows.  Mode 2
- * (C not a multiple of 4, no dilation) has each kernel row's taps padded to
- * whole words on the host and reads them, unaligned, from a zero-point-padded
- * int8 copy of the input; scratch: the columns, then Hp * Wp * C + 4 bytes
- * (Hp = (out_h - 1) * stride_h + k_h; a row's last word may read 3 bytes past
- * it, which meet zero weights). */
+ * (C not a multiple of 4, no dilation: the stems) gathers each pixel's K
+ * taps with whole unaligned words from a zero-point-padded int8 copy of the
+ * input (Hp = (out_h - 1) * stride_h + k_h rows of Wp pixels), never testing
+ * bounds; scratch: the columns, Kp + 4 bytes to gather, then
+ * round4(Hp * Wp * C) + 4 bytes for the copy (a window's last word may read
+ * 3 bytes past it, which meet zero weights). */
 #ifndef TE_CONV_PACKED_H
 #define TE_CONV_PACKED_H
 
@@ -35,9 +40,9 @@
 #define TE_PACK_HEADER 8
 #define TE_RING_MAX 8   /* kernel rows a mode-1 layer may have (codegen_pack.ROWBUF_MAX_K_H) */
 
-/* Channel pairs 0..pairs-1 of two pixels: accumulate `groups` groups from the
- * columns, requantize, store channel 2j, 2j+1 of pixel 0 at out0 and of pixel
- * 1 at out1 (both advance by 2 per pair; out1 == out0 is allowed). */
+/* Computed channel pairs 0..pairs-1 (>= 1) of two pixels: accumulate `groups`
+ * groups from the columns, requantize, store each channel of pixel 0 at
+ * out0 + o and of pixel 1 at out1 + o (out1 == out0 is allowed). */
 void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *rq, int8_t *out0, int8_t *out1,
                           int groups, int pairs);
 
@@ -58,7 +63,7 @@ void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *
     "  sub.w r9, r9, " ACC ", lsr #31\n" \
     "  asr.w r9, r9, r8\n" \
     "  ssat r9, #8, r9\n" \
-    "  strb r9, [" OUT "], #1\n"
+    "  strb r9, [" OUT ", lr]\n"
 
 /* Every register holds loop state, so the loop bounds live on the stack: [sp]
  * columns, [sp+4] entry address, [sp+8] end of the columns, [sp+16] rq,
@@ -80,7 +85,8 @@ __asm__(
     "  add r5, r0, r4, lsl #4\n"
     "  str r5, [sp, #8]\n"
     "  ldr r5, [sp, #80]\n"
-    "  add r5, r2, r5, lsl #5\n"
+    "  add r5, r5, r5, lsl #2\n"
+    "  add r5, r2, r5, lsl #3\n"
     "  str r5, [sp, #28]\n"
     "  rsbs r4, r4, #0\n"
     "  and r4, r4, #7\n"
@@ -105,11 +111,10 @@ __asm__(
     "  bne 3b\n"
     "  ldr ip, [sp, #16]\n"
     "  ldrd r10, r11, [sp, #20]\n"
-    "  ldmia ip!, {r6, r7, r8}\n"
+    "  ldmia ip!, {r6, r7, r8, lr}\n"
     TE_PREQ("r2", "r10") TE_PREQ("r3", "r11")
-    "  ldmia ip!, {r6, r7, r8}\n"
+    "  ldmia ip!, {r6, r7, r8, lr}\n"
     TE_PREQ("r4", "r10") TE_PREQ("r5", "r11")
-    "  strd r10, r11, [sp, #20]\n"
     "  ldr lr, [sp, #28]\n"
     "  cmp ip, lr\n"
     "  beq 9f\n"
@@ -132,7 +137,7 @@ static inline int8_t te_packed_requant(int32_t acc2, const int32_t *q)
 void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *rq, int8_t *out0, int8_t *out1,
                           int groups, int pairs)
 {
-    for (int pr = 0; pr < pairs; ++pr, rq += 8) {
+    for (int pr = 0; pr < pairs; ++pr, rq += 10) {
         int32_t a00 = rq[0], a01 = rq[0], a10 = rq[1], a11 = rq[1];
         const int32_t *x = cols;
         for (int g = 0; g < groups; ++g, x += 4, w += 4) {
@@ -141,13 +146,29 @@ void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *
             a10 = te_smlad(w[3], x[1], te_smlad(w[2], x[0], a10));
             a11 = te_smlad(w[3], x[3], te_smlad(w[2], x[2], a11));
         }
-        *out0++ = te_packed_requant(a00, rq + 2);
-        *out1++ = te_packed_requant(a01, rq + 2);
-        *out0++ = te_packed_requant(a10, rq + 5);
-        *out1++ = te_packed_requant(a11, rq + 5);
+        out0[rq[5]] = te_packed_requant(a00, rq + 2);
+        out1[rq[5]] = te_packed_requant(a01, rq + 2);
+        out0[rq[9]] = te_packed_requant(a10, rq + 6);
+        out1[rq[9]] = te_packed_requant(a11, rq + 6);
     }
 }
 #endif
+
+/* One pixel pair from its columns: the computed pairs (header word 6), then
+ * the constant channels (word 7) listed after them in rq. */
+__attribute__((always_inline)) static inline void te_packed_pixels(const int32_t *cols, const int32_t *blob,
+                                                                   const int32_t *rq, int8_t *out0, int8_t *out1,
+                                                                   int groups)
+{
+    const int pairs = blob[6];
+    if (pairs) te_conv_packed_pairs(cols, blob + TE_PACK_HEADER, rq, out0, out1, groups, pairs);
+    if (__builtin_expect(blob[7] != 0, 0)) {
+        for (const int32_t *c = rq + 10 * pairs, *end = c + blob[7]; c < end; ++c) {
+            const int o = *c & 0xFFFF;
+            out0[o] = out1[o] = (int8_t)(*c >> 16);
+        }
+    }
+}
 
 /* Two pixels' kernel-row runs (each `groups` x 2 words) -> `groups` column groups. */
 #if TE_DSP_NATIVE
@@ -239,42 +260,55 @@ static void te_conv_packed_rows(const te_conv_params_t *p, const int8_t *in, int
                 const int32_t *a = rows[ky] + ox * pix_words;
                 te_interleave(a, two ? a + pix_words : a, dst, run);
             }
-            te_conv_packed_pairs(cols, w, p->bias, o, two ? o + oc : o, kp >> 2, oc >> 1);
+            te_packed_pixels(cols, w, p->bias, o, two ? o + oc : o, kp >> 2);
         }
     }
 }
 
-/* Mode 2: a zero-point-padded copy of the input, then each pixel's window row by row as whole words. */
+/* Mode 2, step 1: the zero-point-padded int8 copy of the input (hp rows of
+ * wp pixels, then 4 spare bytes): zero point by words, then each image row
+ * by unaligned words and its last bytes singly (a word there would
+ * overwrite the right padding). */
+static void te_pad_image(const te_conv_params_t *p, const int8_t *in, int8_t *img, int hp, int wp)
+{
+    const int c = p->in_c, row = wp * c;
+    const uint32_t zp4 = 0x01010101u * (uint8_t)p->in_zp;
+    uint32_t *z = (uint32_t *)(void *)img;
+    for (int i = 0, n = ((hp * row + 3) >> 2) + 1; i < n; ++i) z[i] = zp4;
+    const int n_in = (p->in_w + p->pad_left > wp ? wp - p->pad_left : p->in_w) * c, n4 = n_in & ~3;
+    for (int iy = 0; iy < p->in_h && iy + p->pad_top < hp; ++iy) {
+        const int8_t *src = in + iy * p->in_w * c;
+        int8_t *dst = img + (iy + p->pad_top) * row + p->pad_left * c;
+        int i = 0;
+        for (; i < n4; i += 4) te_write32(dst + i, te_read32(src + i));
+        for (; i < n_in; ++i) dst[i] = src[i];
+    }
+}
+
+/* Mode 2, step 2: every pixel's window gathered from the padded copy into
+ * `stage` as K contiguous taps (each kernel row's k_w*C bytes by unaligned
+ * words; a row's last word spills into the next row's place, rewritten
+ * next, and the last one past K, where weights are zero), then widened. */
 static void te_conv_packed_padded(const te_conv_params_t *p, const int8_t *in, int8_t *out, int32_t *cols,
                                   int kp, const int32_t *w)
 {
     const int c = p->in_c, oc = p->out_c, wp = (p->out_w - 1) * p->stride_w + p->k_w;
-    const int hp = (p->out_h - 1) * p->stride_h + p->k_h, row = wp * c, rw = (p->k_w * c + 3) >> 2;
-    int8_t *img = (int8_t *)(cols + kp);
-    for (int i = 0; i < hp * row + 4; ++i) img[i] = p->in_zp;
-    const int w_in = p->in_w + p->pad_left > wp ? wp - p->pad_left : p->in_w;
-    for (int iy = 0; iy < p->in_h && iy + p->pad_top < hp; ++iy) {
-        const int8_t *src = in + iy * p->in_w * c;
-        int8_t *dst = img + (iy + p->pad_top) * row + p->pad_left * c;
-        for (int i = 0; i < w_in * c; ++i) dst[i] = src[i];
-    }
+    const int hp = (p->out_h - 1) * p->stride_h + p->k_h, row = wp * c, run = p->k_w * c, rw = (run + 3) >> 2;
+    int8_t *stage = (int8_t *)(cols + kp), *img = stage + kp + 4;
+    te_pad_image(p, in, img, hp, wp);
     const int n_pix = p->out_h * p->out_w;
     for (int pix = 0; pix < n_pix; pix += 2) {
         const int two = pix + 1 < n_pix;
         for (int slot = 0; slot < 2; ++slot) {
             const int q = slot && two ? pix + 1 : pix, oy = q / p->out_w, ox = q % p->out_w;
             const int8_t *src = img + (oy * p->stride_h * wp + ox * p->stride_w) * c;
-            int32_t *dst = cols + 2 * slot;
-            for (int ky = 0; ky < p->k_h; ++ky, src += row) {
-                for (int j = 0; j < rw; ++j, dst += 4) {
-                    const uint32_t v = te_read32(src + 4 * j);
-                    dst[0] = te_sxtb16(v);
-                    dst[1] = te_sxtb16_ror8(v);
-                }
-            }
+            int8_t *dst = stage;
+            for (int ky = 0; ky < p->k_h; ++ky, src += row, dst += run)
+                for (int j = 0; j < 4 * rw; j += 4) te_write32(dst + j, te_read32(src + j));
+            te_widen_rows(stage, cols + 2 * slot, kp >> 2, 1, 0);
         }
         int8_t *o0 = out + pix * oc;
-        te_conv_packed_pairs(cols, w, p->bias, o0, two ? o0 + oc : o0, kp >> 2, oc >> 1);
+        te_packed_pixels(cols, w, p->bias, o0, two ? o0 + oc : o0, kp >> 2);
     }
 }
 
@@ -285,17 +319,17 @@ static int te_packed_check(const te_conv_params_t *p, const int32_t *blob, int k
 {
     const int c = p->in_c, mode = blob[4], flat = p->dil_h == 1 && p->dil_w == 1;
     const int wp = (p->out_w - 1) * p->stride_w + p->k_w, hp = (p->out_h - 1) * p->stride_h + p->k_h;
-    const int kp = mode == 2 ? p->k_h * ((p->k_w * c + 3) & ~3) : (k + 3) & ~3;
+    const int kp = (k + 3) & ~3;
     int need = 4 * kp + ((c & 3) ? kp + 4 : 0), ok = mode == 0;
     if (mode == 1) {
         need = 4 * kp + 2 * p->k_h * wp * c;
         ok = (c & 3) == 0 && flat && p->k_h <= TE_RING_MAX;
     } else if (mode == 2) {
-        need = 4 * kp + hp * wp * c + 4;
+        need = 5 * kp + 4 + ((hp * wp * c + 3) & ~3) + 4;
         ok = flat;
     }
     if (blob[0] != TE_PACK_MAGIC || blob[1] != k || blob[2] != p->out_c || blob[3] != kp / 4 || !ok ||
-        blob[5] != need)
+        blob[5] != need || 2 * blob[6] + blob[7] != p->out_c)
         __builtin_trap();
     return kp;
 }
@@ -308,16 +342,16 @@ static void te_conv_packed(const te_conv_params_t *p, const int8_t *in, int8_t *
     int32_t *cols = (int32_t *)scratch;
     int8_t *stage = (int8_t *)(cols + kp);
     if (blob[4] == 1) {
-        te_conv_packed_rows(p, in, out, cols, kp, blob + TE_PACK_HEADER);
+        te_conv_packed_rows(p, in, out, cols, kp, blob);
     } else if (blob[4] == 2) {
-        te_conv_packed_padded(p, in, out, cols, kp, blob + TE_PACK_HEADER);
+        te_conv_packed_padded(p, in, out, cols, kp, blob);
     } else {
         for (int pix = 0; pix < n_pix; pix += 2) {
             const int two = pix + 1 < n_pix;
             te_im2col(p, in, pix, 0, cols, stage, k, kp);
             te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp); /* odd tail: twice, same bytes */
             int8_t *o0 = out + pix * oc;
-            te_conv_packed_pairs(cols, blob + TE_PACK_HEADER, p->bias, o0, two ? o0 + oc : o0, groups, oc >> 1);
+            te_packed_pixels(cols, blob, p->bias, o0, two ? o0 + oc : o0, groups);
         }
     }
     if (p->act_min > -128 || p->act_max < 127) {  /* SSAT gave [-128, 127]; narrow to the activation */

@@ -41,6 +41,9 @@ static inline int32_t te_ssat8(int32_t v) { return __ssat(v, 8); }
 /* acc + low halves product / high halves product (one instruction each). */
 static inline int32_t te_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
 static inline int32_t te_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
+/* acc + bottom(a) * top(b) / top(a) * bottom(b) (one instruction each). */
+static inline int32_t te_smlabt(int32_t a, int32_t b, int32_t acc) { return __smlabt(a, b, acc); }
+static inline int32_t te_smlatb(int32_t a, int32_t b, int32_t acc) { return __smlatb(a, b, acc); }
 
 /* (a * b + 2^31) >> 32, one instruction (not in arm_acle.h). */
 static inline int32_t te_smmulr(int32_t a, int32_t b)
@@ -106,6 +109,16 @@ static inline int32_t te_smlatt(int32_t a, int32_t b, int32_t acc)
     return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)((uint32_t)a >> 16) * (int16_t)((uint32_t)b >> 16)));
 }
 
+static inline int32_t te_smlabt(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)(a & 0xFFFF) * (int16_t)((uint32_t)b >> 16)));
+}
+
+static inline int32_t te_smlatb(int32_t a, int32_t b, int32_t acc)
+{
+    return (int32_t)((uint32_t)acc + (uint32_t)((int16_t)((uint32_t)a >> 16) * (int16_t)(b & 0xFFFF)));
+}
+
 #else
 #error "kernels/arm_dsp needs a core with the Arm DSP extension (-mcpu=cortex-m4, -m7, -m33) or -DTE_EMULATE_DSP for host tests; use KERNELS=reference otherwise"
 #endif
@@ -117,6 +130,13 @@ static inline uint32_t te_read32(const int8_t *p)
     memcpy(&v, p, 4);
     return v;
 }
+
+/* Bytes 0-1 of a and bytes 0-1 of b / bytes 2-3 of a and of b (PKHBT / PKHTB). */
+static inline uint32_t te_pack_lo(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
+static inline uint32_t te_pack_hi(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
+
+/* Unaligned little-endian 32-bit store (STR handles it on ARMv7-M). */
+static inline void te_write32(int8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
 /* The low and high int16 halves of a packed pair. */
 static inline int32_t te_lo16(int32_t v) { return (int16_t)(v & 0xFFFF); }
