@@ -130,6 +130,10 @@ typedef struct {
  * take the general path (export/codegen_pack.py DW_RING_W mirrors it). */
 #define TE_DW_RING_W 64
 
+/* `out` may overlap `in` (the memory plan writes a conv over its dying input,
+ * export/codegen_plan.py conv_shift): every implementation computes output
+ * pixels in row-major order and writes pixel q only after it has read the
+ * window of q; it may read ahead (later windows, whole rows), never behind. */
 void te_conv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out, void *scratch);
 void te_dwconv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out);
 void te_fc_s8(const te_fc_params_t *p, const int8_t *in, int8_t *out, void *scratch);
