@@ -78,9 +78,8 @@ def _handler(args) -> int:
     else:
         from tinyexit.firmware_bridge.harness.profile_device import AgentTimingConfig
 
-        prof = profile_agent(out, cfg, AgentSweepConfig(per_kind=args.per_kind),
-                             AgentTimingConfig(repeats=args.repeats, burst=args.burst,
-                                                               rounds=args.rounds), _progress)
+        tc = AgentTimingConfig(repeats=args.repeats, burst=args.burst, rounds=args.rounds)
+        prof = profile_agent(out, cfg, args.per_kind, tc, _progress)
     if run is not None:
         write_layer_tables(run)
     from tinyexit.eval.device_profile import log_line
@@ -159,20 +158,7 @@ def _points(points: list, cfg: ProfileConfig, mb) -> list:
     return points
 
 
-@dataclass(frozen=True)
-class AgentSweepConfig:
-    per_kind: int = 8        # sweep points per kernel kind (conv: 3x, it has the most shapes)
-
-    def __post_init__(self):
-        if not 1 <= self.per_kind <= 200:
-            raise UserError(f"profile-device --per-kind {self.per_kind}: use 1..200")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def profile_agent(out: Path, cfg: ProfileConfig, sc: AgentSweepConfig = AgentSweepConfig(), tc=None,
-                  progress=None) -> dict:
+def profile_agent(out: Path, cfg: ProfileConfig, per_kind: int = 8, tc=None, progress=None) -> dict:
     """A wall-clock profile of cfg.target ("agent" or a serial URL) -> out: sweep subsample and chain models
     (export) -> timed RUNs through the protocol (harness) -> fit (eval)."""
     from tinyexit.eval import device_profile as dp
@@ -184,9 +170,9 @@ def profile_agent(out: Path, cfg: ProfileConfig, sc: AgentSweepConfig = AgentSwe
 
     t0 = time.time()
     tc = tc or hp.AgentTimingConfig()
-    points = _points(mb.agent_sweep(cfg.kinds, cfg.seed, sc.per_kind), cfg, mb)
+    points = _points(mb.agent_sweep(cfg.kinds, cfg.seed, per_kind), cfg, mb)
     sweep_sha, identity = dp.sweep_sha256([p.to_dict() for p in points]), hp.agent_identity(cfg.target, tc.runtime)
-    config = cfg.to_dict() | {"agent_sweep": sc.to_dict(), "timing": tc.to_dict()}
+    config = cfg.to_dict() | {"agent_sweep": {"per_kind": per_kind}, "timing": tc.to_dict()}
     kept = _kept(out, sweep_sha, identity["sha256"], config)
     if kept:
         return kept
@@ -194,8 +180,6 @@ def profile_agent(out: Path, cfg: ProfileConfig, sc: AgentSweepConfig = AgentSwe
     rows, skipped = agent_models(points, work, progress)
     t_convert = time.time()
     timed, not_timed = hp.time_models(cfg.target, rows, work / "timings", tc, identity, progress)
-    if cfg.target == "agent":
-        timed += hp.time_decisions(rows, tc)
     t_run = time.time()
     if len(timed) < 2:
         raise UserError(f"profile-device --target {cfg.target}: only {len(timed)} sweep model(s) ran; see "
@@ -209,8 +193,8 @@ def profile_agent(out: Path, cfg: ProfileConfig, sc: AgentSweepConfig = AgentSwe
                          f"{tc.warmup} warm-up RUNs"}
     timing = {"convert_s": t_convert - t0, "build_s": 0.0, "run_s": t_run - t_convert}
     prof = dp.wall_profile(config, tc.to_dict(), timed, skipped + not_timed, sweep_sha, identity, device,
-                           f"{sc.per_kind} per kind (conv {3 * sc.per_kind}) of the QEMU sweep, plus "
-                           f"{sum(p.depth > 1 for p in points)} chains of 2-8 layers", timing)
+                           f"{per_kind} per kind (conv {3 * per_kind}) of the QEMU sweep, the deep end of a CNN, "
+                           f"and {sum(p.depth > 1 for p in points)} chains of 2-8 layers", timing)
     timing.update(fit_s=time.time() - t_run, total_s=time.time() - t0)
     write_json(out, prof)
     return prof

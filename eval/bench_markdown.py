@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from tinyexit.eval.plots import figure, md_table, save
 
 # A segment or exit whose cost share differs from its MAC share by more than this is called out.

@@ -48,8 +48,9 @@ DEFAULT_FEATURES = ("in_bytes", "out_bytes", "one")  # any other kind (copy, req
 # conv column modes are one family there.
 # "weights" (bytes of the weight matrix) prices what a GEMM-based runtime re-packs on every call: on the small
 # maps at the deep end of a CNN it costs more than the MACs.
-# "blocked_macs": MACs with output channels and pixels rounded up to 8, the 8x8 blocks of the int8 GEMM kernels a
-# runtime's convolution ends in (ruy on x86 and Arm), so a 12-channel or 4-pixel convolution pays for 16 or 8.
+# "blocked_macs": MACs with output channels and pixels rounded up to the B x B blocks of the int8 GEMM kernel a
+# runtime's convolution ends in (ruy: B = 8 with AVX2 or NEON, 16 with AVX-512), so a 12-channel or 4-pixel
+# convolution pays for 16.
 WALL_FEATURES = {"conv": ("macs", "blocked_macs", "weights", "im2col", "in_bytes", "out_bytes", "out_pixels", "one"),
                  "dwconv": ("macs", "weights", "in_bytes", "out_bytes", "out_pixels", "one"),
                  "fc": ("macs", "weights", "in_bytes", "out_bytes", "one"),
@@ -61,7 +62,22 @@ WALL_FEATURES = {"conv": ("macs", "blocked_macs", "weights", "im2col", "in_bytes
 # first invoke after the device woke up for it pays it; later segments of the same RUN do not).
 INTERVAL = "_interval"
 INTERVAL_FEATURES = ("invoke", "run")
-FEATURE_SETS = ("arm_dsp", "wall")
+# Once per RUN, for every layer of the model: its weights and its code were last touched a whole RUN ago (the
+# protocol handling in between evicted them), so a RUN's first pass over a layer costs more than a repeat does.
+COLD_FEATURES = ("cold_weights", "cold_bytes", "cold_layers")
+
+
+def cold_values(layers: list[dict]) -> dict:
+    """The once-per-RUN columns of a model's layers: weight bytes (MACs per output pixel), activation bytes (in,
+    out and a convolution's im2col buffer) and the layer count."""
+    w = sum(value_of(layer, "weights") for layer in layers if layer["kind"].startswith(("conv", "dwconv", "fc")))
+    b = sum(value_of(layer, "in_bytes") + value_of(layer, "out_bytes")
+            + (value_of(layer, "im2col") if layer["kind"].startswith("conv") else 0.0) for layer in layers)
+    return {"cold_weights": w, "cold_bytes": b, "cold_layers": float(len(layers))}
+# "wall:<B>": the GEMM kernel's block is B x B (ruy: 8 with AVX2 or NEON, 16 with AVX-512); a wall-clock profile
+# picks B by its held-out error on the sweep (eval/device_profile.py).
+GEMM_BLOCKS = (4, 8, 16)
+FEATURE_SETS = ("arm_dsp", "wall", *(f"wall:{b}" for b in GEMM_BLOCKS))
 
 
 def decision_layer(policy: str, n_logits: int) -> dict:
@@ -78,23 +94,26 @@ def value_of(layer: dict, f: str) -> float:
         return 1.0
     if f == "im2col":
         return float(layer.get("out_pixels", 0) * layer.get("kh", 1) * layer.get("kw", 1) * layer.get("cin", 0))
-    if f == "blocked_macs":
+    if f.startswith("blocked_macs"):  # "blocked_macs:<B>"
+        b = int(f.partition(":")[2] or 8)
         k = layer.get("kh", 1) * layer.get("kw", 1) * layer.get("cin", 0)
-        return float(-(-layer.get("cout", 0) // 8) * 8 * k * (-(-layer.get("out_pixels", 0) // 8) * 8))
+        return float(-(-layer.get("cout", 0) // b) * b * k * (-(-layer.get("out_pixels", 0) // b) * b))
     if f == "weights":  # MACs per output pixel: cout x kh x kw x cin (fc: cin x cout; depthwise: kh x kw x cout)
         return float(layer.get("macs", 0)) / max(1, layer.get("out_pixels", 1))
     return float(layer.get(f, 0))
 
 
 def family(kind: str, feature_set: str = "arm_dsp") -> str:
-    if feature_set == "wall":
+    if feature_set.startswith("wall"):
         return "conv" if kind.startswith("conv") else "dwconv" if kind.startswith("dwconv") else kind
     return kind
 
 
 def features_of(kind: str, feature_set: str = "arm_dsp") -> tuple[str, ...]:
-    if feature_set == "wall":
-        return WALL_FEATURES.get(family(kind, feature_set), DEFAULT_FEATURES)
+    if feature_set.startswith("wall"):
+        block = feature_set.partition(":")[2] or "8"
+        return tuple(f"{f}:{block}" if f == "blocked_macs" else f
+                     for f in WALL_FEATURES.get(family(kind, feature_set), DEFAULT_FEATURES))
     return FEATURES.get(kind, DEFAULT_FEATURES)
 
 
@@ -106,7 +125,8 @@ def _vector(layer: dict, fs: str = "arm_dsp") -> tuple[str, np.ndarray]:
 def _columns(samples: list[dict], fs: str = "arm_dsp") -> list[tuple[str, str]]:
     kinds = sorted({family(layer["kind"], fs) for s in samples for layer in s["layers"]})
     cols = [(k, f) for k in kinds for f in features_of(k, fs)]
-    return cols + [(INTERVAL, f) for f in INTERVAL_FEATURES if any(s.get(f) for s in samples)]
+    cols += [(INTERVAL, f) for f in INTERVAL_FEATURES if any(s.get(f) for s in samples)]
+    return cols + [(INTERVAL, f) for f in COLD_FEATURES if any(s.get("run") for s in samples)]
 
 
 def _design(samples: list[dict], columns: list[tuple[str, str]], fs: str = "arm_dsp") -> np.ndarray:
@@ -123,6 +143,9 @@ def _design(samples: list[dict], columns: list[tuple[str, str]], fs: str = "arm_
         for f in INTERVAL_FEATURES:
             if s.get(f):
                 a[r, index[(INTERVAL, f)]] = float(s[f])
+        if s.get("run"):  # once per RUN, however often the RUN repeats the model
+            for f, v in cold_values(s["layers"]).items():
+                a[r, index[(INTERVAL, f)]] = v
     return a
 
 
@@ -204,6 +227,9 @@ def predict_layers(profile: dict, layers: list[dict], target: str | None = None,
             by_kind[row["kind"]] = by_kind.get(row["kind"], 0.0) + row["value"]
     fit = profile["fit"][target]
     total = fit["overhead"] * calls + fit.get("run_overhead", 0.0) * bool(first) + sum(by_kind.values())
+    if calls and fit.get("cold"):  # a path runs each of its layers once per RUN: each pays its first touch
+        total += sum(fit["cold"][f] * v for f, v in cold_values([x for x in layers if not
+                                                                  x["kind"].startswith("decision_")]).items())
     return {"value": total, "by_kind": by_kind, "layers": rows,
             "unknown_kinds": sorted({r["kind"] for r in rows if not r["known"]}),
             "out_of_range": sorted({f"{r['kind']}.{f}" for r in rows for f in r["out_of_range"]})}
@@ -218,7 +244,8 @@ def fit_profile(sweep: list[dict], empty: dict, targets: tuple[str, ...] = ("ins
             kernels = fit_kernels(wall_samples(sweep, target), target, feature_set)
             interval = kernels.pop(INTERVAL, {})
             fit[target] = {"kernels": kernels, "overhead": interval.get("invoke", 0.0),
-                           "run_overhead": interval.get("run", 0.0), "decision_overhead": 0.0}
+                           "run_overhead": interval.get("run", 0.0), "decision_overhead": 0.0,
+                           "cold": {f: interval.get(f, 0.0) for f in COLD_FEATURES}}
         else:
             samples = [{"layers": s["layers"], target: max(0.0, s[target] - empty[target])} for s in sweep]
             kernels = fit_kernels(samples, target, feature_set)

@@ -98,6 +98,8 @@ def constant_channels(layer: Layer) -> tuple[np.ndarray, np.ndarray]:
 
 def why_not_packed(layer: Layer) -> str | None:
     """None when the packed kernel is exact for `layer`, else the reason it stays in the plain layout."""
+    if layer.kind == "dwconv":
+        return why_not_packed_dw(layer)
     if layer.kind not in ("conv", "fc"):
         return f"{layer.kind} layers have no packed layout"
     p = layer.p
@@ -242,20 +244,35 @@ def pack_fc(layer: Layer) -> PackedConv | None:
 
 
 # ---- DEPTHWISE_CONV_2D (kernels/arm_dsp/te_dwconv.c, dw_ring) ----
-# 3x3, multiplier 1, strides 1/2: per channel TE_DW_BLOCK int32 words [2*b, M, rz, r, W01 and W12 of each
+# 3x3, multiplier 1, strides 1/2: per channel TE_DW_BLOCK int32 words [M, rz, r, 2*b, W01 and W12 of each
 # kernel row] with W01 = (2w0, 2w1), W12 = (2w1, 2w2) as low/high int16 halves, after a header
-# [DW_MAGIC, out_c, general requantization (sign correction and clamps), 0].  The params struct then has
-# mult = shift = bias = NULL and `w` at the words; size mode keeps the plain arrays and the kernel builds the
-# same blocks per group of four channels.
-DW_MAGIC = 0x31574454       # "TDW1" in memory
+# [DW_MAGIC, out_c, general requantization (sign correction and clamps), transposed].  Transposed (maps taller
+# than wide): the kernel runs along image columns, so "kernel rows" are the columns of the 3x3 kernel.  The
+# params struct then has mult = shift = bias = NULL and `w` at the words; size mode keeps the plain arrays and
+# the kernel builds the same blocks per group of four channels.
+DW_MAGIC = 0x32574454       # "TDW2" in memory
 DW_HEADER_WORDS = 4
 DW_BLOCK_WORDS = 10
-DW_RING_W = 64              # te_kernels.h TE_DW_RING_W: ring columns, (out_w - 1) * stride + 4 rounded to even
+DW_RING_W = 64              # te_kernels.h TE_DW_RING_W: line positions, (out - 1) * stride + 4 rounded to even
+
+
+def _dw_columns(out: int, stride: int) -> int:
+    return ((out - 1) * stride + 4 + 1) // 2 * 2
+
+
+def dw_transposed(layer: Layer) -> bool:
+    """te_dwconv.c dw_transposed: lines along image columns when the map is taller than wide and they fit."""
+    p = layer.p
+    (oh, ow, _), (sh, _) = p["out_shape"], p["stride"]
+    return oh > ow and _dw_columns(oh, sh) <= DW_RING_W
 
 
 def dw_ring_columns(layer: Layer) -> int:
+    """Widened positions of one line (an image row, or a column when transposed)."""
     p = layer.p
-    return ((p["out_shape"][1] - 1) * p["stride"][1] + 4 + 1) // 2 * 2
+    if dw_transposed(layer):
+        return _dw_columns(p["out_shape"][0], p["stride"][0])
+    return _dw_columns(p["out_shape"][1], p["stride"][1])
 
 
 def why_not_packed_dw(layer: Layer) -> str | None:
@@ -292,12 +309,14 @@ def pack_dwconv(layer: Layer) -> np.ndarray | None:
     p, rq = layer.p, layer.p["rq"]
     c = p["out_shape"][2]
     w = 2 * np.asarray(p["weights"], np.int64).reshape(3, 3, c).transpose(2, 0, 1)   # channel, ky, kx
+    if dw_transposed(layer):
+        w = w.transpose(0, 2, 1)
 
     def pair(lo, hi):
         return (lo & 0xFFFF) | (hi << 16)
     rows = np.stack([pair(w[:, :, 0], w[:, :, 1]), pair(w[:, :, 1], w[:, :, 2])], axis=-1).reshape(c, 6)
     rows = np.where(rows >= 1 << 31, rows - (1 << 32), rows)
-    consts = np.stack([2 * np.asarray(p["bias_folded"], np.int64), rq.mult.astype(np.int64),
-                       round_zp(rq.shift, rq.out_zp), -rq.shift.astype(np.int64)], axis=-1)
-    header = np.array([DW_MAGIC, c, int(dw_general(layer)), 0], np.int64)
+    consts = np.stack([rq.mult.astype(np.int64), round_zp(rq.shift, rq.out_zp), -rq.shift.astype(np.int64),
+                       2 * np.asarray(p["bias_folded"], np.int64)], axis=-1)
+    header = np.array([DW_MAGIC, c, int(dw_general(layer)), int(dw_transposed(layer))], np.int64)
     return np.concatenate([header, np.concatenate([consts, rows], axis=1).ravel()])

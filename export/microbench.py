@@ -256,12 +256,15 @@ def chain_sweep(kinds: tuple[str, ...] | None = None) -> list[SweepPoint]:
 
 def agent_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7, per_kind: int = 8) -> list[SweepPoint]:
     """A runtime's sweep (host agent, a device behind a URL): every kind's points of the QEMU sweep subsampled
-    evenly to `per_kind` (conv: 3 * per_kind; first and last kept), then the chains of `chain_sweep`."""
+    evenly to `per_kind` (conv: 3 * per_kind; the exit test: per policy; first and last kept), then the deep end
+    of a CNN (`wide_sweep`) and the chains of `chain_sweep`."""
+    if not 1 <= per_kind <= 200:
+        raise UserError(f"profile-device --per-kind {per_kind}: use 1..200")
     full = default_sweep(kinds, seed)
     out = []
-    for kind in dict.fromkeys(p.kind for p in full):
-        pts = [p for p in full if p.kind == kind]
-        n = len(pts) if kind == DECISION else min(len(pts), per_kind * (3 if kind == "conv" else 1))
+    for kind, policy in dict.fromkeys((p.kind, p.policy) for p in full):  # the exit test: per policy
+        pts = [p for p in full if (p.kind, p.policy) == (kind, policy)]
+        n = min(len(pts), per_kind * (3 if kind == "conv" else 1))
         out += [pts[int(i)] for i in np.linspace(0, len(pts) - 1, n).round().astype(int)]
     return out + wide_sweep(kinds) + chain_sweep(kinds)
 

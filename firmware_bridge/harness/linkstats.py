@@ -36,6 +36,9 @@ class LinkStats:
     fec_switched_s: float | None = None  # seconds into the session when requests went FEC (auto or on)
     fec_switched_after_tries: int | None = None
     fec_reason: str = ""
+    fec_probe_bytes: int | None = None    # auto: reply bytes the probe measured, and the damaged bytes among them
+    fec_probe_damaged: int | None = None
+    fec_plain_after_tries: int | None = None  # auto: the probe went plain after this many tries
     decoder: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
@@ -68,7 +71,8 @@ class LinkStats:
                 "repaired_frames": d["fec_repaired_frames"], "corrected_bytes": d["fec_corrected_bytes"],
                 "recovered_drops": d["fec_recovered_drops"], "removed_inserts": d["fec_removed_inserts"],
                 "switched_at_s": self.fec_switched_s, "switched_after_tries": self.fec_switched_after_tries,
-                "reason": self.fec_reason}
+                "reason": self.fec_reason, "probe_bytes": self.fec_probe_bytes,
+                "probe_damaged_bytes": self.fec_probe_damaged, "plain_after_tries": self.fec_plain_after_tries}
 
     def merge(self, other: "LinkStats") -> None:
         for name in ("frames_sent", "bytes_sent", "payload_bytes_sent", "input_bytes", "input_wire_bytes", "retries",
@@ -84,6 +88,10 @@ class LinkStats:
         self.fec_mode = other.fec_mode
         if other.fec_supported is not None:
             self.fec_supported = bool(self.fec_supported) or other.fec_supported
+        self.fec_reason = other.fec_reason or self.fec_reason
+        for name in ("fec_probe_bytes", "fec_probe_damaged", "fec_plain_after_tries"):
+            if getattr(other, name) is not None:
+                setattr(self, name, getattr(other, name))
         if other.fec_switched_s is not None and (self.fec_switched_s is None or
                                                  other.fec_switched_s < self.fec_switched_s):
             self.fec_switched_s, self.fec_reason = other.fec_switched_s, other.fec_reason

@@ -8,20 +8,22 @@ first intervals, its segments 1.. are hot ones, so a profile must price both.  E
 sweep model is therefore timed with RUN repeat 1 (one first interval) and with
 RUN repeat R (one first interval and R - 1 hot ones, ticks summed by the device),
 alternately, `repeats` times each; the profile keeps both medians and the fit
-separates the per-RUN cost from the per-invoke one (eval/kernel_model.py).
+separates the per-RUN cost from the per-invoke one (eval/kernel_model.py).  A bench
+alternates modes and models, so a RUN's weights were last touched several RUNs ago:
+the host agent times `window` models at once, one agent each, RUNs round-robin.
+
+The exit decision is timed the same way: its sweep bundle has two tiny segments and
+an early-exit RUN with a policy that always leaves at exit 0 makes the device run its
+exit test once after segment 0; the RESULT's decision ticks are that test alone.
 
 `time_models(spec, rows, work, cfg)` drives the normal protocol through a
 DeviceSession; every model's figures are cached under `work` (keyed by the bundle,
 the timing config and the device's identity), so an interrupted profile resumes.
-The exit decision of the host agent (protocol/decide.ExitDecider, pure Python) is
-timed in this process exactly as the agent times it (`time_decisions`); a device
-behind a serial URL runs it where the harness cannot see, so there it is not profiled.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,13 +38,15 @@ class AgentTimingConfig:
     warmup: int = 5            # untimed RUNs after the agent started
     burst: int = 8             # R: the RUN repeat whose later invokes are hot
     rounds: int = 3            # passes over the whole sweep; a model's runs of every pass are pooled
+    window: int = 1            # host agent: models timed together, RUNs round-robin (caches taken in between)
     runtime: str = "litert"
 
     def __post_init__(self):
         if not 3 <= self.repeats <= 1000 or not 0 <= self.warmup <= 1000 or not 2 <= self.burst <= 64 \
-                or not 1 <= self.rounds <= 20:
+                or not 1 <= self.rounds <= 20 or not 1 <= self.window <= 16:
             raise UserError(f"agent timing: repeats {self.repeats} / warmup {self.warmup} / burst {self.burst} / "
-                            f"rounds {self.rounds}: use 3..1000, 0..1000, 2..64 and 1..20")
+                            f"rounds {self.rounds} / window {self.window}: use 3..1000, 0..1000, 2..64, 1..20 and "
+                            "1..16")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,68 +72,128 @@ def agent_identity(spec: str, runtime: str) -> dict:
     return ident
 
 
-def _time_one(spec: str, bundle: Path, cfg: AgentTimingConfig, log_dir: Path) -> dict:
-    from tinyexit.bundle import load_bundle
-    from tinyexit.firmware_bridge.harness.bench import BenchConfig
-    from tinyexit.firmware_bridge.harness.session import DeviceSession
-    from tinyexit.firmware_bridge.harness.targets import start_target
-    from tinyexit.firmware_bridge.protocol import constants as pc, messages as m
+# Parameters with which every exit test passes at exit 0 (so an early-exit RUN runs exactly one)
+_ALWAYS_LEAVE = {"max_softmax": (0.0,), "entropy": (1.0,), "patience": (1.0,)}
 
-    art = load_bundle(bundle)
-    bcfg = BenchConfig(runtime=cfg.runtime, progress=False)
-    target = start_target(spec, bundle, art.dir, bcfg, log_dir, 0)
+
+class _Device:
+    """One sweep bundle on a started target: HELLO checked, one seeded input loaded."""
+
+    def __init__(self, spec: str, row: dict, cfg: AgentTimingConfig, log_dir: Path, index: int):
+        from tinyexit.bundle import load_bundle
+        from tinyexit.firmware_bridge.harness.bench import BenchConfig
+        from tinyexit.firmware_bridge.harness.session import DeviceSession
+        from tinyexit.firmware_bridge.harness.targets import start_target
+        from tinyexit.firmware_bridge.protocol import constants as pc
+
+        self.row, self.policy = row, row["point"].get("policy")
+        art = load_bundle(Path(row["bundle"]))
+        bcfg = BenchConfig(runtime=cfg.runtime, progress=False)
+        self.target = start_target(spec, art.dir, art.dir, bcfg, log_dir, index)
+        try:
+            self.session = DeviceSession(self.target.link, bcfg.session, self.target.alive)
+            self.info = self.session.handshake(None if self.target.kind == "agent"
+                                               else bcfg.session.reply_timeout_s * 4)
+            if self.info.hash_hex != art.artifact_hash:
+                raise UserError(f"device at {self.target.url} runs artifact {self.info.hash_hex[:16]}, not the sweep "
+                                f"model {art.model} ({art.artifact_hash[:16]}); profile a device that serves the "
+                                "sweep bundles")
+            x = np.random.default_rng(0).integers(-128, 128, art.input.nbytes, dtype=np.int64).astype(np.int8)
+            room = min(self.info.max_payload, pc.MAX_PAYLOAD) - pc.LOAD_FIXED_SIZE
+            self.session.load(0, x.tobytes(), max(1, room))
+        except BaseException:
+            self.target.close()
+            raise
+        self.first: list[float] = []
+        self.burst: list[float] = []
+
+    def run(self, repeat: int) -> float:
+        """One timed RUN in microseconds: `repeat` invokes of the model, or (a decision bundle) its exit test."""
+        from tinyexit.exit_policy import ExitPolicy
+        from tinyexit.firmware_bridge.protocol import constants as pc, messages as m
+
+        if self.policy is None:
+            res = self.session.run(m.Run(pc.MODE_CHAIN, 0, 0, (), repeat, 0))
+            return 1e6 * res.ticks[0] / res.tick_hz
+        pol = ExitPolicy(self.policy, _ALWAYS_LEAVE[self.policy])
+        res = self.session.run(m.Run(pc.MODE_EARLY_EXIT, 0, pol.policy_id, pol.params, 1, 0))
+        if res.exit != 0:
+            raise UserError(f"exit test {self.policy}: the device left at exit {res.exit}, not 0")
+        return 1e6 * res.decision_ticks / res.tick_hz
+
+    def result(self, burst: int) -> dict:
+        ident = {"device_runtime": self.info.runtime_name, "device_version": self.info.version}
+        if self.policy is not None:
+            # the exit test runs between two segments of one RUN: no invoke, no RUN overhead of its own
+            us = self.first + self.burst
+            return {"us": float(np.median(us)), "us_runs": us, "hot_only": True,
+                    "us_iqr": float(np.subtract(*np.percentile(us, [75, 25]))), **ident}
+        return {"us": float(np.median(self.first)), "us_burst": float(np.median(self.burst)), "burst": burst,
+                "us_runs": self.first, "us_burst_runs": self.burst,
+                "us_iqr": float(np.subtract(*np.percentile(self.first, [75, 25]))), **ident}
+
+
+def _time_window(spec: str, rows: list[dict], cfg: AgentTimingConfig, log_dir: Path) -> list:
+    """Time `rows` together, one device per row, RUNs round-robin across them: each RUN of a model follows RUNs
+    of the others, as a bench's RUN follows RUNs of other modes and models (its caches taken by them).  Per row:
+    its result dict, or the exception that stopped it."""
+    out: list = [None] * len(rows)
+    devs: list = []
     try:
-        session = DeviceSession(target.link, bcfg.session, target.alive)
-        info = session.handshake(None if target.kind == "agent" else bcfg.session.reply_timeout_s * 4)
-        if info.hash_hex != art.artifact_hash:
-            raise UserError(f"device at {target.url} runs artifact {info.hash_hex[:16]}, not the sweep model "
-                            f"{art.model} ({art.artifact_hash[:16]}); profile a device that serves the sweep bundles")
-        x = np.random.default_rng(0).integers(-128, 128, art.input.nbytes, dtype=np.int64).astype(np.int8)
-        room = min(info.max_payload, pc.MAX_PAYLOAD) - pc.LOAD_FIXED_SIZE
-        session.load(0, x.tobytes(), max(1, room))
+        for i, row in enumerate(rows):
+            try:
+                devs.append((i, _Device(spec, row, cfg, log_dir, i)))
+            except Exception as exc:  # noqa: BLE001 - one model the device refuses is listed, the sweep goes on
+                out[i] = exc
         for _ in range(cfg.warmup):
-            session.run(m.Run(pc.MODE_CHAIN, 0, 0, (), 1, 0))
-        first, burst = [], []
-        for _ in range(cfg.repeats):  # alternated, so a burst of load on the machine hits both alike
-            for repeat, into in ((1, first), (cfg.burst, burst)):
-                res = session.run(m.Run(pc.MODE_CHAIN, 0, 0, (), repeat, 0))
-                into.append(1e6 * res.ticks[0] / res.tick_hz)
-        return {"us": float(np.median(first)), "us_burst": float(np.median(burst)), "burst": cfg.burst,
-                "us_runs": first, "us_burst_runs": burst,
-                "us_iqr": float(np.subtract(*np.percentile(first, [75, 25]))),
-                "device_runtime": info.runtime_name, "device_version": info.version}
+            for _, d in devs:
+                d.run(1)
+        for _ in range(cfg.repeats):  # alternated, so a burst of load on the machine hits every kind of RUN
+            for _, d in devs:
+                d.first.append(d.run(1))
+            for _, d in devs:
+                d.burst.append(d.run(cfg.burst))
+        for i, d in devs:
+            out[i] = d.result(cfg.burst)
     finally:
-        target.close()
+        for _, d in devs:
+            d.target.close()
+    return out
 
 
 def time_models(spec: str, rows: list[dict], work: Path, cfg: AgentTimingConfig, identity: dict,
                 progress=None) -> tuple[list[dict], list[dict]]:
-    """(timed rows, skipped): each bundle row gains us (median first interval), us_burst (median RUN of `burst`
-    invokes) and their runs.  Rows without a bundle (the exit decision) are left to `time_decisions`."""
+    """(timed rows, skipped): each row gains us (median first interval; a decision bundle: its exit test),
+    us_burst (median RUN of `burst` invokes) and their runs."""
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     todo = [r for r in rows if r.get("bundle")]
     got: dict = {}
     failed: dict = {}
+    step = cfg.window if spec == "agent" else 1    # one device behind a URL serves one bundle at a time
     for rnd in range(cfg.rounds):  # whole passes, so a burst of load on a shared machine hits one pass of a model
-        for i, row in enumerate(todo):
+        for start in range(0, len(todo), step):
             if progress:
-                progress(rnd * len(todo) + i + 1, cfg.rounds * len(todo), row["label"])
-            if row["name"] in failed:
-                continue
-            key = hashlib.sha256(json.dumps([row["bundle"], row["point"], cfg.to_dict(), identity["sha256"], rnd])
-                                 .encode()).hexdigest()[:16]
-            cache = work / f"{row['name']}-{key}.json"
-            if cache.is_file():
-                got.setdefault(row["name"], []).append(json.loads(cache.read_text()))
-                continue
-            try:
-                one = _time_one(spec, Path(row["bundle"]), cfg, work / "logs")
-            except Exception as exc:  # noqa: BLE001 - one model the device refuses is listed, the sweep goes on
-                failed[row["name"]] = {"point": row["point"], "why": f"{type(exc).__name__}: {exc}"}
-                continue
-            cache.write_text(json.dumps(one))
-            got.setdefault(row["name"], []).append(one)
+                progress(rnd * len(todo) + min(start + step, len(todo)), cfg.rounds * len(todo),
+                         todo[start]["label"])
+            window, caches = [], []
+            for row in todo[start:start + step]:
+                if row["name"] in failed:
+                    continue
+                key = hashlib.sha256(json.dumps([row["bundle"], row["point"], cfg.to_dict(), identity["sha256"],
+                                                 rnd]).encode()).hexdigest()[:16]
+                cache = work / f"{row['name']}-{key}.json"
+                if cache.is_file():
+                    got.setdefault(row["name"], []).append(json.loads(cache.read_text()))
+                else:
+                    window.append(row)
+                    caches.append(cache)
+            for row, cache, one in zip(window, caches, _time_window(spec, window, cfg, work / "logs")):
+                if isinstance(one, Exception):
+                    failed[row["name"]] = {"point": row["point"], "why": f"{type(one).__name__}: {one}"}
+                    continue
+                cache.write_text(json.dumps(one))
+                got.setdefault(row["name"], []).append(one)
     out = [row | _pooled(got[row["name"]]) for row in todo if row["name"] in got and row["name"] not in failed]
     return out, list(failed.values())
 
@@ -137,36 +201,10 @@ def time_models(spec: str, rows: list[dict], work: Path, cfg: AgentTimingConfig,
 def _pooled(passes: list[dict]) -> dict:
     """One model's passes: medians over every run of every pass."""
     first = [v for p in passes for v in p["us_runs"]]
+    if passes[0].get("hot_only"):
+        return passes[0] | {"us": float(np.median(first)), "us_runs": first, "passes": len(passes),
+                            "us_iqr": float(np.subtract(*np.percentile(first, [75, 25])))}
     burst = [v for p in passes for v in p["us_burst_runs"]]
     return passes[0] | {"us": float(np.median(first)), "us_burst": float(np.median(burst)), "us_runs": first,
                         "us_burst_runs": burst, "us_iqr": float(np.subtract(*np.percentile(first, [75, 25]))),
                         "passes": len(passes)}
-
-
-def time_decisions(rows: list[dict], cfg: AgentTimingConfig) -> list[dict]:
-    """The host agent's exit test on n logits, timed as agent/server.py times it (perf_counter_ns around
-    `passes(k, logits.reshape(-1).tolist())`), median of cfg.repeats x burst calls after a warm-up."""
-    from tinyexit.exit_policy import ExitPolicy
-    from tinyexit.firmware_bridge.protocol.decide import ExitDecider
-
-    out = []
-    for row in rows:
-        if row.get("bundle") is not None or not row["point"].get("policy"):
-            continue
-        p = row["point"]
-        n = int(p["cout"])
-        params = (2.0,) if p["policy"] == "patience" else (0.5,)
-        dec = ExitDecider(ExitPolicy(p["policy"], params), [(0.125, 0)])
-        logits = np.random.default_rng(n).integers(-128, 128, n).astype(np.int8)
-        clock, times = time.perf_counter_ns, []
-        for i in range(cfg.warmup * cfg.burst + cfg.repeats * cfg.burst):
-            dec.reset()
-            t0 = clock()
-            dec.passes(0, logits.reshape(-1).tolist())
-            if i >= cfg.warmup * cfg.burst:
-                times.append((clock() - t0) / 1e3)
-        us = float(np.median(times))
-        # the exit test runs between two segments of one RUN: always a hot interval
-        out.append(row | {"us": us, "us_burst": us * cfg.burst, "burst": cfg.burst, "hot_only": True,
-                          "us_runs": times[:50], "us_iqr": float(np.subtract(*np.percentile(times, [75, 25])))})
-    return out

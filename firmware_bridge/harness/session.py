@@ -18,10 +18,14 @@ answered.
 
 Forward error correction (protocol/fec.py) is chosen per session by
 `SessionConfig.fec`: "off" never, "on" every request to a device with CAP_FEC,
-"auto" (the default) plain frames until the per-byte error estimate of the
-chunk controller says FEC frames carry more payload per wire byte
-(`adaptive.prefer_fec`), then FEC for every request from then on (a line that
-needed it once is not trusted again within a run).  The device answers in kind.
+"auto" (the default) FEC from the first request to a CAP_FEC device, as a probe:
+each FEC reply says exactly how many bytes it corrected, so once PROBE_BYTES
+reply bytes are in, `adaptive.fec_probe_verdict` either keeps FEC for the run or
+(a clean line) goes plain.  On plain frames, the chunk controller's per-byte
+error estimate switches to FEC for the rest of the run when FEC frames carry
+more payload per wire byte (`adaptive.prefer_fec`).  With FEC, a `LineMeter`
+measures the line from the corrections and the chunk follows it.  The device
+answers in kind.
 """
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ from tinyexit.firmware_bridge.protocol import messages as m
 from tinyexit.firmware_bridge.protocol import constants as pc
 from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, ProtocolError, encode_frame
 from tinyexit.firmware_bridge.protocol.link import LinkClosed
-from tinyexit.firmware_bridge.harness.adaptive import MIN_CHUNK, ChunkController, RtoEstimator, prefer_fec
+from tinyexit.firmware_bridge.harness.adaptive import (FAILED_FRAME_DAMAGE, MIN_CHUNK, ChunkController, LineMeter,
+                                                         RtoEstimator, fec_probe_verdict, prefer_fec)
 from tinyexit.firmware_bridge.protocol import fec as fec_code
 from tinyexit.firmware_bridge.harness.linkstats import LinkStats  # noqa: F401  (re-exported: bench, summary)
 
@@ -44,8 +49,7 @@ MIN_GRACE_S = 0.001         # after damage, wait at least this long for a reply 
 HELLO_GRACE_S = 0.01        # a damaged INFO (about 100 bytes, the longest reply) is re-asked for at once
 FIRST_RTO_FACTOR = 8        # a request type not yet measured: RTO = this x the HELLO round trip (>= 0.1 s)
 FEC_MODES = ("auto", "on", "off")
-AUTO_FIRST_CHUNK = 256     # auto with a CAP_FEC device: the first LOAD_INPUT chunk (then adaptive)
-FEC_MIN_TRIES = 4           # auto: LOAD_INPUT tries measured before the estimate may switch to FEC
+FEC_MIN_TRIES = 4           # auto, on plain frames: LOAD_INPUT tries measured before the estimate may switch to FEC
 
 
 class DeviceError(UserError):
@@ -139,6 +143,10 @@ class DeviceSession:
         self.info: m.Info | None = None
         self._hello_rtt: float | None = None       # round trip of an unanswered-before HELLO: seeds new RTOs
         self._fec = False                          # requests go FEC-encoded (the device has CAP_FEC)
+        self._probing = False                      # auto: FEC as a probe of the line, not yet decided
+        self._probed = False                       # auto: the probe has decided (once per session)
+        self._meter = LineMeter()                  # the line measured from received FEC frames
+        self._metered = (0, 0)                     # decoder (bytes, damage) already given to the meter
         self._started = time.monotonic()
         self.stats.fec_mode = cfg.fec
 
@@ -173,12 +181,10 @@ class DeviceSession:
         grow back slowly.  `progress(bytes_done)` is called after each chunk.
         """
         if self._chunks is None or self._chunks.max_size != max(MIN_CHUNK, chunk):
-            # auto, to a device that could switch to FEC: start small, so the tries that measure a bad line
-            # cost little; a clean line grows the chunk back to `chunk` by an eighth per success.
-            auto = self.cfg.fec == "auto" and self.info is not None and self.info.capabilities & pc.CAP_FEC
-            self._chunks = ChunkController(chunk, size=min(chunk, AUTO_FIRST_CHUNK) if auto else 0)
+            self._chunks = ChunkController(chunk)
         ctl = self._chunks
         if self._fec:
+            ctl.measured = self._meter.byte_error()
             ctl.use_fec()
         valid, pos = 0, 0
         t = _Try("LOAD_INPUT", time.monotonic())
@@ -191,6 +197,7 @@ class DeviceSession:
             try:
                 while True:
                     reply = self._try(frame, t)
+                    ctl.measured = self._meter.byte_error() if self._fec else None
                     ctl.record(reply is not None)
                     self._consider_fec(ctl)
                     if reply is not None or ctl.size < len(part):
@@ -226,9 +233,30 @@ class DeviceSession:
         self.stats.fec_supported = supported
         if self.cfg.fec == "on" and supported and not self._fec:
             self._switch_fec("on")
+        elif self.cfg.fec == "auto" and supported and not self._fec and not self._probed:
+            self._probing = True
+            self._switch_fec("auto: probing the line with FEC frames")
 
     def _consider_fec(self, ctl: ChunkController) -> None:
-        """auto: switch to FEC once the per-byte error estimate says FEC frames carry more payload per byte."""
+        """auto: the probe's verdict; on plain frames, switch to FEC once the per-byte error estimate says FEC
+        frames carry more payload per byte."""
+        if self._probing:
+            verdict = fec_probe_verdict(self._meter.damaged, self._meter.received, ctl.max_size)
+            if verdict is None:
+                return
+            p = self._meter.damaged / self._meter.received
+            self._probing, self._probed = False, True
+            self.stats.fec_probe_bytes = round(self._meter.received)
+            self.stats.fec_probe_damaged = round(self._meter.damaged)
+            self.stats.fec_reason = (f"auto: {self.stats.fec_probe_damaged} damaged bytes in "
+                                     f"{self.stats.fec_probe_bytes} reply bytes ({p:.4f} per byte): "
+                                     + ("FEC" if verdict else "plain"))
+            if not verdict:
+                self._fec = False
+                self.stats.fec_switched_s = self.stats.fec_switched_after_tries = None
+                self.stats.fec_plain_after_tries = self.stats.request_tries
+                ctl.use_plain(p)
+            return
         if (self.cfg.fec != "auto" or self._fec or self.info is None or not self.info.capabilities & pc.CAP_FEC
                 or ctl.tries < FEC_MIN_TRIES):
             return
@@ -238,9 +266,24 @@ class DeviceSession:
 
     def _switch_fec(self, why: str) -> None:
         self._fec = True
+        self._meter = LineMeter()  # measured afresh, from the replies to FEC requests only
+        self._metered = self._line_counts()
         self.stats.fec_switched_s = round(time.monotonic() - self._started, 3)
         self.stats.fec_switched_after_tries = self.stats.request_tries
         self.stats.fec_reason = why
+
+    def _measure_line(self) -> None:
+        """Give the meter what the decoder saw since last time, while requests go FEC (replies come in kind)."""
+        now = self._line_counts()
+        if self._fec and now[0] >= self._metered[0]:
+            self._meter.observe(now[0] - self._metered[0], now[1] - self._metered[1])
+        self._metered = now
+
+    def _line_counts(self) -> tuple[int, int]:
+        """(bytes received, damaged bytes seen: repaired by FEC, or FAILED_FRAME_DAMAGE per undecodable frame)."""
+        c = self._decoder.counts
+        return (c["bytes"], c["fec_corrected_bytes"] + c["fec_recovered_drops"] + c["fec_removed_inserts"]
+                + FAILED_FRAME_DAMAGE * c["resyncs"])
 
     def _fits_fec(self, raw_len: int) -> bool:
         """An FEC frame of raw_len bytes exists and the device's receive buffer (from its max payload) holds it
@@ -277,6 +320,7 @@ class DeviceSession:
         rtt = rto.srtt if rto.srtt is not None else self._hello_rtt
         grace = min(self.grace_s, max(MIN_GRACE_S, rtt / 4 if rtt is not None else self.grace_s)) + extra_timeout_s / 2
         reply, cause = self._await(frame.seq, frame.type, rto.timeout(t.streak) + extra_timeout_s, t, grace_s=grace)
+        self._measure_line()
         if reply is not None:
             # Karn's rule, refined: the reply answers this try unless an earlier one went unanswered (then it
             # may answer that one).  A try that drew a NACK or a damaged reply has had its one answer.
@@ -376,7 +420,7 @@ class DeviceSession:
         counts = self._decoder.counts
         self.link = link
         self._decoder = FrameDecoder(pc.MAX_PAYLOAD)
-        self._decoder.counts = counts  # the link statistics carry on across the restart
+        self._decoder.counts = counts  # the link statistics carry on across the restart (and so does the meter)
         self._events.clear()
         self._last_heard = time.monotonic()
 

@@ -298,27 +298,45 @@ def fec_candidates(body: bytes) -> Iterator[FecDecoded]:
         return
     code = body[KEY_COPIES:].replace(bytes([key]), b"\x00")
     m = len(code)
+    first: dict = {}  # the first block's options, shared by the hypotheses that read it alike
     for shift in SHIFTS:
         raw_len = _RAW_FOR_CODEWORD.get(m + shift)
         if raw_len is None:
             continue
-        yield from _decode_blocks(code, raw_len, shift)
-
-
-def _decode_blocks(code: bytes, raw_len: int, shift: int) -> Iterator[FecDecoded]:
-    """Every decoding of one hypothesis (`shift` bytes lost overall), depth first over the blocks."""
-    yield from _blocks(code, block_sizes(raw_len), 0, 0, shift, b"", 0, 0, 0)
+        yield from _blocks(code, block_sizes(raw_len), 0, 0, shift, b"", 0, 0, 0, first)
 
 
 def _blocks(code: bytes, sizes: list[int], index: int, p: int, left: int, raw: bytes, corrected: int,
-            drops: int, inserts: int) -> Iterator[FecDecoded]:
+            drops: int, inserts: int, first: dict) -> Iterator[FecDecoded]:
+    """Every decoding of one hypothesis (`left` bytes still lost, negative: extra), depth first over the blocks."""
     if index == len(sizes):
         if p == len(code):
             yield FecDecoded(raw, corrected, drops, inserts)
         return
-    for data, fixed, step, kind in _block_options(code, sizes[index], p, left, index == len(sizes) - 1):
+    last = index == len(sizes) - 1
+    if index == 0 and not last:
+        # Not the last block: its options depend on its size and on the sign of `left` only, so the shift
+        # hypotheses 1, 2, 3 (and -1, -2) that give it the same size search it once (pure speed: same results).
+        memo = (sizes[0], (left > 0) - (left < 0))
+        if memo not in first:
+            first[memo] = _block_options(code, sizes[0], 0, left, False)
+        options = first[memo]
+    else:
+        options = _block_options(code, sizes[index], p, left, last)
+    for data, fixed, step, kind in options:
+        if index == 0 and not header_fits(data, sum(sizes)):
+            continue
         yield from _blocks(code, sizes, index + 1, p + step, left - kind, raw + data, corrected + fixed,
-                           drops + (kind > 0), inserts + (kind < 0))
+                           drops + (kind > 0), inserts + (kind < 0), first)
+
+
+def header_fits(first: bytes, raw_len: int) -> bool:
+    """Spec v1.2 pruning: a decoding of the first block (which holds the whole header) goes on only if the header
+    could belong to a frame of this hypothesis: the protocol version, and a length field equal to raw_len minus
+    header and CRC.  Any other would fail the frame checks anyway (FRAME_VERSION, FRAME_LENGTH), so this changes
+    no result, only the work: a wrong shift hypothesis, or noise that happens to decode, stops after one block."""
+    return (first[0] == pc.PROTOCOL_VERSION
+            and first[4] | first[5] << 8 == raw_len - pc.HEADER_SIZE - pc.CRC_SIZE)
 
 
 def _block_options(code: bytes, k: int, p: int, left: int, last: bool) -> list[tuple[bytes, int, int, int]]:

@@ -98,14 +98,21 @@ def test_profile_device_on_the_host_agent(tmp_path):
     assert prof["identity"]["runtime"] == "litert" and prof["identity"]["tinyexit_version"]
     pts = prof["sweep"]["points"]
     kinds = [(p["point"]["kind"], p["point"].get("depth", 1)) for p in pts]
-    assert kinds[:8] == [("fc", 1), ("add", 1), ("fc", 2), ("fc", 4), ("fc", 8), ("add", 2), ("add", 4), ("add", 8)]
-    assert [k for k, _ in kinds[8:]] == ["decision"] * 24 and prof["sweep"]["skipped"] == []
-    assert all(len(p["us_runs"]) == 3 and len(p["us_burst_runs"]) == 3 and p["burst"] == 2 for p in pts[:8])
-    assert all(p["hot_only"] for p in pts[8:])      # the agent's exit test, timed as the agent times it
+    assert kinds == [("fc", 1), ("add", 1)] + [("decision", 1)] * 3 + [("fc", 2), ("fc", 4), ("fc", 8), ("add", 2),
+                                                                     ("add", 4), ("add", 8)]
+    dec, ops = pts[2:5], pts[:2] + pts[5:]
+    assert [(p["point"]["policy"], p["point"]["cout"]) for p in dec] == [("max_softmax", 2), ("entropy", 2),
+                                                                          ("patience", 2)]
+    assert prof["sweep"]["skipped"] == []
+    assert all(len(p["us_runs"]) == 3 and len(p["us_burst_runs"]) == 3 and p["burst"] == 2 for p in ops)
+    # the agent's own exit test, from the decision ticks of early-exit RUNs on two-segment bundles
+    assert all(p["hot_only"] and len(p["us_runs"]) == 6 and p["us"] > 0 for p in dec)
     # a zero-MAC operator ends in a one-output FULLY_CONNECTED (the bundle needs MACs), priced jointly
     assert [layer["kind"] for layer in pts[1]["layers"]][0] == "add" and pts[1]["layers"][-1]["kind"] == "fc"
     us = prof["fit"]["us"]
-    assert prof["fit"]["feature_set"] == "wall" and set(us["kernels"]) >= {"fc", "add", "decision_entropy"}
+    assert prof["fit"]["feature_set"] == prof["fit"]["feature_set_choice"]["chosen"]
+    assert prof["fit"]["feature_set"] in ("wall:4", "wall:8", "wall:16")
+    assert set(us["kernels"]) >= {"fc", "add", "decision_entropy"}
     assert us["overhead"] >= 0 and us["run_overhead"] >= 0 and prof["empty"]["per_run_us"] == us["run_overhead"]
     from tinyexit.eval.kernel_model import predict_layers
 
@@ -116,7 +123,7 @@ def test_profile_device_on_the_host_agent(tmp_path):
     assert pred["unknown_kinds"] == ["conv"] and pred["value"] >= 0  # a kind never measured: flagged
     # resumable: every model's timing is cached, and an unchanged sweep on the same agent keeps the profile
     cached = sorted((tmp_path / "agent.json.work" / "agent" / "timings").glob("mb*.json"))
-    assert len(cached) == 8
+    assert len(cached) == 8 + 3
     mtime = out.stat().st_mtime_ns
     assert main(argv) == 0 and out.stat().st_mtime_ns == mtime
     out.unlink()  # the profile lost: rebuilt from the cached timings, no model timed again

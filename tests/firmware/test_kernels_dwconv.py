@@ -58,10 +58,17 @@ def test_depthwise_pool_reshape_bit_exact(tmp_path, kernels):
 # activation).  relu at out_zp -128 takes the ring kernel's short requantization, relu6 and none the general one;
 # C = 10 and 2 have a channel tail (the last group of four is widened byte by byte), 70 columns exceed the
 # ring (TE_DW_RING_W) and take the general path.
+# Lines of 4k + 1, 2, 3 outputs take the one-, two- and two-plus-one-output passes; maps taller than wide run
+# transposed (lines along columns: 25x5, 13x6, 30x7, 11x3 VALID, 7x3 stride 2).
 MLPERF_DW_CASES = [(25, 5, 64, 1, "SAME", "relu"), (12, 12, 8, 1, "SAME", "relu"), (12, 12, 16, 2, "SAME", "relu"),
                    (12, 12, 32, 2, "VALID", "relu6"), (6, 6, 128, 1, "SAME", "relu"), (6, 6, 128, 2, "SAME", "relu"),
                    (3, 3, 256, 1, "SAME", "relu"), (9, 7, 10, 2, "SAME", "none"), (5, 6, 2, 1, "SAME", "relu"),
-                   (7, 9, 12, 1, "VALID", "none"), (3, 70, 4, 1, "SAME", "relu")]
+                   (7, 9, 12, 1, "VALID", "none"), (3, 70, 4, 1, "SAME", "relu"), (13, 6, 8, 1, "SAME", "relu"),
+                   (30, 7, 4, 1, "SAME", "relu"), (11, 3, 6, 1, "VALID", "relu"), (7, 3, 8, 2, "SAME", "relu"),
+                   (5, 11, 8, 2, "SAME", "relu"), (4, 7, 12, 1, "SAME", "relu")]
+# (case, transposed, outputs per line): the pass mix each case exercises, checked against the generator.
+MLPERF_DW_LINES = {0: (True, 25), 5: (False, 3), 6: (False, 3), 7: (True, 5), 11: (True, 13), 12: (True, 30),
+                   13: (True, 9), 14: (True, 4), 15: (False, 6), 16: (False, 7)}
 _ACT = {"relu": "relu", "relu6": "relu6", "none": None}
 
 
@@ -97,12 +104,16 @@ def _host_runner(tmp, blob, name, flash_mode):
 @pytest.mark.parametrize("flash_mode", ["speed", "size"])
 def test_mlperf_depthwise_shapes_bit_exact_in_both_flash_modes(tmp_path, flash_mode):
     from tinyexit.export.codegen_lower import lower, read_segment
-    from tinyexit.export.codegen_pack import why_not_packed_dw
+    from tinyexit.export.codegen_pack import dw_transposed, why_not_packed, why_not_packed_dw
 
     for i, case in enumerate(MLPERF_DW_CASES):
         blob = _mlperf_dw_model(case)
         layer = next(layer for layer in lower(read_segment(blob)) if layer.kind == "dwconv")
         assert (why_not_packed_dw(layer) is None) == (case[1] != 70), (case, why_not_packed_dw(layer))
+        assert why_not_packed(layer) == why_not_packed_dw(layer)
+        if i in MLPERF_DW_LINES:
+            tr, n = MLPERF_DW_LINES[i]
+            assert dw_transposed(layer) == tr and layer.p["out_shape"][0 if tr else 1] == n, case
         runner, src = _host_runner(tmp_path / str(i), blob, f"mdw{i}", flash_mode)
         xs = TM.random_inputs(src.segments[0]["in_shape"], 24, seed=90 + i)
         xs[0] = np.full_like(xs[0], -128)   # every tap at the input zero point's extreme, and the other one
@@ -127,12 +138,13 @@ def test_packed_depthwise_words_and_the_ring_width_match_the_kernel():
     layer = next(layer for layer in lower(read_segment(_mlperf_dw_model(MLPERF_DW_CASES[0]))) if layer.kind == "dwconv")
     words = pack_dwconv(layer)
     p, rq = layer.p, layer.p["rq"]
-    assert words.size == DW_HEADER_WORDS + 64 * DW_BLOCK_WORDS and list(words[:4]) == [DW_MAGIC, 64, 0, 0]
+    # the 25x5 map runs transposed: header word 3, and the block's kernel rows are the kernel's columns
+    assert words.size == DW_HEADER_WORDS + 64 * DW_BLOCK_WORDS and list(words[:4]) == [DW_MAGIC, 64, 0, 1]
     assert not dw_general(layer) and rq.out_zp == -128
     blk = words[DW_HEADER_WORDS + 5 * DW_BLOCK_WORDS:][:DW_BLOCK_WORDS]   # channel 5
-    w = np.asarray(p["weights"], np.int64).reshape(3, 3, 64)[:, :, 5]
+    w = np.asarray(p["weights"], np.int64).reshape(3, 3, 64)[:, :, 5].T
     r = -int(rq.shift[5])
-    assert list(blk[:4]) == [2 * p["bias_folded"][5], rq.mult[5], (1 << (r - 1)) - 128 * (1 << r), r]
+    assert list(blk[:4]) == [rq.mult[5], (1 << (r - 1)) - 128 * (1 << r), r, 2 * p["bias_folded"][5]]
     for ky in range(3):
         u, v = int(blk[4 + 2 * ky]) & 0xFFFFFFFF, int(blk[5 + 2 * ky]) & 0xFFFFFFFF
         halves = [((x & 0xFFFF) ^ 0x8000) - 0x8000 for x in (u, u >> 16, v, v >> 16)]

@@ -57,3 +57,41 @@ def test_rto_follows_rfc6298():
         fast.sample(0.001)
     assert fast.rto == 0.01                          # floor: a loopback round trip is about a millisecond
     assert [fast.timeout(k) for k in range(4)] == [0.01, 0.02, 0.04, 0.08]
+
+
+def test_fec_probe_verdict_exact_numbers():
+    """auto starts FEC; the replies' corrections decide: none in 256 bytes goes plain, one keeps FEC."""
+    from tinyexit.firmware_bridge.harness.adaptive import PROBE_BYTES, fec_probe_verdict
+
+    assert PROBE_BYTES == 256
+    assert fec_probe_verdict(0, 255, 960) is None          # still measuring
+    assert fec_probe_verdict(0, 256, 960) is False         # a clean line: plain
+    assert fec_probe_verdict(1, 256, 960) is True          # 0.39 % per byte: FEC
+    assert fec_probe_verdict(1, 2000, 960) is False        # 0.05 %: below the switch-over (~0.08 %)
+    assert fec_probe_verdict(2, 2000, 960) is True         # 0.1 %
+
+
+def test_line_meter_weighs_by_bytes_with_a_half_life():
+    from tinyexit.firmware_bridge.harness.adaptive import LINE_HALF_LIFE, LineMeter
+
+    m = LineMeter()
+    m.observe(200, 3)
+    assert m.byte_error() is None                          # fewer than PROBE_BYTES measured
+    m.observe(100, 1)
+    keep = 0.5 ** (100 / LINE_HALF_LIFE)
+    assert (m.received, m.damaged) == (200 * keep + 100, 3 * keep + 1)
+    assert round(m.byte_error(), 6) == 0.013324
+    m.observe(LINE_HALF_LIFE, 0)                           # a clean half-life halves what was seen before
+    assert round(m.damaged, 6) == round((3 * keep + 1) / 2, 6)
+
+
+def test_fec_chunks_follow_the_measured_line_and_stay_on_block_boundaries():
+    c = ChunkController(960)
+    assert c.use_fec() == 178                              # 4 blocks of 48 raw bytes
+    c.measured = 0.015                                     # 1 % + 0.5 %: 130 is best, 178 within 2 %: stays
+    assert [c.record(False) for _ in range(3)] == [178, 178, 178] and (c.shrinks, c.failures) == (0, 3)
+    c.measured = 0.04                                      # 3 % + 1 %
+    assert c.record(True) == 58 and c.shrinks == 1
+    c.measured = 0.0
+    assert c.record(True) == 178
+    assert c.use_plain(0.0) == 960 and not c.fec and c.error_rate == 0.0 and c.measured is None

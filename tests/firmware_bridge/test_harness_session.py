@@ -66,7 +66,8 @@ def test_a_device_that_only_nacks_is_alive_and_the_message_says_so(data, spawn_a
     art = data[0]
     bridge = PtyBridge(to_device=FaultConfig(corrupt_frames=tuple(range(1, 100_000))))
     proc, link, s = _connect(bridge, spawn_agent, art)
-    s.cfg = SessionConfig(reply_timeout_s=2.0, max_retries=5, boot_timeout_s=30, stall_s=1.0)
+    # plain frames (FEC would repair the one flipped bit of each: auto probes with FEC from the first request)
+    s.cfg = SessionConfig(reply_timeout_s=2.0, max_retries=5, boot_timeout_s=30, stall_s=1.0, fec="off")
     try:
         _await_boot(link)
         s.handshake()                                  # frame 0 passes undamaged
@@ -114,7 +115,8 @@ def test_a_garbled_frame_is_retried_counted_and_never_run_twice(data, spawn_agen
     bridge = PtyBridge(**faults)
     _, link, s = _connect(bridge, spawn_agent, art)
     # Only the injected fault may cost a retry: the agent is up before HELLO, and a reply has seconds to come.
-    s.cfg = SessionConfig(reply_timeout_s=3.0, max_retries=3, boot_timeout_s=30)
+    # Plain frames: FEC (auto probes with it) would repair the one flipped bit.
+    s.cfg = SessionConfig(reply_timeout_s=3.0, max_retries=3, boot_timeout_s=30, fec="off")
     try:
         _await_boot(link)
         s.handshake()

@@ -425,7 +425,18 @@ __attribute__((noinline)) static int block_options(const words_t *w, size_t p, i
     return count;
 }
 
+/* The first block's options per sign of the bytes still lost (-1, 0, +1): not the last block, they depend on
+ * its size and that sign only, so shift hypotheses that give it the same size search it once (speed only; fec.py
+ * does the same). */
 typedef struct {
+    size_t k[3];                          /* 0: not computed yet */
+    int count[3];
+    option_t opt[3][2];
+    uint8_t data[3][2][TE_FEC_BLOCK];
+} first_block_t;
+
+typedef struct {
+    first_block_t *first;
     const words_t *w;
     layout_t l;
     size_t n;  /* raw bytes of this hypothesis */
@@ -446,8 +457,27 @@ static size_t blocks_from(const search_t *h, size_t i, size_t off, size_t p, int
     uint8_t (*data)[TE_FEC_BLOCK] = level_data[i];
     option_t opt[2];
     const size_t k = block_data(&h->l, i), n = k + parity_of(k);
-    const int count = block_options(h->w, p, left, k, i + 1u == h->l.blocks, opt, data);
+    int count;
+    if (i == 0 && h->l.blocks > 1) {
+        first_block_t *f = h->first;
+        const int sg = (left > 0) - (left < 0) + 1;
+        if (f->k[sg] != k) {
+            f->count[sg] = block_options(h->w, p, left, k, 0, f->opt[sg], f->data[sg]);
+            f->k[sg] = k;
+        }
+        count = f->count[sg];
+        memcpy(opt, f->opt[sg], sizeof opt);
+        data = f->data[sg];
+    } else {
+        count = block_options(h->w, p, left, k, i + 1u == h->l.blocks, opt, data);
+    }
     for (int o = 0; o < count; ++o) {
+        /* spec v1.2: the first block holds the header; a decoding whose version or length field cannot belong to
+         * this hypothesis's frame would fail the frame checks anyway, so the search stops there (fec.py
+         * header_fits) */
+        if (i == 0 && (data[o][0] != TX_PROTOCOL_VERSION ||
+                       (size_t)(data[o][4] | (data[o][5] << 8)) + TX_HEADER_SIZE + TX_CRC_SIZE != h->n))
+            continue;
         memcpy(h->raw + off, data[o], k);
         const size_t step = (size_t)((long)n - opt[o].kind); /* n, n - 1 after a lost byte, n + 1 after an extra */
         const size_t got = blocks_from(h, i + 1u, off + k, p + step, left - opt[o].kind);
@@ -468,11 +498,13 @@ size_t te_fec_decode(const uint8_t *body, size_t r, uint8_t *raw,
     else if (body[1] == body[2]) key = body[1];
     else return 0;
     const words_t w = {body + TE_FEC_KEYS, r - TE_FEC_KEYS, key};
+    static first_block_t first; /* RAM, not the 2 KiB stack; never reentered (main loop only) */
+    memset(first.k, 0, sizeof first.k);
     for (size_t h = 0; h < sizeof shifts; ++h) { /* shifts[h] bytes lost overall (negative: extra) */
         if ((long)w.m + shifts[h] <= 0) continue;
         const size_t n = raw_length_for((size_t)((long)w.m + shifts[h]));
         if (!n) continue;
-        const search_t s = {&w, layout_of(n), n, raw, accept, ctx};
+        const search_t s = {&first, &w, layout_of(n), n, raw, accept, ctx};
         const size_t got = blocks_from(&s, 0, 0, 0, shifts[h]);
         if (got) return got;
     }

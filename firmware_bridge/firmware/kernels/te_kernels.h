@@ -125,9 +125,10 @@ typedef struct {
      (((c_in) & 3u) ? TE_ROUND4((uint32_t)(k_h) * (k_w) * (c_in)) : 0u))
 #define TE_FC_SCRATCH_BYTES(k) (2u * TE_ROUND4(k))
 
-/* arm_dsp DEPTHWISE_CONV_2D, 3x3: widened input rows (int16, zero-point padded) of four channels are kept in
- * a ring of 3 rows of at most this many columns, (out_w - 1) * stride + 4 rounded up to even; wider layers
- * take the general path (export/codegen_pack.py DW_RING_W mirrors it). */
+/* arm_dsp DEPTHWISE_CONV_2D, 3x3: widened input lines (int16, zero-point padded) of four channels hold at most
+ * this many positions, (out - 1) * stride + 4 rounded up to even along a line (an image row, or a column when
+ * the map is taller than wide and its columns fit); wider layers take the general path
+ * (export/codegen_pack.py DW_RING_W and dw_transposed mirror it). */
 #define TE_DW_RING_W 64
 
 /* `out` may overlap `in` (the memory plan writes a conv over its dying input,

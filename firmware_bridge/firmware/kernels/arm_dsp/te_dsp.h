@@ -135,6 +135,25 @@ static inline uint32_t te_read32(const int8_t *p)
 static inline uint32_t te_pack_lo(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
 static inline uint32_t te_pack_hi(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
 
+/* The same as one instruction each: GCC 12 builds them from UXTH/ORR and LSR/LSL/ORR. */
+#if TE_DSP_NATIVE
+static inline uint32_t te_pkhbt16(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t te_pkhtb16(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+#else
+static inline uint32_t te_pkhbt16(uint32_t a, uint32_t b) { return te_pack_lo(a, b); }
+static inline uint32_t te_pkhtb16(uint32_t a, uint32_t b) { return te_pack_hi(a, b); }
+#endif
+
 /* Unaligned little-endian 32-bit store (STR handles it on ARMv7-M). */
 static inline void te_write32(int8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 

@@ -1,13 +1,15 @@
 /* DEPTHWISE_CONV_2D, per-channel int8, for cores with the DSP extension.
- * Multiplier 1, 3x3, strides 1 and 2 (every MLPerf Tiny depthwise layer): input rows widened once into a
- * zero-point padded int16 ring, two taps per SMLAD, borders without tests (dw_ring below).  Other shapes:
- * four channels at a time, one word of input and one of weights per tap widened with SXTB16 and
+ * Multiplier 1, 3x3, strides 1 and 2 (every MLPerf Tiny depthwise layer): input lines (rows, or columns of maps
+ * taller than wide) widened once into zero-point padded int16 planes, two taps per SMLAD, borders without tests,
+ * four/two/one-output passes in assembly for the plain requantization (dw_ring below, te_dwconv_asm.h).  Other
+ * shapes: four channels at a time, one word of input and one of weights per tap widened with SXTB16 and
  * accumulated with SMLABB/SMLATT; other multipliers and channel tails per channel (two taps per SMLAD). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3")  /* unrolls the 3x3 tap loops; -O2 keeps them rolled and spills */
 #endif
 #include "te_kernels.h"
 #include "te_dsp.h"
+#include "te_dwconv_asm.h"
 
 static int32_t tap_sum(const te_conv_params_t *p, const int8_t *in, int y0, int x0, int oc, int ic)
 {
@@ -93,12 +95,14 @@ static inline uint32_t out1(int32_t acc, int32_t mult, int32_t shift, int fast, 
     return (uint8_t)y;
 }
 
-/* ---- 3x3, multiplier 1, strides 1 and 2: widened rows in a ring, two taps per SMLAD ----
+/* ---- 3x3, multiplier 1, strides 1 and 2: widened lines, two taps per SMLAD ----
  *
- * One group of four channels at a time: each input row the group needs is widened once into a ring of three
- * rows, one int16 plane per channel, zero-point padded on the left and right (rows outside the image are all
- * zero point), so the loops below never test a bound.  A plane row holds column pairs (x, x+1) as words, and
- * each channel's weights are (w0, w1) and (w1, w2) pairs per kernel row, doubled:
+ * One group of four channels at a time: each input line the group needs is widened once into int16 planes,
+ * one per channel, zero-point padded on both ends (lines outside the image are all zero point), so the passes
+ * never test a bound.  A line is an image row, or an image column when the map is taller than wide
+ * (dw_view_t, "transposed": the 25x5 DS-CNN map then gives lines of 25 outputs instead of 5, so the
+ * remainder passes run five times less often); the kernel is transposed with it.  A line holds column pairs
+ * (x, x+1) as words, and each channel's weights are (w0, w1) and (w1, w2) pairs per kernel row, doubled:
  *   out(x)   = SMLAD((h[x],   h[x+1]), (w0, w1)) + h[x+2] * w2      (SMLABT)
  *   out(x+1) = SMLAD((h[x+2], h[x+3]), (w1, w2)) + h[x+1] * w0      (SMLATB)
  * so two outputs of stride 1 take two words per kernel row; stride 2 reads (h[2x], h[2x+1]) and h[2x+2].
@@ -106,62 +110,93 @@ static inline uint32_t out1(int32_t acc, int32_t mult, int32_t shift, int fast, 
  *   out = SSAT8((SMMLAR(2acc, M, rz) [+ (acc < 0)]) >> r),  rz = 2^(r-1) + out_zp * 2^r.
  * With act_min >= out_zp and the full int8 range ("plain" case of every ReLU layer with out_zp = -128) the
  * sign correction can only move an output that clamps to act_min anyway, so it is left out.
- * Per channel, a block of TE_DW_BLOCK words: 2*bias, M, rz, r, W01 and W12 of kernel rows 0, 1, 2.  Speed
- * mode links them from flash (codegen_pack.pack_dwconv); size mode builds them per group of four channels
- * from the int8 weights. */
+ * Per channel, a block of TE_DW_BLOCK words: M, rz, r, 2*bias, W01 and W12 of kernel rows 0, 1, 2 (the order
+ * the assembly passes load them in).  Speed mode links them from flash (codegen_pack.pack_dwconv); size mode
+ * builds them per group of four channels from the int8 weights. */
 #define TE_DW_BLOCK 10
-#define TE_DW_MAGIC 0x31574454   /* "TDW1" in memory */
-#define TE_DW_HEADER 4           /* MAGIC, out_c, general requantization, 0 */
+#define TE_DW_MAGIC 0x32574454   /* "TDW2" in memory */
+#define TE_DW_HEADER 4           /* MAGIC, out_c, general requantization, transposed */
 
-/* Widened rows of a group of four channels: per channel a plane of as many rows as fit (`words` words each,
- * the last rows of one strip of output rows carried to the top for the next). */
-#define TE_DW_PLANE (3 * TE_DW_RING_W / 2)   /* words per channel plane: at least three rows of the widest */
+/* Widened lines of a group of four channels: per channel a plane of as many lines as fit (`words` words each,
+ * the last lines of one strip of output lines carried to the top for the next).  Five lines of the widest: a
+ * plane of three would carry two lines for every output line of a 48-wide map. */
+#define TE_DW_PLANE (5 * TE_DW_RING_W / 2)   /* words per channel plane */
 static uint32_t te_dw_buf[4 * TE_DW_PLANE];
 
-static inline uint32_t dw_pixel(const int8_t *row, int ix, int in_w, int C, int n, uint32_t zp4)
+/* The layer seen along its lines: a line is an image row (in_line = in_w * C, in_px = C) or, transposed, an
+ * image column (in_line = C, in_px = in_w * C); the same for the output. */
+typedef struct {
+    int lines_in, len_in, lines_out, len_out, s_line, s_len, pad_line, pad_len;
+    int in_line, in_px, out_line, out_px;
+} dw_view_t;
+
+/* Transposed when the map is taller than wide and its columns fit the planes: te_kernels.h, mirrored by
+ * codegen_pack.dw_transposed. */
+static int dw_words(int len_out, int stride) { return ((len_out - 1) * stride + 4 + 1) / 2; }
+
+static int dw_transposed(const te_conv_params_t *p)
 {
-    if (ix < 0 || ix >= in_w) return zp4;
-    if (n == 4) return te_read32(row + ix * C);
-    uint32_t v = zp4;
-    for (int k = 0; k < n; ++k) v = (v & ~(0xFFu << (8 * k))) | (uint32_t)(uint8_t)row[ix * C + k] << (8 * k);
+    return p->out_h > p->out_w && 2 * dw_words(p->out_h, p->stride_h) <= TE_DW_RING_W;
+}
+
+static dw_view_t dw_view(const te_conv_params_t *p, int transposed)
+{
+    const int C = p->in_c;
+    dw_view_t v;
+    if (transposed) {
+        v = (dw_view_t){p->in_w, p->in_h, p->out_w, p->out_h, p->stride_w, p->stride_h, p->pad_left, p->pad_top,
+                        C, p->in_w * C, C, p->out_w * C};
+    } else {
+        v = (dw_view_t){p->in_h, p->in_w, p->out_h, p->out_w, p->stride_h, p->stride_w, p->pad_top, p->pad_left,
+                        p->in_w * C, C, p->out_w * C, C};
+    }
     return v;
+}
+
+static inline uint32_t dw_pixel(const int8_t *line, int ix, const dw_view_t *v, int n, uint32_t zp4)
+{
+    if (ix < 0 || ix >= v->len_in) return zp4;
+    if (n == 4) return te_read32(line + ix * v->in_px);
+    uint32_t w = zp4;
+    for (int k = 0; k < n; ++k) w = (w & ~(0xFFu << (8 * k))) | (uint32_t)(uint8_t)line[ix * v->in_px + k] << (8 * k);
+    return w;
 }
 
 static inline void dw_widen_pair(uint32_t *q, int j, uint32_t a, uint32_t b)
 {
-    const uint32_t lo = te_pack_lo(a, b), hi = te_pack_hi(a, b);
+    const uint32_t lo = te_pkhbt16(a, b), hi = te_pkhtb16(a, b);
     q[j] = (uint32_t)te_sxtb16(lo);
     q[TE_DW_PLANE + j] = (uint32_t)te_sxtb16_ror8(lo);
     q[2 * TE_DW_PLANE + j] = (uint32_t)te_sxtb16(hi);
     q[3 * TE_DW_PLANE + j] = (uint32_t)te_sxtb16_ror8(hi);
 }
 
-/* Input row iy, channels c .. c+n-1, into the row of plane 0 at `plane` (the other planes follow at
- * TE_DW_PLANE words): column ix at halfword ix + pad_left. */
-static void dw_widen_row(uint32_t *plane, const te_conv_params_t *p, const int8_t *in, int iy,
-                         int c, int n, int words)
+/* Input line iy, channels c .. c+n-1, into the line of plane 0 at `plane` (the other planes follow at
+ * TE_DW_PLANE words): position ix at halfword ix + pad_len. */
+static void dw_widen_line(uint32_t *plane, const dw_view_t *v, const int8_t *in, int8_t in_zp, int iy, int c,
+                          int n, int words)
 {
-    const int C = p->in_c, in_w = p->in_w, pad = p->pad_left;
-    const uint32_t zp4 = (uint32_t)(uint8_t)p->in_zp * 0x01010101u;
-    if (iy < 0 || iy >= p->in_h) {
+    const int pad = v->pad_len, len = v->len_in, step = v->in_px;
+    const uint32_t zp4 = (uint32_t)(uint8_t)in_zp * 0x01010101u;
+    if (iy < 0 || iy >= v->lines_in) {
         const uint32_t zz = (uint32_t)te_sxtb16(zp4);
         for (int j = 0; j < words; ++j)
             plane[j] = plane[TE_DW_PLANE + j] = plane[2 * TE_DW_PLANE + j] = plane[3 * TE_DW_PLANE + j] = zz;
         return;
     }
-    const int8_t *row = in + iy * in_w * C + c;
+    const int8_t *line = in + iy * v->in_line + c;
     int j = 0;
-    if (n == 4) {   /* pairs whose both columns are inside: no tests */
+    if (n == 4) {   /* pairs whose both positions are inside: no tests */
         for (; j < words && 2 * j - pad < 0; ++j)
-            dw_widen_pair(plane, j, dw_pixel(row, 2 * j - pad, in_w, C, 4, zp4),
-                          dw_pixel(row, 2 * j + 1 - pad, in_w, C, 4, zp4));
-        const int8_t *px = row + (2 * j - pad) * C;
-        for (; j < words && 2 * j + 1 - pad < in_w; ++j, px += 2 * C)
-            dw_widen_pair(plane, j, te_read32(px), te_read32(px + C));
+            dw_widen_pair(plane, j, dw_pixel(line, 2 * j - pad, v, 4, zp4), dw_pixel(line, 2 * j + 1 - pad, v, 4, zp4));
+        const int last = (len + pad) / 2 < words ? (len + pad) / 2 : words;   /* 2 * last - 1 - pad < len */
+        const int8_t *px = line + (2 * j - pad) * step;
+        for (uint32_t *d = plane + j, *e = plane + last; d < e; ++d, px += 2 * step)
+            dw_widen_pair(d, 0, te_read32(px), te_read32(px + step));
+        if (last > j) j = last;
     }
     for (; j < words; ++j)
-        dw_widen_pair(plane, j, dw_pixel(row, 2 * j - pad, in_w, C, n, zp4),
-                      dw_pixel(row, 2 * j + 1 - pad, in_w, C, n, zp4));
+        dw_widen_pair(plane, j, dw_pixel(line, 2 * j - pad, v, n, zp4), dw_pixel(line, 2 * j + 1 - pad, v, n, zp4));
 }
 
 /* general: the sign correction and the activation clamp (see above). */
@@ -176,23 +211,8 @@ static inline __attribute__((always_inline)) int8_t dw_requant(int32_t acc, int3
     return (int8_t)te_ssat8(t >> r);
 }
 
-/* Kernel row t of four outputs: a0..a3 += taps of ring row q (words from the pair of output 0). */
-#define TE_DW_TAPS4_S1(q, u, v, first)                                                                     \
-    do {                                                                                                   \
-        const uint32_t x0 = (q)[0], x1 = (q)[1], x2 = (q)[2];                                              \
-        a0 = te_smlad(x0, u, first ? b2 : a0); a0 = te_smlabt(x1, v, a0);                                  \
-        a1 = te_smlad(x1, v, first ? b2 : a1); a1 = te_smlatb(x0, u, a1);                                  \
-        a2 = te_smlad(x1, u, first ? b2 : a2); a2 = te_smlabt(x2, v, a2);                                  \
-        a3 = te_smlad(x2, v, first ? b2 : a3); a3 = te_smlatb(x1, u, a3);                                  \
-    } while (0)
-#define TE_DW_TAPS4_S2(q, u, v, first)                                                                     \
-    do {                                                                                                   \
-        const uint32_t x0 = (q)[0], x1 = (q)[1], x2 = (q)[2], x3 = (q)[3], x4 = (q)[4];                   \
-        a0 = te_smlad(x0, u, first ? b2 : a0); a0 = te_smlabt(x1, v, a0);                                  \
-        a1 = te_smlad(x1, u, first ? b2 : a1); a1 = te_smlabt(x2, v, a1);                                  \
-        a2 = te_smlad(x2, u, first ? b2 : a2); a2 = te_smlabt(x3, v, a2);                                  \
-        a3 = te_smlad(x3, u, first ? b2 : a3); a3 = te_smlabt(x4, v, a3);                                  \
-    } while (0)
+/* Block words (te_dwconv_asm.h loads them in this order). */
+enum { DW_M, DW_RZ, DW_R, DW_B2, DW_W };
 
 /* One output of a kernel row (any stride): pair (x, x+1) and x+2. */
 static inline int32_t dw_taps1(const uint32_t *q, int32_t u, int32_t v, int32_t a)
@@ -200,73 +220,77 @@ static inline int32_t dw_taps1(const uint32_t *q, int32_t u, int32_t v, int32_t 
     return te_smlabt(q[1], v, te_smlad(q[0], u, a));
 }
 
-/* One output row of one channel: q = its plane's first widened row (the next kernel rows follow at `pitch`
- * words), weights and constants in b.  Four outputs per pass; the weights are re-read every pass (one LDRD
- * per kernel row) rather than spilled, which is what the register file allows. */
-static inline __attribute__((always_inline)) void dw_row(const uint32_t *q, const int32_t *b, int8_t *o, int C,
-                                                          int out_w, int pitch, int stride, int general,
-                                                          int32_t lo, int32_t hi)
+/* Outputs x, x+1 of stride 1 at the word of x (x even): words q[0], q[1] of each kernel row. */
+static inline void dw_taps2_s1(const uint32_t *q, int32_t u, int32_t v, int32_t *a0, int32_t *a1)
 {
-    const uint32_t *end = q + (out_w / 4) * 2 * stride;
-    for (; q < end; q += 2 * stride, o += 4 * C) {
-        const int32_t *bp = b;
-        __asm__("" : "+r"(bp));   /* keep the block's words as loads in the loop, not spilled copies */
-        const int32_t b2 = bp[0];
-        int32_t a0, a1, a2, a3;
-        if (stride == 1) {
-            TE_DW_TAPS4_S1(q, bp[4], bp[5], 1);
-            TE_DW_TAPS4_S1(q + pitch, bp[6], bp[7], 0);
-            TE_DW_TAPS4_S1(q + 2 * pitch, bp[8], bp[9], 0);
-        } else {
-            TE_DW_TAPS4_S2(q, bp[4], bp[5], 1);
-            TE_DW_TAPS4_S2(q + pitch, bp[6], bp[7], 0);
-            TE_DW_TAPS4_S2(q + 2 * pitch, bp[8], bp[9], 0);
+    *a0 = te_smlabt(q[1], v, te_smlad(q[0], u, *a0));
+    *a1 = te_smlatb(q[0], u, te_smlad(q[1], v, *a1));
+}
+
+/* One output line of one channel, as the assembly passes do it: four outputs per pass (stride 1 reads three
+ * words per kernel row and moves two, stride 2 reads five and moves four), then two, then one. */
+static void dw_line(const uint32_t *q, const int32_t *b, int8_t *o, const te_dw_geom_t *g, int stride, int general,
+                    int32_t lo, int32_t hi)
+{
+    const int step = g->out_px, pitch = g->pitch / 4;
+    const uint32_t *end = q + g->run / 4;
+    for (; q < end; q += 2 * stride, o += 4 * step) {
+        int32_t a[4] = {b[DW_B2], b[DW_B2], b[DW_B2], b[DW_B2]};
+        for (int k = 0; k < 3; ++k) {
+            const uint32_t *r = q + k * pitch;
+            const int32_t u = b[DW_W + 2 * k], v = b[DW_W + 2 * k + 1];
+            if (stride == 1) {
+                dw_taps2_s1(r, u, v, &a[0], &a[1]);
+                dw_taps2_s1(r + 1, u, v, &a[2], &a[3]);
+            } else {
+                for (int i = 0; i < 4; ++i) a[i] = dw_taps1(r + i, u, v, a[i]);
+            }
         }
-        const int32_t m = bp[1], rz = bp[2], r = bp[3];
-        o[0] = dw_requant(a0, m, rz, r, general, lo, hi);
-        o[C] = dw_requant(a1, m, rz, r, general, lo, hi);
-        o[2 * C] = dw_requant(a2, m, rz, r, general, lo, hi);
-        o[3 * C] = dw_requant(a3, m, rz, r, general, lo, hi);
+        for (int i = 0; i < 4; ++i) o[i * step] = dw_requant(a[i], b[DW_M], b[DW_RZ], b[DW_R], general, lo, hi);
     }
-    /* the last out_w % 4 outputs, one at a time: output i reads from word i * stride / 2 */
-    for (int i = 0; i < (out_w & 3); ++i, o += C) {
-        const uint32_t *qi = q + (stride == 1 ? i / 2 : i);
-        int32_t a;
-        if (stride == 1 && (i & 1)) {   /* pair (x+1, x+2) straddles two words: (x+2, x+3) with (w1, w2) */
-            a = te_smlatb(qi[0], b[4], te_smlad(qi[1], b[5], b[0]));
-            a = te_smlatb(qi[pitch], b[6], te_smlad(qi[pitch + 1], b[7], a));
-            a = te_smlatb(qi[2 * pitch], b[8], te_smlad(qi[2 * pitch + 1], b[9], a));
-        } else {
-            a = dw_taps1(qi, b[4], b[5], b[0]);
-            a = dw_taps1(qi + pitch, b[6], b[7], a);
-            a = dw_taps1(qi + 2 * pitch, b[8], b[9], a);
+    if (g->tail & 2) {
+        int32_t a0 = b[DW_B2], a1 = b[DW_B2];
+        for (int k = 0; k < 3; ++k) {
+            const uint32_t *r = q + k * pitch;
+            const int32_t u = b[DW_W + 2 * k], v = b[DW_W + 2 * k + 1];
+            if (stride == 1) {
+                dw_taps2_s1(r, u, v, &a0, &a1);
+            } else {
+                a0 = dw_taps1(r, u, v, a0);
+                a1 = dw_taps1(r + 1, u, v, a1);
+            }
         }
-        o[0] = dw_requant(a, b[1], b[2], b[3], general, lo, hi);
+        o[0] = dw_requant(a0, b[DW_M], b[DW_RZ], b[DW_R], general, lo, hi);
+        o[step] = dw_requant(a1, b[DW_M], b[DW_RZ], b[DW_R], general, lo, hi);
+        q += stride;
+        o += 2 * step;
+    }
+    if (g->tail & 1) {   /* at an even position for both strides */
+        int32_t a0 = b[DW_B2];
+        for (int k = 0; k < 3; ++k) a0 = dw_taps1(q + k * pitch, b[DW_W + 2 * k], b[DW_W + 2 * k + 1], a0);
+        o[0] = dw_requant(a0, b[DW_M], b[DW_RZ], b[DW_R], general, lo, hi);
     }
 }
 
-/* `rows` output rows of one channel of a strip: kernel row 0 of output row i at q + i * stride * pitch. */
-#define TE_DW_ROWS_FN(name, stride, general)                                                                    \
-    static void name(const uint32_t *q, const int32_t *b, int8_t *o, int C, int out_w, int pitch, int rows,     \
-                     int32_t lo, int32_t hi)                                                                    \
-    {                                                                                                           \
-        for (int i = 0; i < rows; ++i, q += stride * pitch, o += out_w * C)                                    \
-            dw_row(q, b, o, C, out_w, pitch, stride, general, lo, hi);                                          \
+/* g->lines output lines of one channel: kernel row 0 of line i at q + i * q_step bytes. */
+static void dw_lines(const uint32_t *q, int8_t *o, const int32_t *b, const te_dw_geom_t *g, int stride, int general,
+                     int32_t lo, int32_t hi)
+{
+#if TE_DSP_NATIVE
+    if (!general) {
+        (stride == 1 ? te_dw_lines_s1 : te_dw_lines_s2)(q, o, b, g);
+        return;
     }
-TE_DW_ROWS_FN(dw_rows_s1, 1, 0)
-TE_DW_ROWS_FN(dw_rows_s2, 2, 0)
-TE_DW_ROWS_FN(dw_rows_s1_general, 1, 1)
-TE_DW_ROWS_FN(dw_rows_s2_general, 2, 1)
-
-typedef void (*dw_rows_fn)(const uint32_t *, const int32_t *, int8_t *, int, int, int, int, int32_t, int32_t);
-
-static int dw_ring_words(const te_conv_params_t *p) { return ((p->out_w - 1) * p->stride_w + 4 + 1) / 2; }
+#endif
+    for (int i = 0; i < g->lines; ++i, q += g->q_step / 4, o += g->o_step)
+        dw_line(q, b, o, g, stride, general, lo, hi);
+}
 
 static int dw_ring_shape_ok(const te_conv_params_t *p)
 {
     return p->depth_mult == 1 && p->k_h == 3 && p->k_w == 3 && p->dil_h == 1 && p->dil_w == 1 &&
            (p->stride_w == 1 || p->stride_w == 2) && (p->stride_h == 1 || p->stride_h == 2) &&
-           2 * dw_ring_words(p) <= TE_DW_RING_W;
+           (2 * dw_words(p->out_w, p->stride_w) <= TE_DW_RING_W || dw_transposed(p));
 }
 
 static int dw_general(const te_conv_params_t *p)
@@ -288,48 +312,50 @@ static int dw_plain_ok(const te_conv_params_t *p)
     return 1;
 }
 
-static void dw_plain_blocks(const te_conv_params_t *p, int c, int n, int32_t *blk)
+/* The blocks of channels c .. c+n-1 from the plain arrays; `transposed`: kernel rows are the image columns. */
+static void dw_plain_blocks(const te_conv_params_t *p, int c, int n, int transposed, int32_t *blk)
 {
-    const int C = p->out_c;
+    const int C = p->out_c, tr = transposed ? 1 : 3, tc = transposed ? 3 : 1;
     for (int k = 0; k < n; ++k, blk += TE_DW_BLOCK) {
         const int ch = c + k, r = -p->shift[ch];
         const int8_t *w = p->w + ch;
-        blk[0] = 2 * p->bias[ch];
-        blk[1] = p->mult[ch];
-        blk[2] = (int32_t)(((int64_t)1 << (r - 1)) + (int64_t)p->out_zp * ((int64_t)1 << r));
-        blk[3] = r;
+        blk[DW_M] = p->mult[ch];
+        blk[DW_RZ] = (int32_t)(((int64_t)1 << (r - 1)) + (int64_t)p->out_zp * ((int64_t)1 << r));
+        blk[DW_R] = r;
+        blk[DW_B2] = 2 * p->bias[ch];
         for (int ky = 0; ky < 3; ++ky) {
-            const int32_t w0 = 2 * w[(3 * ky) * C], w1 = 2 * w[(3 * ky + 1) * C], w2 = 2 * w[(3 * ky + 2) * C];
-            blk[4 + 2 * ky] = (int32_t)(((uint32_t)w0 & 0xFFFFu) | ((uint32_t)w1 << 16));
-            blk[5 + 2 * ky] = (int32_t)(((uint32_t)w1 & 0xFFFFu) | ((uint32_t)w2 << 16));
+            const int32_t w0 = 2 * w[(tr * ky) * C], w1 = 2 * w[(tr * ky + tc) * C], w2 = 2 * w[(tr * ky + 2 * tc) * C];
+            blk[DW_W + 2 * ky] = (int32_t)(((uint32_t)w0 & 0xFFFFu) | ((uint32_t)w1 << 16));
+            blk[DW_W + 1 + 2 * ky] = (int32_t)(((uint32_t)w1 & 0xFFFFu) | ((uint32_t)w2 << 16));
         }
     }
 }
 
 /* blocks: the packed blocks of every channel (speed mode) or NULL (built here from the plain arrays). */
-static void dw_ring(const te_conv_params_t *p, const int8_t *in, int8_t *out, const int32_t *blocks, int general)
+static void dw_ring(const te_conv_params_t *p, const int8_t *in, int8_t *out, const int32_t *blocks, int general,
+                    int transposed)
 {
-    const int C = p->in_c, out_h = p->out_h, out_w = p->out_w, sh = p->stride_h, words = dw_ring_words(p);
-    const int cap = TE_DW_PLANE / words;                /* widened rows a plane holds (>= 3) */
-    const int strip = (cap - 3) / sh + 1;               /* output rows per strip */
-    const int32_t lo = p->act_min, hi = p->act_max;
-    const dw_rows_fn rows = p->stride_w == 1 ? (general ? dw_rows_s1_general : dw_rows_s1)
-                                             : (general ? dw_rows_s2_general : dw_rows_s2);
+    const dw_view_t v = dw_view(p, transposed);
+    const int C = p->in_c, sh = v.s_line, words = dw_words(v.len_out, v.s_len);
+    const int cap = TE_DW_PLANE / words;                /* widened lines a plane holds (>= 3) */
+    const int strip = (cap - 3) / sh + 1;               /* output lines per strip */
+    te_dw_geom_t g = {v.out_px, 4 * words, 4 * (v.len_out / 4) * 2 * v.s_len, v.len_out & 3, 0,
+                      4 * sh * words, v.out_line};
     int32_t local[4 * TE_DW_BLOCK];
     for (int c = 0; c < C; c += 4) {
         const int n = C - c < 4 ? C - c : 4;
         const int32_t *blk = blocks ? blocks + c * TE_DW_BLOCK : local;
-        if (!blocks) dw_plain_blocks(p, c, n, local);
-        int have = 0;   /* widened rows at the top of the planes, from input row y0 on */
-        for (int oy = 0; oy < out_h; oy += strip) {
-            const int m = out_h - oy < strip ? out_h - oy : strip;
-            const int y0 = oy * sh - p->pad_top, need = (m - 1) * sh + 3;
-            for (int t = have; t < need; ++t) dw_widen_row(te_dw_buf + t * words, p, in, y0 + t, c, n, words);
-            rows(te_dw_buf, blk, out + oy * out_w * C + c, C, out_w, words, m, lo, hi);
-            for (int k = 1; k < n; ++k)
-                rows(te_dw_buf + k * TE_DW_PLANE, blk + k * TE_DW_BLOCK, out + oy * out_w * C + c + k, C, out_w,
-                     words, m, lo, hi);
-            have = need - m * sh;   /* rows the next strip starts with: move them up */
+        if (!blocks) dw_plain_blocks(p, c, n, transposed, local);
+        int have = 0;   /* widened lines at the top of the planes, from input line y0 on */
+        for (int oy = 0; oy < v.lines_out; oy += strip) {
+            const int m = v.lines_out - oy < strip ? v.lines_out - oy : strip;
+            const int y0 = oy * sh - v.pad_line, need = (m - 1) * sh + 3;
+            for (int t = have; t < need; ++t) dw_widen_line(te_dw_buf + t * words, &v, in, p->in_zp, y0 + t, c, n, words);
+            g.lines = m;
+            for (int k = 0; k < n; ++k)
+                dw_lines(te_dw_buf + k * TE_DW_PLANE, out + oy * v.out_line + c + k, blk + k * TE_DW_BLOCK, &g,
+                         v.s_len, general, p->act_min, p->act_max);
+            have = need - m * sh;   /* lines the next strip starts with: move them up */
             if (have > 0)
                 for (int k = 0; k < n; ++k)
                     memmove(te_dw_buf + k * TE_DW_PLANE, te_dw_buf + k * TE_DW_PLANE + m * sh * words,
@@ -344,13 +370,13 @@ void te_dwconv_s8(const te_conv_params_t *p, const int8_t *in, int8_t *out)
 {
     if (p->mult == 0) {   /* speed mode: blocks packed on the host (codegen_pack.pack_dwconv) */
         const int32_t *words = (const int32_t *)(const void *)p->w;
-        if (words[0] != TE_DW_MAGIC || words[1] != p->out_c || !dw_ring_shape_ok(p))
+        if (words[0] != TE_DW_MAGIC || words[1] != p->out_c || !dw_ring_shape_ok(p) || words[3] != dw_transposed(p))
             __builtin_trap();   /* a header that disagrees with the layer: generator and kernel out of step */
-        dw_ring(p, in, out, words + TE_DW_HEADER, words[2]);
+        dw_ring(p, in, out, words + TE_DW_HEADER, words[2], words[3]);
         return;
     }
     if (dw_plain_ok(p)) {
-        dw_ring(p, in, out, 0, dw_general(p));
+        dw_ring(p, in, out, 0, dw_general(p), dw_transposed(p));
         return;
     }
     if (p->depth_mult != 1 || p->in_c < 4) {
