@@ -21,7 +21,7 @@ benchmarks: demo reliability
 
 reliability: install
 	test -d $(OUT)/export || $(MAKE) demo
-	$(BIN)/tinyexit reliability faults $(OUT) --target agent --target qemu --sweep --doc docs/reliability.md
+	$(BIN)/tinyexit reliability faults $(OUT) --target agent --target qemu --sweep --fec off,auto --doc docs/reliability.md
 	$(BIN)/tinyexit reliability fuzz-decoder --inputs 1000000
 	$(BIN)/tinyexit reliability fuzz-c --seconds 600 --target protocol_stub
 	$(BIN)/tinyexit reliability fuzz-c --seconds 600

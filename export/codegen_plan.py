@@ -139,7 +139,8 @@ def _in_place(segments: list[tuple], canonical, conv: bool = True) -> dict[tuple
                 candidates = [(idx, 0) for idx in layer.inputs
                               if graph.tensors[idx].nbytes == graph.tensors[layer.outputs[0]].nbytes]
             elif layer.kind == "conv" and conv:
-                candidates = [(layer.inputs[0], conv_shift(layer))]
+                # rounded down to ALIGN: every tensor keeps the alignment LDRD/LDM need
+                candidates = [(layer.inputs[0], -_align(-conv_shift(layer)))]
             else:
                 continue
             out = canonical(s, layer.outputs[0])

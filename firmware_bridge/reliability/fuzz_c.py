@@ -159,7 +159,7 @@ def build_fuzzer(run_dir, out, kernels: str = "reference", coverage: bool = Fals
     objs = sorted((out / "obj").glob("*.o"))
     harness, core_files, defines = TARGETS[target]
     exe = out / (f"fuzz_{target}" + ("_cov" if coverage else ""))
-    _clang([*base, "-O1", *flags, *defines, *extra_flags, *(str(FUZZ_DIR / n) for n in harness),
+    _clang([*base, "-O2", *flags, *defines, *extra_flags, *(str(FUZZ_DIR / n) for n in harness),
             *(str(core / n) for n in core_files), *map(str, glue), *map(str, objs), "-lm", "-o", str(exe)], out)
     return exe
 
