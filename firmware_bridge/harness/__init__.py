@@ -9,8 +9,8 @@ Entry: `run_benchmark(path, targets, BenchConfig) -> summary` (`tinyexit bench`)
 """
 
 
-def run_benchmark(run_dir, targets, cfg=None) -> dict:
+def run_benchmark(run_dir, targets, cfg=None, log=print, monitor=None) -> dict:
     """See tinyexit.firmware_bridge.harness.bench.run_benchmark."""
     from tinyexit.firmware_bridge.harness.bench import BenchConfig, run_benchmark as _run
 
-    return _run(run_dir, targets, cfg or BenchConfig())
+    return _run(run_dir, targets, cfg or BenchConfig(), log=log, monitor=monitor)
