@@ -14,13 +14,15 @@ import json
 
 import numpy as np
 
-from tinyexit.eval.kernel_model import GEMM_BLOCKS, fit_profile, held_out_errors
+from tinyexit.eval.kernel_model import FEATURES, GEMM_BLOCKS, fit_profile, held_out_errors
 
 SCHEMA = "tinyexit-device-profile/1"
 
 
 def sweep_sha256(points: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(points).encode()).hexdigest()
+    """The sweep and the feature sets it is fitted on: new kernel features (export/microbench_arm_dsp.py, and
+    their names here) make an older profile stale rather than kept."""
+    return hashlib.sha256(json.dumps([points, FEATURES]).encode()).hexdigest()
 
 
 def is_current(old: dict | None, sweep_sha: str, identity_sha: str, config: dict) -> bool:

@@ -21,19 +21,36 @@ import numpy as np
 # (export/microbench.py computes them from the lowered layer), plus "one", the call overhead.
 _CONV = ("inner", "chan_pairs", "pix_pairs", "gather_taps", "gather_rows", "gather_bytes", "outside_bytes",
          "clamp", "rows", "widen_words", "one")
+# packed kernels (te_conv_packed.h): computed channel pairs in chunks of 16 groups, the sign correction where
+# act_min < out_zp, pruned channels' constants per pixel pair
+_PACKED = ("chunks", "signed_outs", "const_outs", "pair_calls")
 FEATURES = {
-    "conv_m0": _CONV,                     # packed weights, im2col per pixel pair
-    "conv_m1": _CONV,                     # packed weights, ring of widened input rows
-    "conv_m2": _CONV,                     # packed weights, zero-point-padded copy of the input
+    "conv_m0": _CONV + _PACKED,           # packed weights, im2col per pixel pair
+    "conv_m1": _CONV + _PACKED,           # packed weights, ring of widened input rows
+    "conv_m2": _CONV + _PACKED + ("widen_rest",),   # packed weights, zero-point-padded copy of the input
+    "conv_1x1": ("inner", "chan_pairs", "pix_pairs", "col_pairs", "col_odd", "rows", "clamp", "one") + _PACKED,
     "conv_plain": _CONV + ("odd_inner", "byte_gather", "fast_outs", "general_outs"),
     "dwconv": ("quad_interior", "quad_taps", "quad_border", "tail_pairs", "tail_odd", "tail_border_taps",
                "tail_outs", "out_bytes", "general_outs", "out_pixels", "one"),   # four channels per word
     "dwconv_pc": ("interior_pairs", "interior_odd", "border_taps", "out_bytes", "general_outs", "out_pixels",
                   "one"),                                                          # per channel
-    "fc": ("pair_trips", "pair_odd", "odd_words", "odd_out", "words", "out_bytes", "one"),
+    # te_dwconv.c dw_ring: widened lines per group of 4 channels, 4/2/1-output passes per channel and line
+    "dwconv_ring": ("fill_slots", "fill_iters", "fill_words", "groups", "strips", "widen_calls", "img_lines",
+                    "zp_lines", "zp_line_words",
+                    "mixed_pairs", "mixed_pixels", "main_pairs", "narrow_lines", "narrow_pairs", "narrow_bytes",
+                    "chan_calls", "move_calls", "move_words",
+                    *(f"{pre}_{n}" for pre in ("s1", "s2", "gs1", "gs2")
+                      for n in ("lines", "quad_passes", "two_passes", "one_passes")), "one"),
+    # te_fc.c: the input widened once, then blocks of 4 rows (packed) or te_fc_rows4 and single rows (plain)
+    "fc": ("widen_words", "widen_tail", "widen_tail_call", "block_groups", "block_chunks", "blocks",
+           "block_calls", "tail_rows", "tail_call", "clamp_outs", "one"),
+    "fc_plain": ("widen_words", "widen_tail", "widen_tail_call", "row4_groups", "row4_blocks", "row_groups", "rows",
+                 "fast_outs", "general_outs", "one"),
     "add": ("out_bytes", "one"),
     "mean": ("quad_iters", "odd_iters", "quads", "odd_c", "one"),
-    "avgpool": ("window_reads", "window_rows", "out_bytes", "out_pixels", "one"),
+    # te_avgpool.c: 8- and 4-channel int16-lane passes (per run, per window pixel), the per-channel fallback
+    "avgpool": ("lane8_passes", "lane8_runs", "lane8_pixels", "lane4_passes", "lane4_runs", "lane4_pixels",
+                "chan_outs", "chan_rows", "chan_pixels", "out_pixels", "out_rows", "one"),
     "pad": ("in_bytes", "pad_bytes", "body_rows", "pad_rows", "one"),
     "softmax": ("in_bytes", "rows", "one"),
     # the exit test between two segments (firmware te_policy_passes, agent ExitDecider): per logit and per call
@@ -105,7 +122,8 @@ def value_of(layer: dict, f: str) -> float:
 
 def family(kind: str, feature_set: str = "arm_dsp") -> str:
     if feature_set.startswith("wall"):
-        return "conv" if kind.startswith("conv") else "dwconv" if kind.startswith("dwconv") else kind
+        return "conv" if kind.startswith("conv") else "dwconv" if kind.startswith("dwconv") else \
+            "fc" if kind.startswith("fc") else kind
     return kind
 
 

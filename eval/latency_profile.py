@@ -25,7 +25,8 @@ from tinyexit.eval.kernel_model import decision_layer, family, fit_key, predict_
 
 def find_profile(run_dir: Path, target: str, unit: str) -> tuple[dict | None, Path | None]:
     """RUN/profiles/<target>.json (target: "qemu", "host-agent", ...) when it measures in `unit`; a bench named
-    after its model ("qemu-denoiser", "host-agent-denoiser") finds its target's profile."""
+    after its model ("qemu-denoiser", "host-agent-denoiser") finds its target's profile, and a bench with a name
+    of its own the run's only profile in that unit."""
     parts = target.split("-")
     names = ["-".join(parts[:n]) for n in range(len(parts), 0, -1)]
     for name in names:
@@ -34,7 +35,16 @@ def find_profile(run_dir: Path, target: str, unit: str) -> tuple[dict | None, Pa
             prof = json.loads(path.read_text())
             if prof.get("unit") == unit:
                 return prof, path
-    return None, None
+    # a bench given its own --name: the run's one profile in that unit, if there is exactly one
+    found = []
+    for path in sorted((Path(run_dir) / "profiles").glob("*.json")):
+        try:
+            prof = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(prof, dict) and prof.get("unit") == unit:
+            found.append((prof, path))
+    return found[0] if len(found) == 1 else (None, None)
 
 
 def mac_only(profile: dict) -> tuple[float, float]:
@@ -273,22 +283,25 @@ def markdown(lm: dict, unit: str) -> str:
     def pct(v):
         return "n/a" if v is None else f"{100 * v:+.2f} %"
 
+    def apct(v):  # an absolute error
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+
     s, mac = lm["out_of_model"], lm["mac_only"]
     unit = "us" if lm.get("unit") == "us" else unit  # a wall-clock profile prices microseconds
     nd = 1 if unit == "us" else 0
     lines = ["### Predicted from the device profile (out of model)", "",
-             f"{lm['status']}. Max |error| {pct(s['max_abs_error'])}, median {pct(s['median_abs_error'])}, "
+             f"{lm['status']}. Max |error| {apct(s['max_abs_error'])}, median {apct(s['median_abs_error'])}, "
              f"{100 * (s['within_3pct'] or 0):.0f} % of paths within 3 %, {100 * (s['within_10pct'] or 0):.0f} % "
              f"within 10 %; by path kind: " + "; ".join(
-                 f"{k} max {pct(v['max_abs_error'])} (n={v['n']})" for k, v in (lm.get("by_path_kind") or {}).items())
+                 f"{k} max {apct(v['max_abs_error'])} (n={v['n']})" for k, v in (lm.get("by_path_kind") or {}).items())
              + f". Overheads: {_overheads(lm)}. MAC-only (per MAC + constant, same sweep): "
-             f"max {pct(mac['max_abs_error'])}. Out-of-range features: {', '.join(lm['out_of_range']) or 'none'}; "
+             f"max {apct(mac['max_abs_error'])}. Out-of-range features: {', '.join(lm['out_of_range']) or 'none'}; "
              f"kinds the sweep never measured: {', '.join(lm['unknown_kinds']) or 'none'}; profile measured on the "
              f"run's firmware sources: {lm.get('profile_firmware_matches')}.", "",
              f"| path | MACs | measured ({unit}) | predicted | error | MAC-only error | largest kernels |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in lm["predictions"]:
-        top = ", ".join(f"{k} {v:,}" for k, v in sorted(r["by_kind"].items(), key=lambda kv: -kv[1])[:3])
+        top = ", ".join(f"{k} {v:,.{nd}f}" for k, v in sorted(r["by_kind"].items(), key=lambda kv: -kv[1])[:3])
         lines.append(f"| {r['name']} | {r['macs']:,.0f} | {r['measured']:,.{nd}f} | {r['predicted']:,.{nd}f} | "
                      f"{pct(r['rel_error'])} | {pct(r['mac_only_rel_error'])} | {top} |")
     lines += ["", "| kernel | sweep points | in-sample max | held-out max | held-out median | coefficients |",

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit.errors import UserError
+from tinyexit.export.microbench_arm_dsp import avgpool_features, conv_packed_counts, dwconv_ring_features, fc_features
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,9 @@ def _convert(tf, body, shape: list[int], rep: list, p: SweepPoint) -> bytes:
             raise UserError(f"sweep point {p.label}: TFLite conversion failed ({type(exc).__name__})") from None
 
 
-def default_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7) -> list[SweepPoint]:
-    """The sweep: a seeded sample of each kind's shape grid, covering the ranges tinyexit's models use."""
+def default_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7, extra: bool = True) -> list[SweepPoint]:
+    """The sweep: a seeded sample of each kind's shape grid, covering the ranges tinyexit's models use.
+    extra: the shapes added for the line-based depthwise and lane-based average-pool kernels (`extra_sweep`)."""
     rng = np.random.default_rng(seed)
     kinds = tuple(kinds or SWEEP_KINDS)
     pts: list[SweepPoint] = []
@@ -232,10 +234,44 @@ def default_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7) -> list[S
         for _ in range(8):
             pts.append(SweepPoint(kind, h=pick(maps), w=pick(maps), cin=pick(chans), relu=False))
     pts = [replace(p, padding="SAME") if p.padding == "VALID" and p.k > min(p.h, p.w) else p for p in pts]
+    if extra:
+        pts += extra_sweep(seed)
     # last, and without the generator: the points above (and their cached conversions) stay as they were
     pts += [SweepPoint(DECISION, h=1, w=1, cin=n, cout=n, relu=False, policy=pol)
             for pol in DECISION_POLICIES for n in DECISION_LOGITS]
     return [p for p in pts if p.kind in kinds]
+
+
+def extra_sweep(seed: int = 7) -> list[SweepPoint]:
+    """More depthwise and average-pool shapes (their own generator, after the older points, so those and their
+    cached conversions stay): te_dwconv.c's line kernel (3x3, multiplier 1) counts channel groups with tails,
+    widened lines, 4/2/1-output passes and strips, so it needs channel counts of every remainder mod 4, line
+    lengths of every remainder mod 4, tall maps (transposed) and wide ones; te_avgpool.c counts 8- and 4-channel
+    lane passes over windows of any size (whole-width ones, padded ones, > 255 pixels per channel)."""
+    rng = np.random.default_rng(seed + 1013)
+
+    def pick(seq):
+        return seq[int(rng.integers(len(seq)))]
+
+    pts = []
+    for _ in range(32):
+        h, w = pick(((4, 4), (5, 7), (6, 6), (8, 8), (9, 11), (12, 12), (16, 16), (16, 4), (25, 5), (24, 12),
+                     (7, 19), (10, 6), (13, 13), (32, 8)))
+        pts.append(SweepPoint("dwconv", h=h, w=w, cin=(c := pick((1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32))),
+                              cout=c, k=3, stride=pick((1, 1, 2)), padding=pick(("SAME", "VALID")),
+                              relu=bool(rng.integers(2))))
+    for _ in range(6):  # 5x5: the four-channel word kernel
+        c = pick((4, 8, 12, 16))
+        pts.append(SweepPoint("dwconv", h=pick((6, 8, 12)), w=pick((6, 8, 12)), cin=c, cout=c, k=5,
+                              stride=pick((1, 2)), padding="SAME", relu=bool(rng.integers(2))))
+    for _ in range(16):
+        k = pick((2, 3, 4, 5))
+        pts.append(SweepPoint("avgpool", h=pick((4, 6, 8, 12, 16)), w=pick((4, 6, 8, 12, 16)),
+                              cin=pick((1, 3, 4, 5, 8, 9, 12, 13, 16, 24, 32)), k=k, stride=pick((1, 2, k)),
+                              padding=pick(("SAME", "VALID")), relu=False))
+    for m, c in ((4, 12), (8, 20), (12, 16), (16, 8), (5, 64)):  # global pools: whole-width windows, 256 pixels
+        pts.append(SweepPoint("avgpool", h=m, w=m, cin=c, k=m, stride=m, padding="VALID", relu=False))
+    return [replace(p, padding="SAME") if p.padding == "VALID" and p.k > min(p.h, p.w) else p for p in pts]
 
 
 def chain_sweep(kinds: tuple[str, ...] | None = None) -> list[SweepPoint]:
@@ -260,7 +296,7 @@ def agent_sweep(kinds: tuple[str, ...] | None = None, seed: int = 7, per_kind: i
     of a CNN (`wide_sweep`) and the chains of `chain_sweep`."""
     if not 1 <= per_kind <= 200:
         raise UserError(f"profile-device --per-kind {per_kind}: use 1..200")
-    full = default_sweep(kinds, seed)
+    full = default_sweep(kinds, seed, extra=False)
     out = []
     for kind, policy in dict.fromkeys((p.kind, p.policy) for p in full):  # the exit test: per policy
         pts = [p for p in full if (p.kind, p.policy) == (kind, policy)]
@@ -347,13 +383,9 @@ def layer_features(layer, packed: bool) -> dict:
     if kind == "conv":
         f.update(_conv_features(layer, packed))
     elif kind == "dwconv":
-        f.update(_dwconv_features(p))  # may set kind "dwconv_pc"
+        f.update(dwconv_ring_features(layer) if packed else _dwconv_features(p))  # dwconv_ring / dwconv_pc
     elif kind == "fc":
-        k, n = p["k"], p["n_out"]
-        words = (k + 3) // 4
-        f.update(in_bytes=k, out_bytes=n, cin=k, cout=n, pair_words=(n // 2) * words, odd_words=(n % 2) * words,
-                 pair_trips=(n // 2) * (words // 2), pair_odd=(n // 2) * (words % 2), words=words, odd_cin=k % 4,
-                 odd_out=n % 2)
+        f.update(fc_features(layer, packed))  # may set kind "fc_plain"
     elif kind == "mean":
         h, w, c = p["in_shape"]
         keep = len(layer.op.output_shapes[0]) == 4 if layer.op.output_shapes else True
@@ -361,10 +393,7 @@ def layer_features(layer, packed: bool) -> dict:
                  odd_iters=(c % 4) * h * w, quads=c // 4, odd_c=c % 4, keep_dims=int(keep),
                  dropped_dims_bytes=h * w * c * int(not keep))
     elif kind == "avgpool":
-        (ih, iw, c), (oh, ow, _) = p["in_shape"], p["out_shape"]
-        inside = _inside_taps(ih, iw, oh, ow, *p["k"], p["stride"], p["pad"], (1, 1))
-        f.update(in_bytes=ih * iw * c, out_bytes=oh * ow * c, out_pixels=oh * ow, cin=c, cout=c,
-                 window_reads=inside * c, window_rows=oh * ow * c * p["k"][0])
+        f.update(avgpool_features(p))
     elif kind == "pad":
         (ih, iw, c), (oh, ow, oc) = p["in_shape"], p["out_shape"]
         f.update(in_bytes=ih * iw * c, out_bytes=oh * ow * oc, out_pixels=oh * ow, cin=c, cout=oc,
@@ -391,13 +420,19 @@ def _conv_features(layer, packed: bool) -> dict:
     inside = _inside_taps(ih, iw, oh, ow, kh, kw, p["stride"], p["pad"], p["dilation"])
     mode = column_mode(layer) if packed else -1
     kp = packed_taps(layer) if packed else (k + 3) // 4 * 4
-    pp = oh * ((ow + 1) // 2) if mode == 1 else (n_pix + 1) // 2
+    flat_1x1 = packed and kh == kw == 1 and c % 4 == 0 and p["pad"][0] == 0 and p["pad"][1] == 0
+    pp = oh * ((ow + 1) // 2) if mode == 1 and not flat_1x1 else (n_pix + 1) // 2
     f = {"kind": f"conv_m{mode}" if packed else "conv_plain",
          "in_bytes": ih * iw * c, "out_bytes": n_pix * oc, "out_pixels": n_pix, "cin": c, "cout": oc, "kh": kh,
          "kw": kw, "stride": sh, "pix_pairs": pp, "chan_pairs": pp * (oc // 2), "inner": pp * (oc // 2) * (kp // 4),
          "odd_inner": pp * (oc % 2) * (kp // 4), "gather_taps": 2 * pp * kh * kw, "gather_bytes": 2 * pp * kp,
          "inside_taps": inside, "outside_bytes": (n_pix * kh * kw - inside) * c, "clamp": clamp * n_pix * oc,
          "rows": oh, "gather_rows": 2 * pp * kh}
+    if packed:
+        f.update(conv_packed_counts(layer, kp, pp))
+        if flat_1x1:  # te_conv_packed_1x1 whatever the mode: each pixel pair's columns straight from the int8 input
+            f.update(kind="conv_1x1", col_pairs=pp * (c // 8), col_odd=pp * (c // 4 % 2))
+            return f
     if not packed:  # te_conv_s8: a byte gather unless C % 4 == 0; the general requantization unless it is safe
         fast = k < (1 << 29) // (128 * 127) and bool((rq.shift < 0).all()) and \
             bool((abs(np.asarray(p["bias_folded"])) < (1 << 29)).all())
@@ -412,6 +447,8 @@ def _conv_features(layer, packed: bool) -> dict:
         wp, hp = (ow - 1) * sw + kw, (oh - 1) * sh + kh
         f["widen_words"] = hp * wp * c + min(ih, hp) * min(iw, wp) * c  # zero-point fill, then the copy
         f["gather_bytes"] = 2 * pp * kh * ((kw * c + 3) // 4)
+        # each pixel's window widened from the stage: kp / 4 words in runs of 4, then the rest (te_widen_rows)
+        f["gather_taps"], f["widen_rest"] = 2 * pp * (kp // 16), 2 * pp * (kp // 4 % 4)
     return f
 
 

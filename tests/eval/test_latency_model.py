@@ -128,3 +128,18 @@ def test_without_a_profile_the_report_names_the_command_and_predicts_nothing(tmp
     assert lm["loo_max_abs_error"] is None and "latency_predicted" not in json.dumps(sec.data)
     assert lp.no_profile("qemu-denoiser")["status"].endswith("--target qemu --run RUN")
     assert lp.no_profile("socket://pi:5000")["status"].endswith("--target socket://pi:5000 --run RUN")
+
+
+def test_a_bench_with_its_own_name_finds_the_runs_only_profile_in_its_unit(tmp_path):
+    from tinyexit.eval.latency_profile import find_profile
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "qemu.json").write_text(json.dumps({"unit": "instructions", "device": {"target": "qemu"}}))
+    (profiles / "host-agent.json").write_text(json.dumps({"unit": "s"}))
+    assert find_profile(tmp_path, "qemu-denoiser", "instructions")[1] == profiles / "qemu.json"
+    assert find_profile(tmp_path, "v", "instructions")[1] == profiles / "qemu.json"
+    assert find_profile(tmp_path, "nightly", "s")[1] == profiles / "host-agent.json"
+    (profiles / "pi.json").write_text(json.dumps({"unit": "s"}))
+    assert find_profile(tmp_path, "nightly", "s") == (None, None)  # two devices: the bench name must say which
+    assert find_profile(tmp_path, "pi", "s")[1] == profiles / "pi.json"

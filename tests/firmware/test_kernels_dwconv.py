@@ -65,7 +65,11 @@ MLPERF_DW_CASES = [(25, 5, 64, 1, "SAME", "relu"), (12, 12, 8, 1, "SAME", "relu"
                    (3, 3, 256, 1, "SAME", "relu"), (9, 7, 10, 2, "SAME", "none"), (5, 6, 2, 1, "SAME", "relu"),
                    (7, 9, 12, 1, "VALID", "none"), (3, 70, 4, 1, "SAME", "relu"), (13, 6, 8, 1, "SAME", "relu"),
                    (30, 7, 4, 1, "SAME", "relu"), (11, 3, 6, 1, "VALID", "relu"), (7, 3, 8, 2, "SAME", "relu"),
-                   (5, 11, 8, 2, "SAME", "relu"), (4, 7, 12, 1, "SAME", "relu")]
+                   (5, 11, 8, 2, "SAME", "relu"), (4, 7, 12, 1, "SAME", "relu"),
+                   (40, 40, 6, 1, "SAME", "relu"), (48, 48, 4, 2, "SAME", "relu")]
+# Maps too long for one strip of lines (the planes hold TE_DW_PLANE words): lines carried between strips, a
+# channel tail of two, the bottom padding row of a stride-2 SAME layer on an even map.
+MLPERF_DW_STRIPS = {17: 8, 18: 12}
 # (case, transposed, outputs per line): the pass mix each case exercises, checked against the generator.
 MLPERF_DW_LINES = {0: (True, 25), 5: (False, 3), 6: (False, 3), 7: (True, 5), 11: (True, 13), 12: (True, 30),
                    13: (True, 9), 14: (True, 4), 15: (False, 6), 16: (False, 7)}
@@ -104,7 +108,7 @@ def _host_runner(tmp, blob, name, flash_mode):
 @pytest.mark.parametrize("flash_mode", ["speed", "size"])
 def test_mlperf_depthwise_shapes_bit_exact_in_both_flash_modes(tmp_path, flash_mode):
     from tinyexit.export.codegen_lower import lower, read_segment
-    from tinyexit.export.codegen_pack import dw_transposed, why_not_packed, why_not_packed_dw
+    from tinyexit.export.codegen_pack import DW_RING_W, dw_transposed, why_not_packed, why_not_packed_dw
 
     for i, case in enumerate(MLPERF_DW_CASES):
         blob = _mlperf_dw_model(case)
@@ -114,6 +118,10 @@ def test_mlperf_depthwise_shapes_bit_exact_in_both_flash_modes(tmp_path, flash_m
         if i in MLPERF_DW_LINES:
             tr, n = MLPERF_DW_LINES[i]
             assert dw_transposed(layer) == tr and layer.p["out_shape"][0 if tr else 1] == n, case
+        if i in MLPERF_DW_STRIPS:
+            out, st = layer.p["out_shape"][0], case[3]
+            words = ((out - 1) * st + 5) // 2
+            assert -(-out // ((5 * DW_RING_W // 2 // words - 3) // st + 1)) == MLPERF_DW_STRIPS[i], case
         runner, src = _host_runner(tmp_path / str(i), blob, f"mdw{i}", flash_mode)
         xs = TM.random_inputs(src.segments[0]["in_shape"], 24, seed=90 + i)
         xs[0] = np.full_like(xs[0], -128)   # every tap at the input zero point's extreme, and the other one

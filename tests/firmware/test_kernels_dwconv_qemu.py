@@ -29,7 +29,9 @@ pytestmark = [pytest.mark.qemu, pytest.mark.skipif(
 
 # (input H, W, C, [(stride, padding), ...]): rows 6x11 -> 6x11 (2 passes + 3) -> 3x6 s2 (1 + 2) -> 3x6 (1 + 2)
 # -> 2x3 s2 (3); transposed 13x6 -> 13x6 (3 passes + 1) -> 7x3 s2 (1 + 3) -> 7x3 (1 + 3) -> 5x1 VALID (1 + 1).
+# strips: 20x40 -> 20x40 (4 strips of lines) -> 10x20 s2 (4 strips) -> 10x20 (one strip) -> 5x10 s2.
 CHAINS = {"rows": (6, 11, 6, [(1, "SAME"), (2, "SAME"), (1, "SAME"), (2, "SAME")]),
+          "strips": (20, 40, 4, [(1, "SAME"), (2, "SAME"), (1, "SAME"), (2, "SAME")]),
           "columns": (13, 6, 8, [(1, "SAME"), (2, "SAME"), (1, "SAME"), (1, "VALID")])}
 
 

@@ -26,7 +26,10 @@
  * input (Hp = (out_h - 1) * stride_h + k_h rows of Wp pixels), never testing
  * bounds; scratch: the columns, Kp + 4 bytes to gather, then
  * round4(Hp * Wp * C) + 4 bytes for the copy (a window's last word may read
- * 3 bytes past it, which meet zero weights). */
+ * 3 bytes past it, which meet zero weights).  Whatever the mode, a 1x1 layer
+ * without padding (C a multiple of 4: every pointwise layer) builds a pixel
+ * pair's columns straight from its two input pixels (te_cols_pair), using
+ * the first 4*Kp bytes of scratch only. */
 #ifndef TE_CONV_PACKED_H
 #define TE_CONV_PACKED_H
 
@@ -42,9 +45,15 @@
 
 /* Computed channel pairs 0..pairs-1 (>= 1) of two pixels: accumulate `groups`
  * groups from the columns, requantize, store each channel of pixel 0 at
- * out0 + o and of pixel 1 at out1 + o (out1 == out0 is allowed). */
+ * out0 + o and of pixel 1 at out1 + o (out1 == out0 is allowed).
+ * te_conv_packed_pairs_relu leaves out the sign correction (acc < 0): exact
+ * when act_min >= out_zp, since then every acc < 0 ends at act_min either
+ * way (SMMLAR of a negative product is <= 0, so the uncorrected quotient is
+ * <= 0 as well: both clamp to act_min after adding out_zp). */
 void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *rq, int8_t *out0, int8_t *out1,
                           int groups, int pairs);
+void te_conv_packed_pairs_relu(const int32_t *cols, const int32_t *w, const int32_t *rq, int8_t *out0,
+                               int8_t *out1, int groups, int pairs);
 
 #if TE_DSP_NATIVE
 #define TE_PGROUP \
@@ -58,9 +67,15 @@ void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *
     "  smlad r4, lr, r7, r4\n" \
     "  smlad r5, r12, r8, r5\n" \
     "  smlad r5, lr, r9, r5\n"
+#define TE_PGROUP4 TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP
 #define TE_PREQ(ACC, OUT) \
     "  smmlar r9, " ACC ", r6, r7\n" \
     "  sub.w r9, r9, " ACC ", lsr #31\n" \
+    "  asr.w r9, r9, r8\n" \
+    "  ssat r9, #8, r9\n" \
+    "  strb r9, [" OUT ", lr]\n"
+#define TE_PREQ_RELU(ACC, OUT) \
+    "  smmlar r9, " ACC ", r6, r7\n" \
     "  asr.w r9, r9, r8\n" \
     "  ssat r9, #8, r9\n" \
     "  strb r9, [" OUT ", lr]\n"
@@ -68,74 +83,76 @@ void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *
 /* Every register holds loop state, so the loop bounds live on the stack: [sp]
  * columns, [sp+4] entry address, [sp+8] end of the columns, [sp+16] rq,
  * [sp+20] out0, [sp+24] out1, [sp+28] end of rq; the caller's stacked
- * arguments start at [sp+72].  Groups run in chunks of 8 unrolled (40 bytes
- * each, all 32-bit encodings); the first chunk of a pair is entered part-way
- * so that it runs groups % 8 of them. */
-__asm__(
-    "  .text\n  .syntax unified\n  .thumb\n  .align 2\n"
-    "  .global te_conv_packed_pairs\n  .type te_conv_packed_pairs, %function\n  .thumb_func\n"
-    "te_conv_packed_pairs:\n"
-    "  push {r4-r11, lr}\n"
-    "  sub sp, sp, #36\n"
-    "  str r0, [sp]\n"
-    "  str r3, [sp, #20]\n"
-    "  ldr r4, [sp, #72]\n"
-    "  str r4, [sp, #24]\n"
-    "  ldr r4, [sp, #76]\n"
-    "  add r5, r0, r4, lsl #4\n"
-    "  str r5, [sp, #8]\n"
-    "  ldr r5, [sp, #80]\n"
-    "  add r5, r5, r5, lsl #2\n"
-    "  add r5, r2, r5, lsl #3\n"
-    "  str r5, [sp, #28]\n"
-    "  rsbs r4, r4, #0\n"
-    "  and r4, r4, #7\n"
-    "  add r4, r4, r4, lsl #2\n"
-    "  lsls r4, r4, #3\n"
-    "  adr.w r5, 3f\n"
-    "  add r5, r5, r4\n"
-    "  orr r5, r5, #1\n"
-    "  str r5, [sp, #4]\n"
-    "  mov ip, r2\n"
-    "  ldmia ip!, {r2, r4}\n"
-    "  str ip, [sp, #16]\n"
-    "1:\n"
-    "  mov r3, r2\n"
-    "  mov r5, r4\n"
-    "  ldrd r0, ip, [sp]\n"
-    "  bx ip\n"
-    "3:\n"
-    TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP TE_PGROUP
-    "  ldr ip, [sp, #8]\n"
-    "  cmp r0, ip\n"
-    "  bne 3b\n"
-    "  ldr ip, [sp, #16]\n"
-    "  ldrd r10, r11, [sp, #20]\n"
-    "  ldmia ip!, {r6, r7, r8, lr}\n"
-    TE_PREQ("r2", "r10") TE_PREQ("r3", "r11")
-    "  ldmia ip!, {r6, r7, r8, lr}\n"
-    TE_PREQ("r4", "r10") TE_PREQ("r5", "r11")
-    "  ldr lr, [sp, #28]\n"
-    "  cmp ip, lr\n"
-    "  beq 9f\n"
-    "  ldmia ip!, {r2, r4}\n"
-    "  str ip, [sp, #16]\n"
-    "  b 1b\n"
-    "9:\n"
-    "  add sp, sp, #36\n"
-    "  pop {r4-r11, pc}\n"
-    "  .size te_conv_packed_pairs, .-te_conv_packed_pairs\n");
+ * arguments start at [sp+72].  Groups run in chunks of 16 unrolled (40 bytes
+ * each, all 32-bit encodings: a 64-channel pointwise layer is one chunk); the
+ * first chunk of a pair is entered part-way so that it runs groups % 16 of
+ * them.  The pair loop is tested at its bottom. */
+#define TE_PAIRS_FN(NAME, RQ) \
+    "  .text\n  .syntax unified\n  .thumb\n  .align 2\n" \
+    "  .global " NAME "\n  .type " NAME ", %function\n  .thumb_func\n" \
+    NAME ":\n" \
+    "  push {r4-r11, lr}\n" \
+    "  sub sp, sp, #36\n" \
+    "  str r0, [sp]\n" \
+    "  str r3, [sp, #20]\n" \
+    "  ldr r4, [sp, #72]\n" \
+    "  str r4, [sp, #24]\n" \
+    "  ldr r4, [sp, #76]\n" \
+    "  add r5, r0, r4, lsl #4\n" \
+    "  str r5, [sp, #8]\n" \
+    "  ldr r5, [sp, #80]\n" \
+    "  add r5, r5, r5, lsl #2\n" \
+    "  add r5, r2, r5, lsl #3\n" \
+    "  str r5, [sp, #28]\n" \
+    "  rsbs r4, r4, #0\n" \
+    "  and r4, r4, #15\n" \
+    "  add r4, r4, r4, lsl #2\n" \
+    "  lsls r4, r4, #3\n" \
+    "  adr.w r5, 3f\n" \
+    "  add r5, r5, r4\n" \
+    "  orr r5, r5, #1\n" \
+    "  str r5, [sp, #4]\n" \
+    "  mov ip, r2\n" \
+    "1:\n" \
+    "  ldmia ip!, {r2, r4}\n" \
+    "  str ip, [sp, #16]\n" \
+    "  mov r3, r2\n" \
+    "  mov r5, r4\n" \
+    "  ldrd r0, ip, [sp]\n" \
+    "  bx ip\n" \
+    "3:\n" \
+    TE_PGROUP4 TE_PGROUP4 TE_PGROUP4 TE_PGROUP4 \
+    "  ldr ip, [sp, #8]\n" \
+    "  cmp r0, ip\n" \
+    "  bne 3b\n" \
+    "  ldr ip, [sp, #16]\n" \
+    "  ldrd r10, r11, [sp, #20]\n" \
+    "  ldmia ip!, {r6, r7, r8, lr}\n" \
+    RQ("r2", "r10") RQ("r3", "r11") \
+    "  ldmia ip!, {r6, r7, r8, lr}\n" \
+    RQ("r4", "r10") RQ("r5", "r11") \
+    "  ldr lr, [sp, #28]\n" \
+    "  cmp ip, lr\n" \
+    "  bne 1b\n" \
+    "  add sp, sp, #36\n" \
+    "  pop {r4-r11, pc}\n" \
+    "  .size " NAME ", .-" NAME "\n"
+
+__asm__(TE_PAIRS_FN("te_conv_packed_pairs", TE_PREQ) TE_PAIRS_FN("te_conv_packed_pairs_relu", TE_PREQ_RELU));
+#undef TE_PAIRS_FN
+#undef TE_PGROUP4
 #undef TE_PGROUP
 #undef TE_PREQ
+#undef TE_PREQ_RELU
 #else
-static inline int8_t te_packed_requant(int32_t acc2, const int32_t *q)
+static inline int8_t te_packed_requant(int32_t acc2, const int32_t *q, int relu)
 {
-    const int32_t t = te_smmlar(acc2, q[0], q[1]) - (int32_t)((uint32_t)acc2 >> 31);
+    const int32_t t = te_smmlar(acc2, q[0], q[1]) - (relu ? 0 : (int32_t)((uint32_t)acc2 >> 31));
     return (int8_t)te_ssat8(t >> q[2]);
 }
 
-void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *rq, int8_t *out0, int8_t *out1,
-                          int groups, int pairs)
+static void te_pairs_c(const int32_t *cols, const int32_t *w, const int32_t *rq, int8_t *out0, int8_t *out1,
+                       int groups, int pairs, int relu)
 {
     for (int pr = 0; pr < pairs; ++pr, rq += 10) {
         int32_t a00 = rq[0], a01 = rq[0], a10 = rq[1], a11 = rq[1];
@@ -146,22 +163,42 @@ void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *
             a10 = te_smlad(w[3], x[1], te_smlad(w[2], x[0], a10));
             a11 = te_smlad(w[3], x[3], te_smlad(w[2], x[2], a11));
         }
-        out0[rq[5]] = te_packed_requant(a00, rq + 2);
-        out1[rq[5]] = te_packed_requant(a01, rq + 2);
-        out0[rq[9]] = te_packed_requant(a10, rq + 6);
-        out1[rq[9]] = te_packed_requant(a11, rq + 6);
+        out0[rq[5]] = te_packed_requant(a00, rq + 2, relu);
+        out1[rq[5]] = te_packed_requant(a01, rq + 2, relu);
+        out0[rq[9]] = te_packed_requant(a10, rq + 6, relu);
+        out1[rq[9]] = te_packed_requant(a11, rq + 6, relu);
     }
+}
+
+void te_conv_packed_pairs(const int32_t *cols, const int32_t *w, const int32_t *rq, int8_t *out0, int8_t *out1,
+                          int groups, int pairs)
+{
+    te_pairs_c(cols, w, rq, out0, out1, groups, pairs, 0);
+}
+
+void te_conv_packed_pairs_relu(const int32_t *cols, const int32_t *w, const int32_t *rq, int8_t *out0,
+                               int8_t *out1, int groups, int pairs)
+{
+    te_pairs_c(cols, w, rq, out0, out1, groups, pairs, 1);
 }
 #endif
 
+/* Which pair kernel a layer takes: without the sign correction when act_min >= out_zp. */
+typedef void (*te_pairs_fn)(const int32_t *, const int32_t *, const int32_t *, int8_t *, int8_t *, int, int);
+
+static inline te_pairs_fn te_pairs_for(const te_conv_params_t *p)
+{
+    return p->act_min >= p->out_zp ? te_conv_packed_pairs_relu : te_conv_packed_pairs;
+}
+
 /* One pixel pair from its columns: the computed pairs (header word 6), then
  * the constant channels (word 7) listed after them in rq. */
-__attribute__((always_inline)) static inline void te_packed_pixels(const int32_t *cols, const int32_t *blob,
-                                                                   const int32_t *rq, int8_t *out0, int8_t *out1,
-                                                                   int groups)
+__attribute__((always_inline)) static inline void te_packed_pixels(te_pairs_fn pairs_fn, const int32_t *cols,
+                                                                   const int32_t *blob, const int32_t *rq,
+                                                                   int8_t *out0, int8_t *out1, int groups)
 {
     const int pairs = blob[6];
-    if (pairs) te_conv_packed_pairs(cols, blob + TE_PACK_HEADER, rq, out0, out1, groups, pairs);
+    if (pairs) pairs_fn(cols, blob + TE_PACK_HEADER, rq, out0, out1, groups, pairs);
     if (__builtin_expect(blob[7] != 0, 0)) {
         for (const int32_t *c = rq + 10 * pairs, *end = c + blob[7]; c < end; ++c) {
             const int o = *c & 0xFFFF;
@@ -207,6 +244,97 @@ static void te_interleave(const int32_t *a, const int32_t *b, int32_t *dst, int 
     }
 }
 #endif
+
+/* 1x1 without padding: a pixel pair's columns straight from the int8 input.
+ * `groups` words of pixel a and of pixel b (both word-aligned: C is a
+ * multiple of 4 and activations are 8-byte aligned) -> `groups` column
+ * groups [a (x0,x2), a (x1,x3), b (x0,x2), b (x1,x3)]: two groups per
+ * 14 instructions, no int16 row in between. */
+#if TE_DSP_NATIVE
+void te_cols_pair(const int8_t *a, const int8_t *b, int32_t *dst, int groups);
+#define TE_COLS1(A, B) \
+    "  sxtb16 r8, " A "\n" \
+    "  sxtb16 r9, " A ", ror #8\n" \
+    "  sxtb16 r10, " B "\n" \
+    "  sxtb16 r11, " B ", ror #8\n" \
+    "  stmia r2!, {r8-r11}\n"
+__asm__(
+    "  .text\n  .syntax unified\n  .thumb\n  .align 2\n"
+    "  .global te_cols_pair\n  .type te_cols_pair, %function\n  .thumb_func\n"
+    "te_cols_pair:\n"
+    "  push {r4-r11}\n"
+    "  subs r3, r3, #2\n"
+    "  blt 2f\n"
+    "1:\n"
+    "  ldrd r4, r5, [r0], #8\n"
+    "  ldrd r6, r7, [r1], #8\n"
+    TE_COLS1("r4", "r6") TE_COLS1("r5", "r7")
+    "  subs r3, r3, #2\n"
+    "  bge 1b\n"
+    "2:\n"
+    "  adds r3, r3, #2\n"
+    "  beq 3f\n"
+    "  ldr r4, [r0]\n"
+    "  ldr r6, [r1]\n"
+    TE_COLS1("r4", "r6")
+    "3:\n"
+    "  pop {r4-r11}\n"
+    "  bx lr\n"
+    "  .size te_cols_pair, .-te_cols_pair\n");
+#undef TE_COLS1
+#else
+static void te_cols_pair(const int8_t *a, const int8_t *b, int32_t *dst, int groups)
+{
+    for (int g = 0; g < groups; ++g, a += 4, b += 4, dst += 4) {
+        const uint32_t u = te_read32(a), v = te_read32(b);
+        dst[0] = te_sxtb16(u);
+        dst[1] = te_sxtb16_ror8(u);
+        dst[2] = te_sxtb16(v);
+        dst[3] = te_sxtb16_ror8(v);
+    }
+}
+#endif
+
+static int te_is_1x1_flat(const te_conv_params_t *p)
+{
+    return p->k_h == 1 && p->k_w == 1 && (p->in_c & 3) == 0 && p->pad_top == 0 && p->pad_left == 0;
+}
+
+/* Mode 0, 1x1 without padding (pointwise layers, strided or not): pixel q's
+ * window is its C input bytes, found by stepping along the output rows. */
+static void te_conv_packed_1x1(const te_conv_params_t *p, const int8_t *in, int8_t *out, int32_t *cols,
+                               const int32_t *blob, te_pairs_fn pairs_fn)
+{
+    const int c = p->in_c, oc = p->out_c, groups = c >> 2, out_w = p->out_w, n_pix = p->out_h * out_w;
+    const int sx = p->stride_w * c, sy = p->stride_h * p->in_w * c;
+    const int8_t *row = in, *a = in;
+    int ox = 0;
+    int8_t *o = out;
+    for (int pix = 0; pix < n_pix; pix += 2, o += 2 * oc) {
+        const int two = pix + 1 < n_pix;
+        const int8_t *b = a;
+        if (two) {
+            if (++ox == out_w) {
+                ox = 0;
+                row += sy;
+                b = row;
+            } else {
+                b = a + sx;
+            }
+        }
+        te_cols_pair(a, b, cols, groups);
+        te_packed_pixels(pairs_fn, cols, blob, p->bias, o, two ? o + oc : o, groups);
+        if (two && pix + 2 < n_pix) {
+            if (++ox == out_w) {
+                ox = 0;
+                row += sy;
+                a = row;
+            } else {
+                a = b + sx;
+            }
+        }
+    }
+}
 
 /* Input row iy, pixels -pad_left .. -pad_left + wp - 1, widened to (x0,x2),(x1,x3) word pairs. */
 static void te_widen_row(const te_conv_params_t *p, const int8_t *in, int iy, int wp, int32_t *dst, int32_t zlo,
@@ -260,7 +388,7 @@ static void te_conv_packed_rows(const te_conv_params_t *p, const int8_t *in, int
                 const int32_t *a = rows[ky] + ox * pix_words;
                 te_interleave(a, two ? a + pix_words : a, dst, run);
             }
-            te_packed_pixels(cols, w, p->bias, o, two ? o + oc : o, kp >> 2);
+            te_packed_pixels(te_pairs_for(p), cols, w, p->bias, o, two ? o + oc : o, kp >> 2);
         }
     }
 }
@@ -308,7 +436,7 @@ static void te_conv_packed_padded(const te_conv_params_t *p, const int8_t *in, i
             te_widen_rows(stage, cols + 2 * slot, kp >> 2, 1, 0);
         }
         int8_t *o0 = out + pix * oc;
-        te_packed_pixels(cols, w, p->bias, o0, two ? o0 + oc : o0, kp >> 2);
+        te_packed_pixels(te_pairs_for(p), cols, w, p->bias, o0, two ? o0 + oc : o0, kp >> 2);
     }
 }
 
@@ -341,7 +469,10 @@ static void te_conv_packed(const te_conv_params_t *p, const int8_t *in, int8_t *
     const int n_pix = p->out_h * p->out_w, oc = p->out_c;
     int32_t *cols = (int32_t *)scratch;
     int8_t *stage = (int8_t *)(cols + kp);
-    if (blob[4] == 1) {
+    const te_pairs_fn pairs_fn = te_pairs_for(p);
+    if (te_is_1x1_flat(p)) {   /* any mode: the direct columns beat the row ring for 1x1 */
+        te_conv_packed_1x1(p, in, out, cols, blob, pairs_fn);
+    } else if (blob[4] == 1) {
         te_conv_packed_rows(p, in, out, cols, kp, blob);
     } else if (blob[4] == 2) {
         te_conv_packed_padded(p, in, out, cols, kp, blob);
@@ -351,7 +482,7 @@ static void te_conv_packed(const te_conv_params_t *p, const int8_t *in, int8_t *
             te_im2col(p, in, pix, 0, cols, stage, k, kp);
             te_im2col(p, in, two ? pix + 1 : pix, 1, cols, stage, k, kp); /* odd tail: twice, same bytes */
             int8_t *o0 = out + pix * oc;
-            te_packed_pixels(cols, blob, p->bias, o0, two ? o0 + oc : o0, groups);
+            te_packed_pixels(pairs_fn, cols, blob, p->bias, o0, two ? o0 + oc : o0, groups);
         }
     }
     if (p->act_min > -128 || p->act_max < 127) {  /* SSAT gave [-128, 127]; narrow to the activation */

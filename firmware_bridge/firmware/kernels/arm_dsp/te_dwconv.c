@@ -171,32 +171,92 @@ static inline void dw_widen_pair(uint32_t *q, int j, uint32_t a, uint32_t b)
     q[3 * TE_DW_PLANE + j] = (uint32_t)te_sxtb16_ror8(hi);
 }
 
-/* Input line iy, channels c .. c+n-1, into the line of plane 0 at `plane` (the other planes follow at
- * TE_DW_PLANE words): position ix at halfword ix + pad_len. */
-static void dw_widen_line(uint32_t *plane, const dw_view_t *v, const int8_t *in, int8_t in_zp, int iy, int c,
-                          int n, int words)
+/* Where a line's pairs (positions 2j - pad_len, 2j + 1 - pad_len) lie, computed once per layer: [0, j_in) and
+ * [j_out, words) hold only padding (written once per call, dw_fill_borders), [j_in, j_main) and [j_end, j_out)
+ * mix padding and image, [j_main, j_end) is all image. */
+typedef struct {
+    int words, j_in, j_main, j_end, j_out;
+    uint32_t zp4, zz;
+} dw_plan_t;
+
+static int dw_clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+static dw_plan_t dw_plan(const dw_view_t *v, int words, int8_t in_zp)
 {
-    const int pad = v->pad_len, len = v->len_in, step = v->in_px;
-    const uint32_t zp4 = (uint32_t)(uint8_t)in_zp * 0x01010101u;
+    const int pad = v->pad_len, len = v->len_in;
+    dw_plan_t pl;
+    pl.words = words;
+    pl.j_in = dw_clampi(pad / 2, 0, words);
+    pl.j_main = dw_clampi((pad + 1) / 2, pl.j_in, words);
+    pl.j_end = dw_clampi((len + pad) / 2, 0, words);
+    pl.j_out = dw_clampi((len + pad + 1) / 2, pl.j_in, words);
+    if (pl.j_end < pl.j_main) pl.j_main = pl.j_end = pl.j_in;   /* tiny lines: every pair is mixed */
+    pl.zp4 = (uint32_t)(uint8_t)in_zp * 0x01010101u;
+    pl.zz = (uint32_t)te_sxtb16(pl.zp4);
+    return pl;
+}
+
+/* The padding-only pairs of every line slot of the four planes. */
+static void dw_fill_borders(const dw_plan_t *pl, int slots)
+{
+    for (int t = 0; t < slots; ++t) {
+        uint32_t *q = te_dw_buf + t * pl->words;
+        for (int j = 0; j < pl->j_in; ++j)
+            q[j] = q[TE_DW_PLANE + j] = q[2 * TE_DW_PLANE + j] = q[3 * TE_DW_PLANE + j] = pl->zz;
+        for (int j = pl->j_out; j < pl->words; ++j)
+            q[j] = q[TE_DW_PLANE + j] = q[2 * TE_DW_PLANE + j] = q[3 * TE_DW_PLANE + j] = pl->zz;
+    }
+}
+
+static void dw_mixed_pairs(uint32_t *plane, const int8_t *line, const dw_view_t *v, int n, uint32_t zp4, int j0,
+                           int j1)
+{
+    for (int j = j0; j < j1; ++j)
+        dw_widen_pair(plane, j, dw_pixel(line, 2 * j - v->pad_len, v, n, zp4),
+                      dw_pixel(line, 2 * j + 1 - v->pad_len, v, n, zp4));
+}
+
+/* The same for four channels (whole words), one bound test per position. */
+__attribute__((noinline)) static void dw_mixed_pairs4(uint32_t *plane, const int8_t *line, const dw_view_t *v, uint32_t zp4, int j0,
+                                   int j1)
+{
+    const uint32_t len = (uint32_t)v->len_in;
+    const int step = v->in_px;
+    for (int j = j0; j < j1; ++j) {
+        const int ia = 2 * j - v->pad_len, ib = ia + 1;
+        const uint32_t a = (uint32_t)ia < len ? te_read32(line + ia * step) : zp4;
+        const uint32_t b = (uint32_t)ib < len ? te_read32(line + ib * step) : zp4;
+        dw_widen_pair(plane, j, a, b);
+    }
+}
+
+/* Input line iy, channels c .. c+n-1, into the line of plane 0 at `plane` (the other planes follow at
+ * TE_DW_PLANE words): position ix at halfword ix + pad_len; pairs [j_in, j_out) only (dw_plan_t).  A line
+ * outside the image is written only when `zp_lines` (its slot may hold an image line). */
+static void dw_widen_line(uint32_t *plane, const dw_view_t *v, const dw_plan_t *pl, const int8_t *in, int iy, int c,
+                          int n, int zp_lines)
+{
     if (iy < 0 || iy >= v->lines_in) {
-        const uint32_t zz = (uint32_t)te_sxtb16(zp4);
-        for (int j = 0; j < words; ++j)
-            plane[j] = plane[TE_DW_PLANE + j] = plane[2 * TE_DW_PLANE + j] = plane[3 * TE_DW_PLANE + j] = zz;
+        if (zp_lines)
+            for (int j = pl->j_in; j < pl->j_out; ++j)
+                plane[j] = plane[TE_DW_PLANE + j] = plane[2 * TE_DW_PLANE + j] = plane[3 * TE_DW_PLANE + j] = pl->zz;
         return;
     }
     const int8_t *line = in + iy * v->in_line + c;
-    int j = 0;
-    if (n == 4) {   /* pairs whose both positions are inside: no tests */
-        for (; j < words && 2 * j - pad < 0; ++j)
-            dw_widen_pair(plane, j, dw_pixel(line, 2 * j - pad, v, 4, zp4), dw_pixel(line, 2 * j + 1 - pad, v, 4, zp4));
-        const int last = (len + pad) / 2 < words ? (len + pad) / 2 : words;   /* 2 * last - 1 - pad < len */
-        const int8_t *px = line + (2 * j - pad) * step;
-        for (uint32_t *d = plane + j, *e = plane + last; d < e; ++d, px += 2 * step)
-            dw_widen_pair(d, 0, te_read32(px), te_read32(px + step));
-        if (last > j) j = last;
+    if (n != 4) {
+        dw_mixed_pairs(plane, line, v, n, pl->zp4, pl->j_in, pl->j_out);
+        return;
     }
-    for (; j < words; ++j)
-        dw_widen_pair(plane, j, dw_pixel(line, 2 * j - pad, v, n, zp4), dw_pixel(line, 2 * j + 1 - pad, v, n, zp4));
+    dw_mixed_pairs4(plane, line, v, pl->zp4, pl->j_in, pl->j_main);
+    const int step = v->in_px;
+    const int8_t *px = line + (2 * pl->j_main - v->pad_len) * step;
+    uint32_t *d = plane + pl->j_main, *const e = plane + pl->j_end;
+    for (; d + 1 < e; d += 2, px += 4 * step) {   /* two pairs a turn: the loop costs half as much */
+        dw_widen_pair(d, 0, te_read32(px), te_read32(px + step));
+        dw_widen_pair(d, 1, te_read32(px + 2 * step), te_read32(px + 3 * step));
+    }
+    if (d < e) dw_widen_pair(d, 0, te_read32(px), te_read32(px + step));
+    dw_mixed_pairs4(plane, line, v, pl->zp4, pl->j_end, pl->j_out);
 }
 
 /* general: the sign correction and the activation clamp (see above). */
@@ -331,7 +391,9 @@ static void dw_plain_blocks(const te_conv_params_t *p, int c, int n, int transpo
     }
 }
 
-/* blocks: the packed blocks of every channel (speed mode) or NULL (built here from the plain arrays). */
+/* blocks: the packed blocks of every channel (speed mode) or NULL (built here from the plain arrays).
+ * When one strip covers the layer, every group of channels puts each input line in the same slot, so the lines
+ * outside the image are written by the first group only, and nothing is carried between strips. */
 static void dw_ring(const te_conv_params_t *p, const int8_t *in, int8_t *out, const int32_t *blocks, int general,
                     int transposed)
 {
@@ -339,26 +401,31 @@ static void dw_ring(const te_conv_params_t *p, const int8_t *in, int8_t *out, co
     const int C = p->in_c, sh = v.s_line, words = dw_words(v.len_out, v.s_len);
     const int cap = TE_DW_PLANE / words;                /* widened lines a plane holds (>= 3) */
     const int strip = (cap - 3) / sh + 1;               /* output lines per strip */
+    const int one_strip = strip >= v.lines_out;
+    const dw_plan_t pl = dw_plan(&v, words, p->in_zp);
     te_dw_geom_t g = {v.out_px, 4 * words, 4 * (v.len_out / 4) * 2 * v.s_len, v.len_out & 3, 0,
                       4 * sh * words, v.out_line};
     int32_t local[4 * TE_DW_BLOCK];
+    dw_fill_borders(&pl, cap);
     for (int c = 0; c < C; c += 4) {
         const int n = C - c < 4 ? C - c : 4;
         const int32_t *blk = blocks ? blocks + c * TE_DW_BLOCK : local;
+        const int zp_lines = !one_strip || c == 0;
         if (!blocks) dw_plain_blocks(p, c, n, transposed, local);
         int have = 0;   /* widened lines at the top of the planes, from input line y0 on */
         for (int oy = 0; oy < v.lines_out; oy += strip) {
             const int m = v.lines_out - oy < strip ? v.lines_out - oy : strip;
             const int y0 = oy * sh - v.pad_line, need = (m - 1) * sh + 3;
-            for (int t = have; t < need; ++t) dw_widen_line(te_dw_buf + t * words, &v, in, p->in_zp, y0 + t, c, n, words);
+            for (int t = have; t < need; ++t)
+                dw_widen_line(te_dw_buf + t * words, &v, &pl, in, y0 + t, c, n, zp_lines);
             g.lines = m;
             for (int k = 0; k < n; ++k)
                 dw_lines(te_dw_buf + k * TE_DW_PLANE, out + oy * v.out_line + c + k, blk + k * TE_DW_BLOCK, &g,
                          v.s_len, general, p->act_min, p->act_max);
             have = need - m * sh;   /* lines the next strip starts with: move them up */
-            if (have > 0)
+            if (have > 0 && oy + m < v.lines_out)
                 for (int k = 0; k < n; ++k)
-                    memmove(te_dw_buf + k * TE_DW_PLANE, te_dw_buf + k * TE_DW_PLANE + m * sh * words,
+                    memmove(te_dw_buf + k * TE_DW_PLANE, te_dw_buf + k * TE_DW_PLANE + (m * sh - 1) * words,
                             (size_t)have * words * 4);
             else
                 have = 0;
