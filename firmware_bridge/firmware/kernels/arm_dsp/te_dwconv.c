@@ -425,7 +425,7 @@ static void dw_ring(const te_conv_params_t *p, const int8_t *in, int8_t *out, co
             have = need - m * sh;   /* lines the next strip starts with: move them up */
             if (have > 0 && oy + m < v.lines_out)
                 for (int k = 0; k < n; ++k)
-                    memmove(te_dw_buf + k * TE_DW_PLANE, te_dw_buf + k * TE_DW_PLANE + (m * sh - 1) * words,
+                    memmove(te_dw_buf + k * TE_DW_PLANE, te_dw_buf + k * TE_DW_PLANE + m * sh * words,
                             (size_t)have * words * 4);
             else
                 have = 0;
