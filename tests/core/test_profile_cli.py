@@ -107,8 +107,9 @@ def test_profile_device_on_the_host_agent(tmp_path):
     assert all(len(p["us_runs"]) == 3 and len(p["us_burst_runs"]) == 3 and p["burst"] == 2 for p in ops)
     # the agent's own exit test, from the decision ticks of early-exit RUNs on two-segment bundles
     assert all(p["hot_only"] and len(p["us_runs"]) == 6 and p["us"] > 0 for p in dec)
-    # a zero-MAC operator ends in a one-output FULLY_CONNECTED (the bundle needs MACs), priced jointly
-    assert [layer["kind"] for layer in pts[1]["layers"]][0] == "add" and pts[1]["layers"][-1]["kind"] == "fc"
+    # a zero-MAC operator ends in a one-output FULLY_CONNECTED (the bundle needs MACs), priced jointly; its
+    # features are the unpacked (int8 weights) kind, which the wall-clock fit prices as "fc"
+    assert [layer["kind"] for layer in pts[1]["layers"]][0] == "add" and pts[1]["layers"][-1]["kind"] == "fc_plain"
     us = prof["fit"]["us"]
     assert prof["fit"]["feature_set"] == prof["fit"]["feature_set_choice"]["chosen"]
     assert prof["fit"]["feature_set"] in ("wall:4", "wall:8", "wall:16")

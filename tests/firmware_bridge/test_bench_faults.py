@@ -157,7 +157,7 @@ def test_fec_on_a_noisy_line_gives_the_clean_results(fixture_run, spawn_agent):
     assert all(r["host_logits_equal"] and r["exit"] == r["host_exit"] for r in records)
     fec = summary["link"]["fec"]
     assert fec["mode"] == "on" and fec["device_supports"] and fec["active"] and fec["switched_after_tries"] == 0
-    # plain: only the HELLOs before an INFO got through (the device's capabilities are unknown until then)
-    assert injected > 0 and 1 <= summary["link"]["frames_sent"] - fec["frames_sent"] <= 15
+    # plain: at most every 4th HELLO before an INFO got through (the others go FEC-encoded on speculation)
+    assert injected > 0 and 0 <= summary["link"]["frames_sent"] - fec["frames_sent"] <= 4
     assert fec["frames_received"] >= 40 and fec["repaired_frames"] > 0
     assert fec["corrected_bytes"] + fec["recovered_drops"] > 0

@@ -1,6 +1,8 @@
 """The session's pure controllers: chunk sizing from the frame error rate, RFC 6298 retransmission timeout."""
 import random
 
+import pytest
+
 from tinyexit.firmware_bridge.harness.adaptive import (LOAD_OVERHEAD, MIN_CHUNK, ChunkController, RtoEstimator,
                                                          best_chunk)
 from tinyexit.firmware_bridge.protocol import constants as pc
@@ -95,3 +97,21 @@ def test_fec_chunks_follow_the_measured_line_and_stay_on_block_boundaries():
     c.measured = 0.0
     assert c.record(True) == 178
     assert c.use_plain(0.0) == 960 and not c.fec and c.error_rate == 0.0 and c.measured is None
+
+
+def test_a_spurious_timeout_raises_the_floor_which_then_decays():
+    from tinyexit.firmware_bridge.harness.adaptive import RtoEstimator
+
+    rto = RtoEstimator(initial=0.1, lo=0.01, hi=2.0)
+    for _ in range(8):
+        rto.sample(0.002)
+    assert rto.rto == pytest.approx(0.01)  # the floor: 2 ms round trips, no variance left to speak of
+    assert rto.spurious_timeout() == pytest.approx(0.015)
+    assert rto.spurious_timeout() == pytest.approx(0.0225)
+    assert rto.sample(0.002) == pytest.approx(0.0225 * 0.99)  # one answered first try: 1 % down
+    for _ in range(20):
+        rto.spurious_timeout()
+    assert rto.floor == pytest.approx(0.5) and rto.rto == pytest.approx(0.5)  # capped at a quarter of the ceiling
+    for _ in range(400):
+        rto.sample(0.002)
+    assert rto.rto == pytest.approx(0.01) and rto.spurious == 22

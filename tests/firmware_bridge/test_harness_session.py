@@ -187,7 +187,7 @@ def test_noisy_link_still_gives_exact_results(data, spawn_agent):
     noise = FaultConfig(corrupt=0.003, drop=0.002, seed=3)
     bridge = PtyBridge(to_device=noise, to_host=FaultConfig(corrupt=0.003, drop=0.002, seed=4))
     _, link, s = _connect(bridge, spawn_agent, art)
-    s.cfg = SessionConfig(reply_timeout_s=0.3, max_retries=20, boot_timeout_s=30)
+    s.cfg = SessionConfig(reply_timeout_s=0.3, max_retries=20, boot_timeout_s=30, fec="off")  # retransmission alone
     try:
         s.handshake()
         done = []
