@@ -158,6 +158,7 @@ class DeviceSession:
         t = _Try("HELLO", time.monotonic())
         deadline = t.started + budget
         seq = self._next_seq()
+        base = self._line_counts()
         while True:
             # Every 4th try plain: a device restarted without FEC support still hears one.  Before any INFO
             # (FEC not yet known to work) the other tries go FEC-encoded anyway unless --fec off: a device
@@ -173,6 +174,8 @@ class DeviceSession:
                 # HELLO is never cached: this reply answers the last try (or an earlier one, sooner).
                 self._hello_rtt = time.monotonic() - sent
                 self.info = m.Info.unpack(frame.payload)
+                if frame.fec and self.cfg.fec == "auto" and not self._probed and self.info.capabilities & pc.CAP_FEC:
+                    self._probe_with_hellos(base, deadline)
                 self._after_info()
                 return self.info
             if time.monotonic() >= deadline:
@@ -241,6 +244,34 @@ class DeviceSession:
         elif self.cfg.fec == "auto" and supported and not self._fec and not self._probed:
             self._probing = True
             self._switch_fec("auto: probing the line with FEC frames")
+
+    def _probe_with_hellos(self, base: tuple[int, int], deadline: float, most: int = 4) -> None:
+        """auto: decide FEC or plain before the first LOAD_INPUT, from FEC-encoded INFOs (~150 wire bytes each):
+        a few more HELLOs (never cached, harmless before any input is loaded) until PROBE_BYTES reply bytes
+        are measured.  A clean line then loads its inputs in plain frames from the first byte.  Undecided
+        (the line lost too many): the probe goes on with the first requests (`_after_info`)."""
+        for _ in range(most):
+            now = self._line_counts()
+            verdict = fec_probe_verdict(now[1] - base[1], now[0] - base[0], self.info.max_payload)
+            if verdict is not None:
+                self._probed = True
+                p = (now[1] - base[1]) / (now[0] - base[0])
+                self.stats.fec_probe_bytes, self.stats.fec_probe_damaged = now[0] - base[0], now[1] - base[1]
+                reason = (f"auto: {now[1] - base[1]} damaged bytes in {now[0] - base[0]} reply bytes of the "
+                          f"handshake ({p:.4f} per byte): " + ("FEC" if verdict else "plain"))
+                if verdict:
+                    self._switch_fec(reason)
+                else:
+                    self.stats.fec_reason, self.stats.fec_plain_after_tries = reason, self.stats.request_tries
+                return
+            if time.monotonic() >= deadline:
+                return
+            seq = self._next_seq()
+            self._send(Frame(pc.MSG_HELLO, seq), lead=True, fec=True)
+            frame, _ = self._await(seq, pc.MSG_HELLO, min(self.cfg.reply_timeout_s, 4 * (self._hello_rtt or 0.05)),
+                                   _Try("HELLO", time.monotonic()), boot_ok=True, grace_s=HELLO_GRACE_S)
+            if frame is not None:
+                self.info = m.Info.unpack(frame.payload)
 
     def _consider_fec(self, ctl: ChunkController) -> None:
         """auto: the probe's verdict; on plain frames, switch to FEC once the per-byte error estimate says FEC

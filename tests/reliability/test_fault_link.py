@@ -99,7 +99,9 @@ def test_pty_bridge_splits_stalls_and_goes_dead_on_command():
         t0 = time.monotonic()
         host.write(bytes(range(1, 101)))
         reads = _read_for(dev, 0.8)
-        assert b"".join(reads) == bytes(range(1, 101)) and len(reads) >= 2   # split, nothing lost
+        # split, nothing lost (how many reads it takes depends on the reader's timing, so the split is
+        # checked on the bridge's counter, not on the number of reads)
+        assert b"".join(reads) == bytes(range(1, 101))
         assert time.monotonic() - t0 >= 0.3                                  # held for the stall
         counts = bridge.counts()["to_device"]
         assert counts["splits"] >= 1 and counts["stalls"] >= 1 and counts["bytes_out"] == 100
