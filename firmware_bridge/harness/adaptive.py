@@ -254,8 +254,7 @@ class RtoEstimator:
     def __post_init__(self):
         self.rto = self.rto or min(max(self.initial, self.lo), max(self.hi, self.initial))
 
-    floor: float = 0.0            # the floor in force: lo, raised by spurious timeouts (0: lo)
-    spurious: int = 0
+    spurious: int = 0             # timeouts found spurious (a late first answer, then the resent one's)
 
     def sample(self, rtt: float) -> float:
         if self.srtt is None:
@@ -264,20 +263,16 @@ class RtoEstimator:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
         self.samples += 1
-        # a raised floor comes down by 1 % per answered first try, back to lo after about 150 of them
-        self.floor = max(self.lo, (self.floor or self.lo) * 0.99)
-        self.rto = min(self.hi, max(self.floor, self.srtt + 4 * self.rttvar))
+        self.rto = min(self.hi, max(self.lo, self.srtt + 4 * self.rttvar))
         return self.rto
 
-    def spurious_timeout(self) -> float:
-        """A reply to a try the harness had already given up on (it came, late, after the retransmission):
-        the timeout was too short for this device and this machine's load (a descheduled emulator, a busy
-        host), and every such retransmission costs a whole frame.  Raise the floor by half, up to a
-        quarter of the ceiling (Eifel-style: RFC 4015 responds to a spurious timeout by slowing down)."""
+    def spurious_timeout(self, rtt: float) -> float:
+        """A try answered after its timeout (the resent request drew a second answer, so the first answer was
+        this try's): Karn's rule had to skip the sample; now it is known, so it counts (Eifel detection, RFC
+        3522), and a device or host that got slower (a descheduled emulator, a busy machine) raises the
+        timeout by the measured amount instead of costing one retransmitted frame per reply."""
         self.spurious += 1
-        self.floor = min(self.hi / 4, max(self.lo, (self.floor or self.lo) * 1.5))
-        self.rto = min(self.hi, max(self.rto, self.floor))
-        return self.rto
+        return self.sample(rtt)
 
     def timeout(self, silent_tries: int = 0) -> float:
         """The wait for a try after `silent_tries` unanswered tries of the same request: doubled each time

@@ -120,6 +120,7 @@ class _Try:
         self.tries = self.nacks = self.damaged = self.silent = 0
         self.streak = 0  # consecutive silent tries: each doubles the next wait
         self.frame_silent = 0  # silent tries of the frame now being sent: its reply may still be on its way
+        self.first_silent_sent = None  # when the first of those went out
         self.heard_bytes = 0
 
 
@@ -137,7 +138,7 @@ class DeviceSession:
         self._events: deque = deque()
         self._seq = 0
         self._rto: dict[int, RtoEstimator] = {}   # per request type: a RUN's round trip includes its compute
-        self._timed_out: tuple | None = None        # (seq, its estimator) of the last try that timed out
+        self._ambiguous: tuple | None = None       # (seq, first silent send, answered at, estimator): see _try
         self._chunks: ChunkController | None = None
         self._last_heard = time.monotonic()        # when the device last sent a byte
         self.grace_s = cfg.grace_s                 # ceiling of the wait for the real reply after damage
@@ -364,10 +365,14 @@ class DeviceSession:
             if t.frame_silent == 0:
                 rto.sample(time.monotonic() - sent)
                 self.stats.srtt_s, self.stats.rto_s = rto.srtt, rto.rto
+            elif t.first_silent_sent is not None:
+                # Ambiguous (Karn): the answer of the first silent try, late, or of a later one.  A second answer
+                # arriving after this request (a stale reply with this seq) will settle it (`_await`).
+                self._ambiguous = (frame.seq, t.first_silent_sent, time.monotonic(), rto)
             return reply
         self.stats.failed_tries += 1
-        if cause == "timeout":  # a late answer to this try, seen after the next request went out, was spurious
-            self._timed_out = (frame.seq, rto)
+        if cause == "timeout" and t.frame_silent == 0:
+            t.first_silent_sent = sent
         t.streak = t.streak + 1 if cause == "timeout" else 0
         t.frame_silent += cause == "timeout"
         now = time.monotonic()
@@ -415,9 +420,13 @@ class DeviceSession:
                     continue
                 if event.seq != seq:
                     self.stats.stale_replies += 1
-                    if self._timed_out is not None and event.seq == self._timed_out[0]:
-                        self._timed_out[1].spurious_timeout()  # resent on a timeout, yet it had been answered
-                        self._timed_out = None
+                    if self._ambiguous is not None and event.seq == self._ambiguous[0]:
+                        # Two answers to one request resent on a timeout: the first was the silent try's, late
+                        # (Eifel, RFC 3522): its round trip is a sample after all, and the timeout was spurious.
+                        _, first_sent, answered, est = self._ambiguous
+                        est.spurious_timeout(answered - first_sent)
+                        self.stats.srtt_s, self.stats.rto_s = est.srtt, est.rto
+                        self._ambiguous = None
                     continue
                 if event.type == pc.MSG_ERROR:
                     request = pc.MESSAGE_NAMES.get(msg_type, f"type 0x{msg_type:02X}")
