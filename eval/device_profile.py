@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from tinyexit.eval.kernel_model import FEATURES, GEMM_BLOCKS, fit_profile, held_out_errors
+from tinyexit.eval.kernel_model import FEATURES, GEMM_BLOCKS, WALL_FEATURES, fit_profile, held_out_errors
 
 SCHEMA = "tinyexit-device-profile/1"
 
@@ -25,9 +25,16 @@ def sweep_sha256(points: list[dict]) -> str:
     return hashlib.sha256(json.dumps([points, FEATURES]).encode()).hexdigest()
 
 
+# A wall-clock fit's families and features (eval/kernel_model.py); a profile fitted on others is refitted (from the
+# cached timings) rather than kept.  "pointwise": 1x1 stride-1 convolutions are their own family; the cold start
+# refills the activation footprint (the largest layer), not every layer's traffic.
+WALL_FIT = hashlib.sha256(json.dumps([WALL_FEATURES, "pointwise", "cold+switch", "arena footprint"]).encode()).hexdigest()[:16]
+
+
 def is_current(old: dict | None, sweep_sha: str, identity_sha: str, config: dict) -> bool:
     return bool(old) and old.get("sweep", {}).get("sha256") == sweep_sha \
-        and old.get("identity_sha256") == identity_sha and old.get("config") == json.loads(json.dumps(config))
+        and old.get("identity_sha256") == identity_sha and old.get("config") == json.loads(json.dumps(config)) \
+        and (old.get("fit_key") != "us" or old.get("fit", {}).get("wall_fit") == WALL_FIT)
 
 
 def _held(rows: list[dict], empty, target: str, feature_set: str, folds: int) -> dict:
@@ -58,7 +65,7 @@ def qemu_profile(config: dict, rows: list[dict], empty: dict, skipped: list[dict
 def wall_profile(config: dict, timing_config: dict, rows: list[dict], skipped: list[dict], sweep_sha: str,
                  identity: dict, device: dict, subsample: str, timing: dict) -> dict:
     """A wall-clock profile (host agent, a device behind a serial URL): microseconds per kernel kind, with the
-    per-invoke, per-RUN and first-touch costs fitted beside the kernels.  The GEMM block of the runtime's
+    per-invoke and per-RUN costs and (host agent) the cold start of a RUN fitted beside the kernels.  The GEMM block of the runtime's
     convolution (8 with AVX2 or NEON, 16 with AVX-512) is the one whose fit predicts held-out sweep models best."""
     folds = min(5, len(rows))
     choice = {f"wall:{b}": float(np.mean(np.abs(held_out_errors(rows, None, folds, "us", f"wall:{b}"))))
@@ -66,6 +73,7 @@ def wall_profile(config: dict, timing_config: dict, rows: list[dict], skipped: l
     fs = min(choice, key=choice.get)
     fit = fit_profile(rows, None, ("us",), fs)
     fit["feature_set_choice"] = {"chosen": fs, "held_out_mean_abs_error": choice}
+    fit["wall_fit"] = WALL_FIT
     held = _held(rows, None, "us", fs, folds)
     us = fit["us"]
     return {"schema": SCHEMA, "config": config, "agent_sweep": timing_config, "device": device,
@@ -75,8 +83,11 @@ def wall_profile(config: dict, timing_config: dict, rows: list[dict], skipped: l
             "sweep": {"sha256": sweep_sha, "seed": config.get("seed"), "subsample": subsample, "points": rows,
                       "skipped": skipped},
             "empty": {"us": us["overhead"], "per_invoke_us": us["overhead"], "per_run_us": us["run_overhead"],
-                      "note": "fitted with the kernels: per invoke (every segment or monolithic model) and per RUN "
-                              "(the first invoke after the device woke up for a request)"},
+                      "cold_switch_us": us.get("switch_overhead"), "cold_per_layer": us.get("cold"),
+                      "note": "fitted with the kernels: per invoke (every segment or monolithic model), per RUN "
+                              "(the first invoke after the device woke up for a request) and, for a RUN that starts "
+                              "cold (every RUN of a bench), a switch and a refill per weight byte, activation byte "
+                              "and layer"},
             "fit": fit, "held_out": held, "timing": timing}
 
 

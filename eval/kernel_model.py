@@ -69,6 +69,7 @@ DEFAULT_FEATURES = ("in_bytes", "out_bytes", "one")  # any other kind (copy, req
 # runtime's convolution ends in (ruy: B = 8 with AVX2 or NEON, 16 with AVX-512), so a 12-channel or 4-pixel
 # convolution pays for 16.
 WALL_FEATURES = {"conv": ("macs", "blocked_macs", "weights", "im2col", "in_bytes", "out_bytes", "out_pixels", "one"),
+                 "conv_pw": ("macs", "blocked_macs", "weights", "in_bytes", "out_bytes", "out_pixels", "one"),
                  "dwconv": ("macs", "weights", "in_bytes", "out_bytes", "out_pixels", "one"),
                  "fc": ("macs", "weights", "in_bytes", "out_bytes", "one"),
                  # LiteRT's fast MEAN needs the reduced axes kept; without them a generic loop runs per byte
@@ -79,18 +80,25 @@ WALL_FEATURES = {"conv": ("macs", "blocked_macs", "weights", "im2col", "in_bytes
 # first invoke after the device woke up for it pays it; later segments of the same RUN do not).
 INTERVAL = "_interval"
 INTERVAL_FEATURES = ("invoke", "run")
-# Once per RUN, for every layer of the model: its weights and its code were last touched a whole RUN ago (the
-# protocol handling in between evicted them), so a RUN's first pass over a layer costs more than a repeat does.
+# A RUN that starts cold pays, once, a refill of its layers' weights, activation bytes and per-layer state, and its
+# first invoke a "switch": the sweep times every model warm (after its own RUN) and cold (after a RUN of another
+# model on a second agent, another process).  A bench's RUN starts cold too: between two RUNs of one mode the
+# harness runs the other modes and records every result while the agent waits (docs/latency.md).
 COLD_FEATURES = ("cold_weights", "cold_bytes", "cold_layers")
+SWITCH = "switch"
 
 
 def cold_values(layers: list[dict]) -> dict:
-    """The once-per-RUN columns of a model's layers: weight bytes (MACs per output pixel), activation bytes (in,
-    out and a convolution's im2col buffer) and the layer count."""
+    """The once-per-RUN columns of a model's layers: its weight bytes (MACs per output pixel, every layer its own),
+    its activation footprint (the largest in + out + im2col of one layer: a runtime's tensor arena reuses its
+    buffers from layer to layer, so a cold RUN refills the arena once, not every layer's traffic) and the layer
+    count."""
     w = sum(value_of(layer, "weights") for layer in layers if layer["kind"].startswith(("conv", "dwconv", "fc")))
-    b = sum(value_of(layer, "in_bytes") + value_of(layer, "out_bytes")
-            + (value_of(layer, "im2col") if layer["kind"].startswith("conv") else 0.0) for layer in layers)
+    b = max((value_of(layer, "in_bytes") + value_of(layer, "out_bytes")
+             + (value_of(layer, "im2col") if layer["kind"].startswith("conv") else 0.0) for layer in layers), default=0.0)
     return {"cold_weights": w, "cold_bytes": b, "cold_layers": float(len(layers))}
+
+
 # "wall:<B>": the GEMM kernel's block is B x B (ruy: 8 with AVX2 or NEON, 16 with AVX-512); a wall-clock profile
 # picks B by its held-out error on the sweep (eval/device_profile.py).
 GEMM_BLOCKS = (4, 8, 16)
@@ -127,29 +135,41 @@ def family(kind: str, feature_set: str = "arm_dsp") -> str:
     return kind
 
 
+def layer_family(layer: dict, feature_set: str = "arm_dsp") -> str:
+    """The kernel a layer runs on: its family, and on a wall clock a pointwise convolution (1x1, stride 1) apart,
+    as LiteRT runs it: a GEMM straight on the input, where any other convolution first gathers an im2col matrix
+    (the conv 8x8x12 3x3 chains of the sweep were 10-13 % under-predicted with one conv family)."""
+    fam = family(layer["kind"], feature_set)
+    if fam == "conv" and feature_set.startswith("wall") and layer.get("kh") == 1 and layer.get("kw") == 1 \
+            and layer.get("stride") == 1:
+        return "conv_pw"
+    return fam
+
+
 def features_of(kind: str, feature_set: str = "arm_dsp") -> tuple[str, ...]:
     if feature_set.startswith("wall"):
         block = feature_set.partition(":")[2] or "8"
         return tuple(f"{f}:{block}" if f == "blocked_macs" else f
-                     for f in WALL_FEATURES.get(family(kind, feature_set), DEFAULT_FEATURES))
+                     for f in WALL_FEATURES.get(kind if kind in WALL_FEATURES else family(kind, feature_set),
+                                                DEFAULT_FEATURES))
     return FEATURES.get(kind, DEFAULT_FEATURES)
 
 
 def _vector(layer: dict, fs: str = "arm_dsp") -> tuple[str, np.ndarray]:
-    kind = family(layer["kind"], fs)
+    kind = layer_family(layer, fs)
     return kind, np.array([value_of(layer, f) for f in features_of(kind, fs)])
 
 
 def _columns(samples: list[dict], fs: str = "arm_dsp") -> list[tuple[str, str]]:
-    kinds = sorted({family(layer["kind"], fs) for s in samples for layer in s["layers"]})
+    kinds = sorted({layer_family(layer, fs) for s in samples for layer in s["layers"]})
     cols = [(k, f) for k in kinds for f in features_of(k, fs)]
     cols += [(INTERVAL, f) for f in INTERVAL_FEATURES if any(s.get(f) for s in samples)]
-    return cols + [(INTERVAL, f) for f in COLD_FEATURES if any(s.get("run") for s in samples)]
+    return cols + [(INTERVAL, f) for f in (*COLD_FEATURES, SWITCH) if any(s.get("cold") for s in samples)]
 
 
 def _design(samples: list[dict], columns: list[tuple[str, str]], fs: str = "arm_dsp") -> np.ndarray:
     """One row per sample: its layers' features times `times` (a RUN repeating the model), plus the interval
-    columns the sample carries ("invoke", "run")."""
+    columns the sample carries ("invoke", "run"; a cold sample its cold columns and the switch)."""
     index = {c: i for i, c in enumerate(columns)}
     a = np.zeros((len(samples), len(columns)))
     for r, s in enumerate(samples):
@@ -161,9 +181,10 @@ def _design(samples: list[dict], columns: list[tuple[str, str]], fs: str = "arm_
         for f in INTERVAL_FEATURES:
             if s.get(f):
                 a[r, index[(INTERVAL, f)]] = float(s[f])
-        if s.get("run"):  # once per RUN, however often the RUN repeats the model
+        if s.get("cold"):  # once per RUN, however often the RUN repeats the model
             for f, v in cold_values(s["layers"]).items():
                 a[r, index[(INTERVAL, f)]] = v
+            a[r, index[(INTERVAL, SWITCH)]] = 1.0
     return a
 
 
@@ -186,7 +207,8 @@ def fit_kernels(samples: list[dict], target: str = "instructions", feature_set: 
 
 def wall_samples(rows: list[dict], target: str = "us") -> list[dict]:
     """Fit samples of a wall-clock sweep: per model its first interval (one invoke, one RUN) and its RUN of
-    `burst` invokes; an exit-decision row (timed hot, between segments) prices its layers alone."""
+    `burst` invokes, and (host agent) its cold first interval; an exit-decision row (timed hot, between segments)
+    prices its layers alone."""
     out = []
     for r in rows:
         if r.get("hot_only"):
@@ -196,6 +218,8 @@ def wall_samples(rows: list[dict], target: str = "us") -> list[dict]:
         if r.get("us_burst") is not None:
             out.append({"layers": r["layers"], target: r["us_burst"], "invoke": r["burst"], "run": 1,
                         "times": r["burst"]})
+        if r.get(f"{target}_cold") is not None:
+            out.append({"layers": r["layers"], target: r[f"{target}_cold"], "invoke": 1, "run": 1, "cold": 1})
     return out
 
 
@@ -203,7 +227,7 @@ def _ranges(samples: list[dict], fs: str = "arm_dsp") -> dict:
     rng: dict = {}
     for s in samples:
         for layer in s["layers"]:
-            kind = family(layer["kind"], fs)
+            kind = layer_family(layer, fs)
             r = rng.setdefault(kind, {})
             for f in features_of(kind, fs):
                 if f == "one":
@@ -216,7 +240,9 @@ def _ranges(samples: list[dict], fs: str = "arm_dsp") -> dict:
 
 def predict_layer(kernels: dict, ranges: dict, layer: dict, feature_set: str = "arm_dsp") -> dict:
     """{"value", "kind", "known", "out_of_range": [feature names outside the sweep]} for one layer."""
-    kind = family(layer["kind"], feature_set)
+    kind = layer_family(layer, feature_set)
+    if kind not in kernels and kind == "conv_pw":  # a profile fitted before pointwise convolutions were apart
+        kind = "conv"
     coef = kernels.get(kind)
     if coef is None:
         return {"kind": kind, "value": None, "known": False, "out_of_range": []}
@@ -231,9 +257,10 @@ def fit_key(profile: dict) -> str:
 
 
 def predict_layers(profile: dict, layers: list[dict], target: str | None = None, calls: int = 1,
-                   first: bool = True) -> dict:
+                   first: bool = True, cold: list[dict] | None = None, cold_share: float = 1.0) -> dict:
     """Predicted cost of `calls` timed intervals (invokes) running `layers`: the sum of kernel predictions, the
-    per-invoke overhead per call and, when the first of them starts a RUN (`first`), the per-RUN overhead."""
+    per-invoke overhead per call, when the first of them starts a RUN (`first`) the per-RUN overhead, and for a
+    RUN that starts cold (wall clock) `cold_share` times its switch (first invoke) and the `cold` layers' refill."""
     target = target or fit_key(profile)
     kernels = profile["fit"][target]["kernels"]
     ranges = profile["fit"]["ranges"]
@@ -245,9 +272,10 @@ def predict_layers(profile: dict, layers: list[dict], target: str | None = None,
             by_kind[row["kind"]] = by_kind.get(row["kind"], 0.0) + row["value"]
     fit = profile["fit"][target]
     total = fit["overhead"] * calls + fit.get("run_overhead", 0.0) * bool(first) + sum(by_kind.values())
-    if calls and fit.get("cold"):  # a path runs each of its layers once per RUN: each pays its first touch
-        total += sum(fit["cold"][f] * v for f, v in cold_values([x for x in layers if not
-                                                                  x["kind"].startswith("decision_")]).items())
+    if cold and fit.get("cold"):  # the RUN starts cold: its first invoke pays the switch, each cold layer a refill
+        total += cold_share * (fit.get("switch_overhead", 0.0) * bool(first) + sum(
+            fit["cold"].get(f, 0.0) * v for f, v in cold_values([x for x in cold if not x["kind"].startswith(
+                "decision_")]).items()))
     return {"value": total, "by_kind": by_kind, "layers": rows,
             "unknown_kinds": sorted({r["kind"] for r in rows if not r["known"]}),
             "out_of_range": sorted({f"{r['kind']}.{f}" for r in rows for f in r["out_of_range"]})}
@@ -263,7 +291,8 @@ def fit_profile(sweep: list[dict], empty: dict, targets: tuple[str, ...] = ("ins
             interval = kernels.pop(INTERVAL, {})
             fit[target] = {"kernels": kernels, "overhead": interval.get("invoke", 0.0),
                            "run_overhead": interval.get("run", 0.0), "decision_overhead": 0.0,
-                           "cold": {f: interval.get(f, 0.0) for f in COLD_FEATURES}}
+                           "cold": {f: interval.get(f, 0.0) for f in COLD_FEATURES},
+                           "switch_overhead": interval.get(SWITCH, 0.0)}
         else:
             samples = [{"layers": s["layers"], target: max(0.0, s[target] - empty[target])} for s in sweep]
             kernels = fit_kernels(samples, target, feature_set)
@@ -273,14 +302,14 @@ def fit_profile(sweep: list[dict], empty: dict, targets: tuple[str, ...] = ("ins
         errs = _errors(fit, target, sweep)
         fit[target]["in_sample"] = _summary(errs)
         fit[target]["per_kind"] = {k: _summary([e for e, s in zip(errs, sweep)
-                                                if family(_main_kind(s), feature_set) == k])
+                                                if layer_family(main_layer(s), feature_set) == k])
                                    for k in sorted(kernels)}
     return fit
 
 
-def _main_kind(s: dict) -> str:
-    """The kind a sweep point measures: its layer with the most features set (reshapes are helpers)."""
-    return max(s["layers"], key=lambda layer: (layer["kind"] not in ("copy", "requant"), layer.get("macs", 0)))["kind"]
+def main_layer(s: dict) -> dict:
+    """The layer a sweep point measures: its operator with the most MACs (reshapes are helpers)."""
+    return max(s["layers"], key=lambda layer: (layer["kind"] not in ("copy", "requant"), layer.get("macs", 0)))
 
 
 def sweep_error(prof: dict, s: dict, target: str) -> float:

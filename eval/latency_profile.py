@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyexit.eval import bench_results as br
-from tinyexit.eval.kernel_model import decision_layer, family, fit_key, predict_layers
+from tinyexit.eval.kernel_model import decision_layer, fit_key, layer_family, main_layer, predict_layers
 
 
 def find_profile(run_dir: Path, target: str, unit: str) -> tuple[dict | None, Path | None]:
@@ -65,16 +65,27 @@ def _layer_table(run_dir: Path, model: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+# Where a bench RUN starts on a wall clock, between the sweep's warm state (after the model's own RUN) and its cold
+# state (after another process ran): measured on the host, a bench on a quiet machine runs near the warm figures
+# and one beside other engineers' jobs near the cold ones (their caches taken while the agent waits between RUNs);
+# the prediction is the midpoint, and each row keeps both ends (predicted_warm, predicted_cold).
+BENCH_COLD_SHARE = 0.5
+
+
 def _row(name: str, kind: str, layers: list[dict], macs: float, measured, profile: dict, mac_coef, n_calls=1,
-         first: bool = True, decisions: int = 0):
-    """`n_calls` invokes of `layers` (the first starting a RUN when `first`) and `decisions` exit tests (their
-    layers are in `layers`; each is timed as its own interval on the firmware)."""
-    pred = predict_layers(profile, layers, calls=n_calls, first=first)
-    value = pred["value"] + decisions * profile["fit"][fit_key(profile)].get("decision_overhead", 0.0)
+         first: bool = True, decisions: int = 0, cold: list[dict] | None = None):
+    """`n_calls` invokes of `layers` (the first starting a RUN when `first`), `decisions` exit tests (their
+    layers are in `layers`; each is timed as its own interval on the firmware) and the `cold` layers' refill."""
+    dec = decisions * profile["fit"][fit_key(profile)].get("decision_overhead", 0.0)
+    pred = predict_layers(profile, layers, calls=n_calls, first=first, cold=cold, cold_share=BENCH_COLD_SHARE)
+    value = pred["value"] + dec
     mac_pred = mac_coef[0] * macs + mac_coef[1] * n_calls
     row = {"name": name, "kind": kind, "macs": macs, "measured": measured, "predicted": value,
            "mac_only": mac_pred, "by_kind": {k: round(v, 3) for k, v in pred["by_kind"].items()},
            "out_of_range": pred["out_of_range"], "unknown_kinds": pred["unknown_kinds"]}
+    if cold and profile["fit"][fit_key(profile)].get("cold"):
+        row["predicted_warm"] = predict_layers(profile, layers, calls=n_calls, first=first)["value"] + dec
+        row["predicted_cold"] = predict_layers(profile, layers, calls=n_calls, first=first, cold=cold)["value"] + dec
     row["rel_error"] = (value - measured) / measured if measured else None
     row["mac_only_rel_error"] = (mac_pred - measured) / measured if measured else None
     return row
@@ -145,13 +156,16 @@ def exit_path_predictions(run_dir: Path, model: str, man: dict, profile: dict) -
     out = []
     for k in range(len(table["segments"])):
         layers, n_dec = exit_path(man, table["segments"], k)
-        out.append(predict_layers(profile, layers, calls=k + 1)["value"] + n_dec * fit.get("decision_overhead", 0.0))
+        out.append(predict_layers(profile, layers, calls=k + 1, cold=layers, cold_share=BENCH_COLD_SHARE)["value"]
+                   + n_dec * fit.get("decision_overhead", 0.0))
     return out
 
 
 def predict_run(run_dir: Path, run: br.TargetRun, timing: br.Timing, manifests: dict, profile: dict) -> list[dict]:
     """Measured vs predicted vs MAC-only for every segment, chain, monolithic model and early-exit path benched in
-    `run`."""
+    `run`.  Wall clock: every bench RUN may start cold (`cold=` its layers, BENCH_COLD_SHARE): between two RUNs of
+    one mode a bench runs the other modes and records each result while the agent waits (docs/latency.md).  A
+    profile without cold columns (QEMU) ignores it."""
     mac_coef = mac_only(profile)
     sc = _scale(profile, timing)
     rows = []
@@ -164,24 +178,26 @@ def predict_run(run_dir: Path, run: br.TargetRun, timing: br.Timing, manifests: 
             st = _measured(run, timing, model, None, j, scale=sc)
             if st is not None:  # from chained runs: segment 0 starts the RUN, a later one follows in it
                 rows.append(_row(f"{model} segment {j}", "segment", layers, man["segments"][j]["macs"], st, profile,
-                                 mac_coef, first=j == 0))
+                                 mac_coef, first=j == 0, cold=layers))
         for k in range(1, len(segs)):
             st = _measured(run, timing, model, f"segment:{k}", scale=sc)
             if st is not None:
                 layers = [x for s in segs[:k + 1] for x in s]
                 macs = sum(s["macs"] for s in man["segments"][:k + 1])
-                rows.append(_row(f"{model} chain 0..{k}", "chain", layers, macs, st, profile, mac_coef, k + 1))
+                rows.append(_row(f"{model} chain 0..{k}", "chain", layers, macs, st, profile, mac_coef, k + 1,
+                                 cold=layers))
         for mode, (mac_key, _, suffix) in br.MONOLITHIC.items():
             st = _measured(run, timing, model, mode, scale=sc)
             if st is not None and table.get(suffix) and man.get(mac_key):
-                rows.append(_row(f"{model} {mode}", "monolithic", table[suffix], man[mac_key], st, profile, mac_coef))
+                rows.append(_row(f"{model} {mode}", "monolithic", table[suffix], man[mac_key], st, profile, mac_coef,
+                                 cold=table[suffix]))
         for k in range(len(segs) if man.get("policy") else 0):
             st = _exit_measured(run, timing, model, k, sc)
             if st is not None:
                 layers, n_dec = exit_path(man, segs, k)
                 macs = sum(s["macs"] for s in man["segments"][:k + 1])
                 rows.append(_row(f"{model} early exit at {k}", "early_exit", layers, macs, st, profile, mac_coef,
-                                 k + 1, decisions=n_dec))
+                                 k + 1, decisions=n_dec, cold=layers))
     return rows
 
 
@@ -219,8 +235,7 @@ def kernel_table(profile: dict) -> list[dict]:
     held: dict = {}
     for p in profile["sweep"]["points"]:
         if p.get("held_out_error") is not None:
-            main = max(p["layers"], key=lambda x: (x["kind"] not in ("copy", "requant"), x.get("macs", 0)))["kind"]
-            held.setdefault(family(main, fs), []).append(abs(p["held_out_error"]))
+            held.setdefault(layer_family(main_layer(p), fs), []).append(abs(p["held_out_error"]))
     out = []
     for kind, coef in sorted(fit["kernels"].items()):
         h = held.get(kind, [])
@@ -257,8 +272,9 @@ def profile_latency_model(run_dir: Path, sources, profile: dict, profile_path: P
                                                for k in dict.fromkeys(r["kind"] for r in rows)},
             "exit_paths": {m: v for m, v in exit_paths.items() if v},
             "overheads": {k: profile["fit"][fit_key(profile)].get(k) for k in ("overhead", "run_overhead",
-                                                                                "decision_overhead")
+                                                                                "decision_overhead", "switch_overhead")
                           if profile["fit"][fit_key(profile)].get(k) is not None},
+            "bench_cold_share": BENCH_COLD_SHARE if profile["fit"][fit_key(profile)].get("cold") else None,
             "loo_max_abs_error": s["max_abs_error"], "out_of_model": s, "predictions": rows, "layers": layers,
             "layer_errors": summary(layers), "kernels": kernel_table(profile),
             "sweep_held_out": profile.get("held_out"), "profile_timing": profile.get("timing"),

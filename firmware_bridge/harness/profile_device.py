@@ -8,9 +8,17 @@ first intervals, its segments 1.. are hot ones, so a profile must price both.  E
 sweep model is therefore timed with RUN repeat 1 (one first interval) and with
 RUN repeat R (one first interval and R - 1 hot ones, ticks summed by the device),
 alternately, `repeats` times each; the profile keeps both medians and the fit
-separates the per-RUN cost from the per-invoke one (eval/kernel_model.py).  A bench
-alternates modes and models, so a RUN's weights were last touched several RUNs ago:
-the host agent times `window` models at once, one agent each, RUNs round-robin.
+separates the per-RUN cost from the per-invoke one (eval/kernel_model.py).
+
+A bench's RUN starts cold: between two RUNs of one mode it runs the other modes and
+records every result (about 300 us per RUN here) while the agent waits, so the agent's
+caches are taken by other models and other processes.  The host agent therefore also
+times each model cold (`thrash`): its RUN of one invoke right after a RUN of one of the
+sweep's two heaviest models on a second agent; the fit prices the difference per weight
+byte, activation byte and layer, plus a switch per RUN (eval/kernel_model.py:
+COLD_FEATURES).  Every RUN is followed by `gap_us` of harness work, as in a bench.
+Timing `window` models round-robin, one agent each, is kept as an option: every RUN then
+follows the others' RUNs and pays that switch too (about +45 % on a 2-core machine).
 
 The exit decision is timed the same way: its sweep bundle has two tiny segments and
 an early-exit RUN with a policy that always leaves at exit 0 makes the device run its
@@ -40,13 +48,17 @@ class AgentTimingConfig:
     rounds: int = 3            # passes over the whole sweep; a model's runs of every pass are pooled
     window: int = 1            # host agent: models timed together, RUNs round-robin (caches taken in between)
     runtime: str = "litert"
+    thrash: bool = True        # host agent: each model also timed cold, after a RUN of the heaviest sweep model
+    thrash_repeat: int = 2     # invokes of that RUN (the heaviest model's weights and activations, touched twice)
+    gap_us: float = 350.0      # harness busy after each RUN, as a bench is while it records a result (host agent)
 
     def __post_init__(self):
         if not 3 <= self.repeats <= 1000 or not 0 <= self.warmup <= 1000 or not 2 <= self.burst <= 64 \
-                or not 1 <= self.rounds <= 20 or not 1 <= self.window <= 16:
+                or not 1 <= self.rounds <= 20 or not 1 <= self.window <= 16 or not 1 <= self.thrash_repeat <= 64 \
+                or not 0 <= self.gap_us <= 100_000:
             raise UserError(f"agent timing: repeats {self.repeats} / warmup {self.warmup} / burst {self.burst} / "
                             f"rounds {self.rounds} / window {self.window}: use 3..1000, 0..1000, 2..64, 1..20 and "
-                            "1..16")
+                            "1..16 (thrash_repeat 1..64, gap_us 0..100000)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +99,7 @@ class _Device:
         from tinyexit.firmware_bridge.protocol import constants as pc
 
         self.row, self.policy = row, row["point"].get("policy")
+        self.gap_s = cfg.gap_us * 1e-6 if spec == "agent" else 0.0
         art = load_bundle(Path(row["bundle"]))
         bcfg = BenchConfig(runtime=cfg.runtime, progress=False)
         self.target = start_target(spec, art.dir, art.dir, bcfg, log_dir, index)
@@ -106,17 +119,22 @@ class _Device:
             raise
         self.first: list[float] = []
         self.burst: list[float] = []
+        self.cold: list[float] = []
 
     def run(self, repeat: int) -> float:
-        """One timed RUN in microseconds: `repeat` invokes of the model, or (a decision bundle) its exit test."""
+        """One timed RUN in microseconds: `repeat` invokes of the model, or (a decision bundle) its exit test.
+        Then the harness stays busy for the gap a bench spends recording a result (the device waits meanwhile:
+        measured on the demo classifier, its RUNs cost 2-7 % more than back-to-back ones)."""
         from tinyexit.exit_policy import ExitPolicy
         from tinyexit.firmware_bridge.protocol import constants as pc, messages as m
 
         if self.policy is None:
             res = self.session.run(m.Run(pc.MODE_CHAIN, 0, 0, (), repeat, 0))
+            _busy(self.gap_s)
             return 1e6 * res.ticks[0] / res.tick_hz
         pol = ExitPolicy(self.policy, _ALWAYS_LEAVE[self.policy])
         res = self.session.run(m.Run(pc.MODE_EARLY_EXIT, 0, pol.policy_id, pol.params, 1, 0))
+        _busy(self.gap_s)
         if res.exit != 0:
             raise UserError(f"exit test {self.policy}: the device left at exit {res.exit}, not 0")
         return 1e6 * res.decision_ticks / res.tick_hz
@@ -128,15 +146,38 @@ class _Device:
             us = self.first + self.burst
             return {"us": float(np.median(us)), "us_runs": us, "hot_only": True,
                     "us_iqr": float(np.subtract(*np.percentile(us, [75, 25]))), **ident}
-        return {"us": float(np.median(self.first)), "us_burst": float(np.median(self.burst)), "burst": burst,
-                "us_runs": self.first, "us_burst_runs": self.burst,
-                "us_iqr": float(np.subtract(*np.percentile(self.first, [75, 25]))), **ident}
+        out = {"us": float(np.median(self.first)), "us_burst": float(np.median(self.burst)), "burst": burst,
+               "us_runs": self.first, "us_burst_runs": self.burst,
+               "us_iqr": float(np.subtract(*np.percentile(self.first, [75, 25]))), **ident}
+        if self.cold:
+            out.update(us_cold=float(np.median(self.cold)), us_cold_runs=self.cold)
+        return out
 
 
-def _time_window(spec: str, rows: list[dict], cfg: AgentTimingConfig, log_dir: Path) -> list:
-    """Time `rows` together, one device per row, RUNs round-robin across them: each RUN of a model follows RUNs
-    of the others, as a bench's RUN follows RUNs of other modes and models (its caches taken by them).  Per row:
-    its result dict, or the exception that stopped it."""
+def _busy(seconds: float) -> None:
+    """Keep the harness busy (not asleep: a sleeping harness lets the machine idle, which a bench does not)."""
+    import time
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def heaviest(rows: list[dict]) -> list[dict]:
+    """The two sweep models with the most weight bytes (MACs per output pixel): each thrashes the caches before
+    the other models' cold RUNs (and the second before the first's)."""
+    def weights(row: dict) -> float:
+        return sum(layer.get("macs", 0) / max(1, layer.get("out_pixels", 1)) for layer in row.get("layers", []))
+
+    ops = [r for r in rows if r.get("bundle") and not r["point"].get("policy")]
+    return sorted(ops, key=weights, reverse=True)[:2]
+
+
+def _time_window(spec: str, rows: list[dict], cfg: AgentTimingConfig, log_dir: Path, thrashers=()) -> list:
+    """Time `rows` together, one device per row, RUNs round-robin across them (window > 1: each RUN of a model
+    follows RUNs of the others).  With `thrashers` (started devices of the heaviest models), each repeat also
+    times every model cold: one invoke right after a RUN of a thrasher.  Per row: its result dict, or the
+    exception that stopped it."""
     out: list = [None] * len(rows)
     devs: list = []
     try:
@@ -153,6 +194,11 @@ def _time_window(spec: str, rows: list[dict], cfg: AgentTimingConfig, log_dir: P
                 d.first.append(d.run(1))
             for _, d in devs:
                 d.burst.append(d.run(cfg.burst))
+            for _, d in devs:
+                thr = next((t for t in thrashers if t.row["name"] != d.row["name"]), None)
+                if thr is not None and d.policy is None:
+                    thr.run(cfg.thrash_repeat)
+                    d.cold.append(d.run(1))
         for i, d in devs:
             out[i] = d.result(cfg.burst)
     finally:
@@ -171,6 +217,24 @@ def time_models(spec: str, rows: list[dict], work: Path, cfg: AgentTimingConfig,
     got: dict = {}
     failed: dict = {}
     step = cfg.window if spec == "agent" else 1    # one device behind a URL serves one bundle at a time
+    thrashers: list = []
+
+    def start_thrashers() -> list:  # once, and only when a model is timed (a resumed profile may need none)
+        if not thrashers and spec == "agent" and cfg.thrash:  # a URL device serves one bundle: nothing to thrash with
+            for i, row in enumerate(heaviest(todo)):
+                thrashers.append(_Device(spec, row, cfg, work / "logs", 100 + i))
+        return thrashers
+
+    try:
+        _passes(spec, todo, work, cfg, identity, progress, step, start_thrashers, got, failed)
+    finally:
+        for t in thrashers:
+            t.target.close()
+    out = [row | _pooled(got[row["name"]]) for row in todo if row["name"] in got and row["name"] not in failed]
+    return out, list(failed.values())
+
+
+def _passes(spec, todo, work, cfg, identity, progress, step, start_thrashers, got, failed) -> None:
     for rnd in range(cfg.rounds):  # whole passes, so a burst of load on a shared machine hits one pass of a model
         for start in range(0, len(todo), step):
             if progress:
@@ -188,14 +252,15 @@ def time_models(spec: str, rows: list[dict], work: Path, cfg: AgentTimingConfig,
                 else:
                     window.append(row)
                     caches.append(cache)
-            for row, cache, one in zip(window, caches, _time_window(spec, window, cfg, work / "logs")):
+            if not window:
+                continue
+            for row, cache, one in zip(window, caches, _time_window(spec, window, cfg, work / "logs",
+                                                                    start_thrashers())):
                 if isinstance(one, Exception):
                     failed[row["name"]] = {"point": row["point"], "why": f"{type(one).__name__}: {one}"}
                     continue
                 cache.write_text(json.dumps(one))
                 got.setdefault(row["name"], []).append(one)
-    out = [row | _pooled(got[row["name"]]) for row in todo if row["name"] in got and row["name"] not in failed]
-    return out, list(failed.values())
 
 
 def _pooled(passes: list[dict]) -> dict:
@@ -205,6 +270,10 @@ def _pooled(passes: list[dict]) -> dict:
         return passes[0] | {"us": float(np.median(first)), "us_runs": first, "passes": len(passes),
                             "us_iqr": float(np.subtract(*np.percentile(first, [75, 25])))}
     burst = [v for p in passes for v in p["us_burst_runs"]]
-    return passes[0] | {"us": float(np.median(first)), "us_burst": float(np.median(burst)), "us_runs": first,
-                        "us_burst_runs": burst, "us_iqr": float(np.subtract(*np.percentile(first, [75, 25]))),
-                        "passes": len(passes)}
+    out = passes[0] | {"us": float(np.median(first)), "us_burst": float(np.median(burst)), "us_runs": first,
+                       "us_burst_runs": burst, "us_iqr": float(np.subtract(*np.percentile(first, [75, 25]))),
+                       "passes": len(passes)}
+    cold = [v for p in passes for v in p.get("us_cold_runs", [])]
+    if cold:
+        out.update(us_cold=float(np.median(cold)), us_cold_runs=cold)
+    return out

@@ -105,6 +105,10 @@ def test_profile_device_on_the_host_agent(tmp_path):
                                                                           ("patience", 2)]
     assert prof["sweep"]["skipped"] == []
     assert all(len(p["us_runs"]) == 3 and len(p["us_burst_runs"]) == 3 and p["burst"] == 2 for p in ops)
+    # every model also timed cold: one invoke right after a RUN of one of the two heaviest models on a second agent
+    assert all(len(p["us_cold_runs"]) == 3 and p["us_cold"] > 0 for p in ops)
+    assert all("us_cold_runs" not in p for p in dec)
+    assert prof["config"]["timing"]["thrash"] is True and prof["config"]["timing"]["gap_us"] == 350.0
     # the agent's own exit test, from the decision ticks of early-exit RUNs on two-segment bundles
     assert all(p["hot_only"] and len(p["us_runs"]) == 6 and p["us"] > 0 for p in dec)
     # a zero-MAC operator ends in a one-output FULLY_CONNECTED (the bundle needs MACs), priced jointly; its
@@ -115,6 +119,7 @@ def test_profile_device_on_the_host_agent(tmp_path):
     assert prof["fit"]["feature_set"] in ("wall:4", "wall:8", "wall:16")
     assert set(us["kernels"]) >= {"fc", "add", "decision_entropy"}
     assert us["overhead"] >= 0 and us["run_overhead"] >= 0 and prof["empty"]["per_run_us"] == us["run_overhead"]
+    assert set(us["cold"]) == {"cold_weights", "cold_bytes", "cold_layers"} and us["switch_overhead"] >= 0
     from tinyexit.eval.kernel_model import predict_layers
 
     for p in pts:
@@ -130,3 +135,17 @@ def test_profile_device_on_the_host_agent(tmp_path):
     out.unlink()  # the profile lost: rebuilt from the cached timings, no model timed again
     mtimes = [c.stat().st_mtime_ns for c in cached]
     assert main(argv) == 0 and [c.stat().st_mtime_ns for c in cached] == mtimes
+
+
+def test_the_cold_runs_follow_the_heaviest_sweep_models():
+    from tinyexit.firmware_bridge.harness.profile_device import AgentTimingConfig, heaviest
+
+    def row(name, cin, cout, policy=None):
+        point = {"kind": "decision" if policy else "fc", **({"policy": policy} if policy else {})}
+        return {"name": name, "bundle": f"/b/{name}", "point": point,
+                "layers": [{"kind": "fc", "macs": cin * cout, "out_pixels": 1}]}
+
+    rows = [row("a", 8, 8), row("b", 64, 64), row("c", 32, 16), row("d", 999, 999, "entropy")]
+    assert [r["name"] for r in heaviest(rows)] == ["b", "c"]     # exit-test bundles never thrash
+    with pytest.raises(UserError, match="gap_us 0..100000"):
+        AgentTimingConfig(gap_us=-1.0)

@@ -151,3 +151,63 @@ def test_wall_fit_separates_per_invoke_and_per_run_overheads_and_predicts_held_o
     res = km.predict_layers(prof, [km.decision_layer("calibrated", 1000)], calls=0, first=False)
     assert res["value"] == pytest.approx(0.1 * 1000 + 1.2) and res["out_of_range"] == ["decision_max_softmax.logits"]
     assert max(abs(e) for e in km.held_out_errors(_wall_sweep(48, 11), None, 4, "us", "wall")) < 1e-6
+
+
+COLD_LAW = {"cold_weights": 2e-4, "cold_bytes": 5e-4, "cold_layers": 0.3}
+SWITCH = 9.0    # the cold sweep RUN follows a RUN on another agent (another process), as a bench RUN follows the harness
+
+
+def test_wall_fit_prices_a_cold_start_apart_from_the_switch_between_agents():
+    rows = _wall_sweep(48, 21)
+    for r in rows:
+        if not r.get("hot_only"):
+            cold = sum(c * v for f, v in km.cold_values(r["layers"]).items() for c in [COLD_LAW[f]])
+            r["us_cold"] = r["us"] + cold + SWITCH
+    fit = km.fit_profile(rows, None, ("us",), "wall")
+    us = fit["us"]
+    assert us["switch_overhead"] == pytest.approx(SWITCH, rel=1e-6)
+    assert us["cold"] == pytest.approx(COLD_LAW, rel=1e-6)
+    assert us["overhead"] == pytest.approx(INVOKE, rel=1e-6) and us["run_overhead"] == pytest.approx(RUN, rel=1e-6)
+    prof = {"fit": fit, "fit_key": "us"}
+    rng = np.random.default_rng(23)
+    seg = [_wall_layer("conv", rng), _wall_layer("add", rng)]
+    warm = RUN + INVOKE + _wall_cost(seg)
+    refill = sum(COLD_LAW[f] * v for f, v in km.cold_values(seg).items())
+    assert km.predict_layers(prof, seg)["value"] == pytest.approx(warm, rel=1e-9)      # warm: no refill
+    # a bench RUN starts cold: the switch once (first invoke), the refill of each cold layer
+    assert km.predict_layers(prof, seg, cold=seg)["value"] == pytest.approx(warm + SWITCH + refill, rel=1e-9)
+    assert km.predict_layers(prof, seg, cold=seg, cold_share=0.5)["value"] == pytest.approx(
+        warm + (SWITCH + refill) / 2, rel=1e-9)
+    later = km.predict_layers(prof, seg, first=False, cold=seg)["value"]     # a later segment of the RUN
+    assert later == pytest.approx(INVOKE + _wall_cost(seg) + refill, rel=1e-9)
+    # the exit tests a path runs are never cold (they are Python in the agent, no weights)
+    dec = [km.decision_layer("max_softmax", 10)]
+    assert km.predict_layers(prof, seg + dec, cold=seg + dec)["value"] == pytest.approx(
+        warm + SWITCH + refill + _wall_cost(dec), rel=1e-9)
+    for r in rows:
+        assert km.sweep_error(prof, r, "us") == pytest.approx(0.0, abs=1e-9)
+
+
+def test_pointwise_convolutions_are_their_own_wall_family():
+    pw = {"kind": "conv_1x1", "kh": 1, "kw": 1, "stride": 1, "macs": 1024, "out_pixels": 64, "cin": 4, "cout": 4}
+    assert km.layer_family(pw, "wall:16") == "conv_pw" and km.layer_family(pw, "arm_dsp") == "conv_1x1"
+    assert km.layer_family(pw | {"kh": 3, "kw": 3}, "wall") == "conv"
+    assert km.layer_family(pw | {"stride": 2}, "wall") == "conv"          # strided: gathered first
+    assert km.layer_family({"kind": "conv_m0", "macs": 8}, "wall") == "conv"  # shape unknown: the general kernel
+    assert "im2col" not in km.features_of("conv_pw", "wall:8") and "im2col" in km.features_of("conv", "wall:8")
+    # a profile fitted before the split prices a pointwise convolution with its one conv family
+    old = {"fit_key": "us", "fit": {"feature_set": "wall", "ranges": {}, "us": {
+        "kernels": {"conv": {"macs": 0.5, "one": 1.0}}, "overhead": 0.0, "run_overhead": 0.0}}}
+    res = km.predict_layers(old, [pw], calls=0, first=False)
+    assert res["value"] == pytest.approx(0.5 * 1024 + 1.0) and res["unknown_kinds"] == []
+
+
+def test_a_cold_start_refills_the_weights_and_the_arena_once():
+    conv = {"kind": "conv_m0", "macs": 64 * 288, "out_pixels": 64, "in_bytes": 512, "out_bytes": 512, "kh": 3,
+            "kw": 3, "cin": 8}
+    add = {"kind": "add", "in_bytes": 512, "out_bytes": 512}
+    got = km.cold_values([conv, add, conv])
+    # weights: every layer its own (288 bytes per conv); activations: the largest layer's in + out + im2col (the
+    # runtime's arena is reused from layer to layer), not the sum of the three layers' traffic
+    assert got == {"cold_weights": 576.0, "cold_bytes": 512 + 512 + 64 * 9 * 8, "cold_layers": 3.0}
+    assert km.cold_values([]) == {"cold_weights": 0.0, "cold_bytes": 0.0, "cold_layers": 0.0}

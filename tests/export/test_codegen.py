@@ -1,10 +1,8 @@
 """C generation from per-segment int8 TFLite files: sources, memory plan, errors, the run-directory entry."""
 import hashlib
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +13,8 @@ from tinyexit.errors import UserError
 from tinyexit.export.codegen import CodegenConfig, generate_c, generate_c_for_run
 from tinyexit.export.codegen_plan import Buffer, plan_arena
 
-_KEY = "tinyexit_tests_tflite_models"  # one instance per session: its TensorFlow-built models are cached
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parents[1] / "firmware" / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 FW = Path(__file__).parents[2] / "firmware_bridge" / "firmware"
 
 
@@ -153,7 +147,7 @@ def test_boundary_quantization_follows_the_bundle_rule():
 
 
 def _fake_run(tmp_path: Path) -> Path:
-    """A bundle as tests/firmware/tflite_models.fake_run writes it, with known provenance hashes."""
+    """A bundle as tests/helpers/tflite_models.fake_run writes it, with known provenance hashes."""
     run = TM.fake_run(tmp_path, TM.chain_models(), with_c=False)
     path = run / "export" / "tm" / "manifest.json"
     manifest = json.loads(path.read_text())

@@ -3,11 +3,9 @@
 The segmented model defines its arrays; a variant generated with the same pool declares identical ones
 `extern` and defines only what differs.  Linked together, every model stays bit-exact to TFLite Micro.
 """
-import importlib.util
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +15,8 @@ from tinyexit.export.codegen import CodegenConfig, generate_c, generate_c_for_ru
 from tinyexit.export.codegen_consts import ConstPool
 from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, HostRunner, kernel_sources
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parents[1] / "firmware" / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 _DEF = re.compile(r"^const (int8_t|int16_t|int32_t) (\w+)\[(\d+)\] = \{(.*?)\};", re.S | re.M)
 _EXTERN = re.compile(r"^extern const (int8_t|int16_t|int32_t) (\w+)\[(\d+)\];", re.M)
 _SIZE = {"int8_t": 1, "int16_t": 2, "int32_t": 4}

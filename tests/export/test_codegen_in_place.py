@@ -3,10 +3,7 @@
 Exact shifts for known geometries, and a conv chain whose plan overlaps each conv's output with its
 input, bit-exact against TFLite Micro with the reference kernels and both arm_dsp layouts.
 """
-import importlib.util
-import sys
 from functools import lru_cache
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,12 +14,7 @@ from tinyexit.export.codegen_lower import lower, read_segment
 from tinyexit.export.codegen_plan import ALIGN, collect_buffers, conv_shift, plan_arena, plan_segments
 from tinyexit.firmware_bridge.firmware.host import HostRunner, build_host_runner
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parents[1] / "firmware" / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
 
 
 def _conv(in_shape, out_shape, k=(3, 3), stride=(1, 1), pad=(1, 1)):

@@ -1,8 +1,6 @@
 """The arm_dsp packed CONV_2D layout prepared on the host (export/codegen_pack.py) and what the C build does with it."""
-import importlib.util
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +14,7 @@ from tinyexit.export.codegen_pack import (HEADER_WORDS, MAGIC, acc_bound, column
                                           packed_taps, why_not_packed)
 from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, HostRunner, build_host_runner
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parents[1] / "firmware" / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
 
 
 def _convs():

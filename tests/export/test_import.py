@@ -1,6 +1,5 @@
 """`tinyexit import`: each refusal (one line naming the file and the fix), the bundle it writes, and one small
 imported model end to end (firmware build, bench under QEMU, report, check) — the QEMU part marked qemu."""
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -15,12 +14,8 @@ from tinyexit.errors import UserError
 from tinyexit.export import tflite_graph as tg
 from tinyexit.export.import_tflite import ImportConfig, import_tflite
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parents[1] / "firmware" / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 TINYEXIT = str(Path(sys.executable).parent / "tinyexit")
 
 _CACHE = {}

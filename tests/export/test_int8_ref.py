@@ -1,7 +1,4 @@
 """The NumPy integer reference (tinyexit.export.int8_ref) against TFLite's definitions and TFLite Micro."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +7,7 @@ from tinyexit.errors import UserError
 from tinyexit.export import int8_ref as ref
 from tinyexit.export.codegen_lower import lower, read_segment, run_layers
 
-_KEY = "tinyexit_tests_tflite_models"  # one instance per session: its TensorFlow-built models are cached
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parents[1] / "firmware" / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
 
 EDGES = [-(1 << 31), -(1 << 31) + 1, -(1 << 30), -12345, -1, 0, 1, 7, 1 << 20, (1 << 30) + 3, (1 << 31) - 1]
 

@@ -1,9 +1,7 @@
 """`tinyexit firmware build`: cross-compiled ELFs for both boards, the size report, refusals with numbers."""
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,8 @@ from tinyexit.firmware_bridge.firmware import build as fb
 from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
 from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs gcc-arm-none-eabi")
 
 

@@ -1,10 +1,8 @@
 """The protocol in C (firmware/core) against the Python implementation: shared constants, recorded
 transcripts, results, and bounds checks under AddressSanitizer/UBSan on the host port."""
-import importlib.util
 import random
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +15,8 @@ from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, build_frame_dum
 from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, encode_frame
 from tinyexit.exit_policy import ExitPolicy
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 TRANSCRIPTS = Path(__file__).parents[1] / "firmware_bridge" / "transcripts"
 HASH = "5a" * 32
 

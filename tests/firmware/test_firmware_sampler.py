@@ -1,10 +1,8 @@
 """The denoiser's sampler on the device: a whole reverse process per request, equal to the host twin."""
-import importlib.util
 import json
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +17,8 @@ from tinyexit.firmware_bridge.firmware.host import build_host_firmware
 from tinyexit.firmware_bridge.harness.sampler import MODE_GENERATE, MSG_GENERATE, generate_on_device, sample_reference
 from tinyexit.firmware_bridge.protocol.framing import Frame, FrameDecoder, encode_frame
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 SEEDS = [1, 2, 3, 12345, 0xDEADBEEF]
 
 

@@ -3,12 +3,9 @@
 The arm_dsp set runs here through -DTE_EMULATE_DSP (C versions of SXTB16/SMLAD/...);
 the same sources run on real DSP instructions in the QEMU tier (test_qemu*.py).
 """
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,12 +14,8 @@ from tinyexit.errors import UserError
 from tinyexit.firmware_bridge.firmware import host as firmware_host
 from tinyexit.firmware_bridge.firmware.host import FIRMWARE_DIR, build_host_runner, kernel_sources
 
-_KEY = "tinyexit_tests_tflite_models"  # one instance per session: its TensorFlow-built models are cached
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 KERNELS = ["reference", "arm_dsp"]
 
 

@@ -1,19 +1,11 @@
 """AVERAGE_POOL_2D: the arm_dsp lane sums (8 and 4 channels, whole-width runs, row runs) and the per-channel
 fallback (channel tails, windows over 255 pixels), bit-exact against TFLite Micro in both kernel sets."""
-import importlib.util
-import sys
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
 
 # (input H, W, C), window, strides, padding: global pools as in DS-CNN (25x5x64), ResNet-8 (8x8x64) and a
 # 272-pixel window (the fallback); strided SAME windows cut at the edges (row runs); channel tails 12 and 7.

@@ -1,19 +1,12 @@
 """DEPTHWISE_CONV_2D (the arm_dsp four-channel path, its 3x3 interior fast path, borders, channel tails,
 strides, dilation), AVERAGE_POOL_2D and RESHAPE at MLPerf Tiny shapes: both C kernel sets bit-exact against
 TensorFlow Lite Micro on seeded random shapes and inputs (host tier; arm_dsp through -DTE_EMULATE_DSP)."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
 
 # (H, W, C, kernel, stride, dilation, padding): the 3x3 interior path (C % 4 == 0), a channel tail (C = 6),
 # stride 2 on an odd map, 5x5 and dilation 2 (generic path), VALID padding, a DS-CNN-like 25x5x64 map.

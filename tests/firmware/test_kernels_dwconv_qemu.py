@@ -2,9 +2,7 @@
 twin (-DTE_EMULATE_DSP), so the assembly itself is only exercised here.  Two chains of 3x3 depthwise layers,
 one along image rows and one transposed (taller than wide), cover strides 1 and 2 with lines of 4k, 4k+1, +2
 and +3 outputs and a channel tail; both flash modes, bit-exact to TFLite Micro over the serial protocol."""
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +15,8 @@ from tinyexit.firmware_bridge.harness.session import DeviceSession
 from tinyexit.firmware_bridge.protocol import constants as pc
 from tinyexit.firmware_bridge.protocol import messages as m
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 pytestmark = [pytest.mark.qemu, pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
     reason="needs qemu-system-arm and gcc-arm-none-eabi")]

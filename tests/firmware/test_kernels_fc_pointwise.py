@@ -6,10 +6,7 @@ Shapes follow the MLPerf Tiny models: 640 -> 128 -> 8 -> 128 as in the autoencod
 lengths that are not multiples of the 4-row block (13, 10, k = 13), pointwise 8 / 16 / 128 channels and a 1x1
 stride-2 convolution as in MobileNet and ResNet-8, 3x3 stride-2 stems on 3 and on 1 input channels.
 """
-import importlib.util
-import sys
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,12 +16,7 @@ from tinyexit.export.codegen_lower import lower, read_segment
 from tinyexit.export.codegen_pack import column_mode, computed_channels, pack_fc, why_not_packed
 from tinyexit.firmware_bridge.firmware.host import HostRunner, build_host_runner
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
 
 BUILDS = {"reference": ("reference", ()), "speed": ("arm_dsp", ("-DTE_EMULATE_DSP",)),
           "size": ("arm_dsp", ("-DTE_EMULATE_DSP", "-DTE_ARM_DSP_LAYOUT=0"))}

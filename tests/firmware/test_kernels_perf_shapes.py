@@ -4,10 +4,7 @@ The test models elsewhere are 8x8/4x4/2x2; here widths and pixel counts are odd 
 pixel is the first one again, or lies on the next row), strides 2 meet SAME padding, and every column
 mode of the packed CONV_2D (per pixel, row ring, padded word rows) runs next to the reference kernels.
 """
-import importlib.util
-import sys
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,12 +12,7 @@ import pytest
 from tinyexit.export.codegen_lower import lower, read_segment
 from tinyexit.export.codegen_pack import column_mode, why_not_packed
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
 
 
 @lru_cache(maxsize=None)

@@ -1,8 +1,5 @@
 """SOFTMAX (int8): the NumPy reference and both C kernel sets, bit-exact against TensorFlow Lite Micro
 on seeded random shapes, input scales and beta (host tier; arm_dsp through -DTE_EMULATE_DSP)."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +8,7 @@ from tinyexit.errors import UserError
 from tinyexit.export import int8_ref as ref
 from tinyexit.export import tflite_graph as tg
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
 
 # (input shape, float spread of the calibration data, beta): classifier heads, a KWS-sized head,
 # a per-pixel softmax over 4 classes (rows > 1), a wide spread that sends differences below diff_min.

@@ -3,11 +3,9 @@
 The same segments as the host tier, bit-exact to TFLite Micro through the serial protocol; instruction
 counts identical on two runs and after idle pauses of any length; clean stop; watchdog and fault exit statuses.
 """
-import importlib.util
 import json
 import shutil
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -22,12 +20,8 @@ from tinyexit.firmware_bridge.harness.link import SerialLink
 from tinyexit.firmware_bridge.harness.qemu import INSTRUCTIONS_PER_TICK, start_qemu, start_qemu_target
 from tinyexit.firmware_bridge.harness.session import DeviceSession
 
-_KEY = "tinyexit_tests_tflite_models"
-if _KEY not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(_KEY, Path(__file__).parent / "tflite_models.py")
-    sys.modules[_KEY] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules[_KEY])
-TM = sys.modules[_KEY]
+from helpers import tflite_models as TM
+
 pytestmark = [pytest.mark.qemu, pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
     reason="needs qemu-system-arm and gcc-arm-none-eabi")]

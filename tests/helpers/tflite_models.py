@@ -1,7 +1,7 @@
 """Small full-int8 .tflite files for the int8/codegen/kernel/firmware tests, built with TensorFlow.
 
 Not a test module: test files import it under one sys.modules key
-("tinyexit_tests_tflite_models") so one cache serves a whole pytest session.  Weights and calibration data use fixed seeds.  Models:
+(imported once as helpers.tflite_models) so one cache serves a whole pytest session.  Weights and calibration data use fixed seeds.  Models:
   op graphs  - every kernel at least once (per-channel CONV_2D with SAME/VALID,
                stride 2, dilation, explicit PAD, DEPTHWISE with multiplier 2,
                FULLY_CONNECTED per-channel and per-tensor, ADD with rescaling,
