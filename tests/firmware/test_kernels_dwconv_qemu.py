@@ -3,17 +3,9 @@ twin (-DTE_EMULATE_DSP), so the assembly itself is only exercised here.  Two cha
 one along image rows and one transposed (taller than wide), cover strides 1 and 2 with lines of 4k, 4k+1, +2
 and +3 outputs and a channel tail; both flash modes, bit-exact to TFLite Micro over the serial protocol."""
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
-from tinyexit.firmware_bridge.harness.link import SerialLink
-from tinyexit.firmware_bridge.harness.qemu import start_qemu
-from tinyexit.firmware_bridge.harness.session import DeviceSession
-from tinyexit.firmware_bridge.protocol import constants as pc
-from tinyexit.firmware_bridge.protocol import messages as m
 
 from helpers import tflite_models as TM
 
@@ -54,21 +46,4 @@ def test_depthwise_line_passes_bit_exact_on_the_core(tmp_path, chain, flash_mode
     layers = [layer for layer in lower(read_segment(blob)) if layer.kind == "dwconv"]
     assert len(layers) == 4 and all(why_not_packed_dw(la) is None and not dw_general(la) for la in layers)
     assert [dw_transposed(la) for la in layers] == [chain == "columns"] * 4
-    run = TM.fake_run(tmp_path, [blob], n_inputs=8)
-    rep = build_firmware(run, "tm", FirmwareConfig(flash_mode=flash_mode, verify=False), log=lambda msg: None)
-    xs = TM.random_inputs((1,) + CHAINS[chain][:3], 8, seed=5)
-    xs[0] = np.full_like(xs[0], -128)
-    xs[1] = np.full_like(xs[1], 127)
-    want = np.stack([o[0].ravel() for o in TM.tflm_run(blob, xs)])
-    url, handle = start_qemu(Path(rep["elf"]), Path(rep["elf"]).parent / "qemu.log")
-    try:
-        link = SerialLink(url, 115200)
-        s = DeviceSession(link)
-        s.handshake(10)
-        for k, x in enumerate(xs):
-            assert s.load(0, x.tobytes(), 1020) == x.nbytes
-            res = s.run(m.Run(pc.MODE_SEGMENT, 0, 0, (), 1, 0))
-            np.testing.assert_array_equal(res.logits, want[k], err_msg=f"{chain} {flash_mode} input {k}")
-        link.close()
-    finally:
-        handle.close()
+    TM.assert_qemu_matches_tflm(tmp_path, blob, (1,) + CHAINS[chain][:3], flash_mode, chain)

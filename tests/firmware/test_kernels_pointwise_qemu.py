@@ -5,17 +5,9 @@ odd group counts, stride 2, odd pixel counts) are only exercised here.  One chai
 one-channel 4x3 stride-2 stem (mode 2) and a 3x3 layer on the row ring (mode 1); both flash modes, bit-exact
 to TFLite Micro over the serial protocol."""
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
-from tinyexit.firmware_bridge.harness.link import SerialLink
-from tinyexit.firmware_bridge.harness.qemu import start_qemu
-from tinyexit.firmware_bridge.harness.session import DeviceSession
-from tinyexit.firmware_bridge.protocol import constants as pc
-from tinyexit.firmware_bridge.protocol import messages as m
 
 from helpers import tflite_models as TM
 
@@ -55,21 +47,4 @@ def test_packed_conv_assembly_bit_exact_on_the_core(tmp_path, flash_mode):
     assert [column_mode(la) for la in convs] == [2, 0, 0, 1, 1]
     relu = [la.p["rq"].act_min >= la.p["rq"].out_zp for la in convs]
     assert relu == [True, True, False, True, True]
-    run = TM.fake_run(tmp_path, [blob], n_inputs=8)
-    rep = build_firmware(run, "tm", FirmwareConfig(flash_mode=flash_mode, verify=False), log=lambda msg: None)
-    xs = TM.random_inputs(SHAPE, 8, seed=5)
-    xs[0] = np.full_like(xs[0], -128)
-    xs[1] = np.full_like(xs[1], 127)
-    want = np.stack([o[0].ravel() for o in TM.tflm_run(blob, xs)])
-    url, handle = start_qemu(Path(rep["elf"]), Path(rep["elf"]).parent / "qemu.log")
-    try:
-        link = SerialLink(url, 115200)
-        s = DeviceSession(link)
-        s.handshake(10)
-        for k, x in enumerate(xs):
-            assert s.load(0, x.tobytes(), 1020) == x.nbytes
-            res = s.run(m.Run(pc.MODE_SEGMENT, 0, 0, (), 1, 0))
-            np.testing.assert_array_equal(res.logits, want[k], err_msg=f"{flash_mode} input {k}")
-        link.close()
-    finally:
-        handle.close()
+    TM.assert_qemu_matches_tflm(tmp_path, blob, SHAPE, flash_mode, "")

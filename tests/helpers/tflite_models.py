@@ -277,3 +277,33 @@ def denoiser_constants(T: int = 6, seed: int = 3) -> dict:
                        "observation_log_odds": rng.uniform(0, 2, T).tolist()},
             "prior_exit": {"index": -1}, "prior_residual": True,
             "exit_schedule": {"per_step": [0, 1, -1, 1, 0, 1][:T]}}
+
+
+def assert_qemu_matches_tflm(tmp: Path, blob: bytes, shape: tuple, flash_mode: str, label: str = "") -> None:
+    """The one-segment model `blob` in firmware of `flash_mode` under QEMU, over the serial protocol: its
+    outputs for 8 inputs of `shape` (the first all -128, the second all 127) equal TensorFlow Lite Micro's."""
+    from tinyexit.firmware_bridge.firmware.build import FirmwareConfig, build_firmware
+    from tinyexit.firmware_bridge.harness.link import SerialLink
+    from tinyexit.firmware_bridge.harness.qemu import start_qemu
+    from tinyexit.firmware_bridge.harness.session import DeviceSession
+    from tinyexit.firmware_bridge.protocol import constants as pc
+    from tinyexit.firmware_bridge.protocol import messages as m
+
+    run = fake_run(tmp, [blob], n_inputs=8)
+    rep = build_firmware(run, "tm", FirmwareConfig(flash_mode=flash_mode, verify=False), log=lambda msg: None)
+    xs = random_inputs(shape, 8, seed=5)
+    xs[0] = np.full_like(xs[0], -128)
+    xs[1] = np.full_like(xs[1], 127)
+    want = np.stack([o[0].ravel() for o in tflm_run(blob, xs)])
+    url, handle = start_qemu(Path(rep["elf"]), Path(rep["elf"]).parent / "qemu.log")
+    try:
+        link = SerialLink(url, 115200)
+        s = DeviceSession(link)
+        s.handshake(10)
+        for k, x in enumerate(xs):
+            assert s.load(0, x.tobytes(), 1020) == x.nbytes
+            res = s.run(m.Run(pc.MODE_SEGMENT, 0, 0, (), 1, 0))
+            np.testing.assert_array_equal(res.logits, want[k], err_msg=f"{label} {flash_mode} input {k}")
+        link.close()
+    finally:
+        handle.close()
