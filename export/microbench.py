@@ -174,15 +174,13 @@ def single_op_tflite(p: SweepPoint, seed: int = 0, max_out_bytes: int | None = N
 def _convert(tf, body, shape: list[int], rep: list, p: SweepPoint) -> bytes:
     """Full-int8 conversion of `body` (input `shape`, calibrated on `rep`)."""
     fn = tf.function(body, input_signature=[tf.TensorSpec(shape, tf.float32)])
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([r] for r in rep)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
     import warnings
 
     from tinyexit.export.tflite_convert import _native_output_silenced  # the converter's C++ chatter
+    from tinyexit.export.tflite_convert import full_int8
+
+    conv = full_int8(tf, tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn),
+                     lambda: ([r] for r in rep))
 
     with warnings.catch_warnings(), _native_output_silenced():
         warnings.simplefilter("ignore")

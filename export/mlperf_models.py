@@ -128,12 +128,9 @@ def int8_tflite(model_id: str, seed: int = 0, calibration: int = 64) -> bytes:
     tf = _tf()
     model = keras_model(model_id, seed)
     rep = seeded_data(model_id, calibration, seed + 2)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[None]] for x in rep)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    from tinyexit.export.tflite_convert import full_int8
+
+    conv = full_int8(tf, tf.lite.TFLiteConverter.from_keras_model(model), lambda: ([x[None]] for x in rep))
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints its saved-artifact summary
         return conv.convert()
 

@@ -82,18 +82,24 @@ def convert(segments: list[SegmentIR], calib_inputs: list[np.ndarray], progress=
     return TFLiteBundle(multi, singles, whole, every, [])
 
 
+def full_int8(tf, conv, representative):
+    """`conv` (a TFLiteConverter) set for post-training full-int8 quantization: int8 kernels only, int8 input
+    and output, calibrated on what `representative()` yields; the one place these settings are written."""
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv
+
+
 def _convert(tf, saved_model: str, keys: list[str], data: dict[str, np.ndarray]) -> bytes:
     def representative():
         for key in keys:
             for row in data[key]:
                 yield key, {"x": row[None].astype(np.float32)}
 
-    conv = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=keys)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    conv = full_int8(tf, tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=keys), representative)
     try:
         with warnings.catch_warnings(), _native_output_silenced():
             warnings.simplefilter("ignore")  # the converter's calibrator still uses tf.lite.Interpreter

@@ -1,11 +1,8 @@
-/* SOFTMAX int8 -> int8 over the last axis (reference).
- * TFLite Micro's integer algorithm: exp of the difference to the row maximum
- * (a host table, Q0.31), sum in Q12.19, reciprocal by Newton-Raphson, output
- * = exp * reciprocal rescaled to 1/256 steps, minus 128.  int8_ref.softmax. */
-#include "te_kernels.h"
-#include "te_fixedpoint.h"
+/* SOFTMAX int8 -> int8 over the last axis (reference: leading zeros counted by a portable loop);
+ * te_softmax_rows.h. */
+#include "te_softmax_rows.h"
 
-static int te_clz32(uint32_t x)
+static int clz32(uint32_t x)
 {
     int n = 0;
     while (n < 32 && !(x & 0x80000000u)) {
@@ -15,21 +12,4 @@ static int te_clz32(uint32_t x)
     return n;
 }
 
-void te_softmax_s8(const te_softmax_params_t *p, const int8_t *in, int8_t *out)
-{
-    const int32_t *lut = p->exp_lut;
-    for (uint32_t r = 0; r < p->rows; ++r, in += p->depth, out += p->depth) {
-        int32_t max = -128;
-        for (uint16_t c = 0; c < p->depth; ++c) max = in[c] > max ? in[c] : max;
-        int32_t sum = 0;                                  /* Q12.19 */
-        for (uint16_t c = 0; c < p->depth; ++c) sum += te_rdbpot(lut[max - in[c]], 12);
-        const int headroom_plus_one = te_clz32((uint32_t)sum);
-        const int bits_over_unit = 12 - headroom_plus_one;
-        const int32_t shifted = (int32_t)(((uint32_t)sum << headroom_plus_one) - 0x80000000u);
-        const int32_t scale = te_one_over_one_plus_x(shifted);
-        for (uint16_t c = 0; c < p->depth; ++c) {
-            const int32_t v = te_rdbpot(te_srdhm(scale, lut[max - in[c]]), bits_over_unit + 23) - 128;
-            out[c] = te_clamp8(v, -128, 127);
-        }
-    }
-}
+void te_softmax_s8(const te_softmax_params_t *p, const int8_t *in, int8_t *out) { te_softmax_rows(p, in, out, clz32); }
